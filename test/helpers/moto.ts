@@ -1,0 +1,137 @@
+// Throwaway moto_server (fake AWS APIs, EC2 among them) on 127.0.0.1 for the
+// EC2 route-table adapter tests. Each server has its own reserved port and a
+// temp directory for its log; `reset()` wipes its state between cases.
+//
+// Invariants: the server is stopped by its PID and its directory removed when
+// the test ends (with `t`) or at the latest when the process ends.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
+import { delay, dieWithParent, killChild, killSync, stopChild, which } from './pids.js';
+import { freePort } from './ports.js';
+
+/** `false` when `moto_server` is on PATH, else the reason to skip. */
+export function needMoto(): string | false {
+  return which('moto_server') === undefined
+    ? "needs moto_server on PATH (pip install 'moto[server]')"
+    : false;
+}
+
+export interface MotoOptions {
+  /** How long to wait for the server to answer; default 30 s. */
+  startTimeoutMs?: number;
+}
+
+/** Client settings for `@aws-sdk/client-ec2` (`new EC2Client(moto.clientConfig())`). */
+export interface MotoClientConfig {
+  endpoint: string;
+  region: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+}
+
+export interface MotoServer {
+  /** e.g. `http://127.0.0.1:40123` */
+  readonly endpoint: string;
+  readonly port: number;
+  readonly pid: number;
+  readonly logFile: string;
+  /** Fake-credential client settings, region us-east-1. */
+  clientConfig(): MotoClientConfig;
+  /** Wipes all state (POST /moto-api/reset). */
+  reset(): Promise<void>;
+  /** SIGTERM by PID, SIGKILL after a timeout; removes the temp dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Starts moto_server; with `t`, stops it when the test ends. */
+export async function startMoto(t?: Teardown, opts: MotoOptions = {}): Promise<MotoServer> {
+  const port = await freePort();
+  const dir = ownedTempDir('moto');
+  const logFile = join(dir, 'moto.log');
+  const endpoint = `http://127.0.0.1:${port}`;
+  const log = openSync(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    const [cmd, args] = dieWithParent('moto_server', ['-H', '127.0.0.1', '-p', String(port)]);
+    child = spawn(cmd, args, { stdio: ['ignore', log, log] });
+  } finally {
+    closeSync(log);
+  }
+  const unregister = registerCleanup(() => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) killSync(child.pid);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await stopChild(child, 5_000);
+    rmSync(dir, { recursive: true, force: true });
+    unregister();
+  };
+  onTeardown(t, stop);
+
+  const tail = (): string => {
+    try {
+      return readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  };
+  try {
+    const spawnError = await new Promise<Error | undefined>((resolve) => {
+      child.once('spawn', () => resolve(undefined));
+      child.once('error', resolve);
+    });
+    if (spawnError !== undefined) throw new Error(`moto_server: cannot spawn: ${spawnError.message}`);
+    const timeoutMs = opts.startTimeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`moto_server exited during start (code ${child.exitCode}); log:\n${tail()}`);
+      }
+      const status = await httpStatus('GET', `${endpoint}/moto-api/`).catch(() => 0);
+      if (status === 200) break;
+      if (Date.now() > deadline) {
+        await killChild(child);
+        throw new Error(`moto_server not answering after ${timeoutMs} ms at ${endpoint}; log:\n${tail()}`);
+      }
+      await delay(100);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  return {
+    endpoint,
+    port,
+    pid: child.pid ?? 0,
+    logFile,
+    clientConfig: () => ({
+      endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    }),
+    reset: async () => {
+      const status = await httpStatus('POST', `${endpoint}/moto-api/reset`);
+      if (status !== 200) throw new Error(`moto reset: HTTP ${status}`);
+    },
+    stop,
+  };
+}
+
+function httpStatus(method: string, url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, timeout: 5_000 }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', reject);
+    req.end();
+  });
+}

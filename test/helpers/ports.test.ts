@@ -1,0 +1,38 @@
+// Tests of freePort/freePorts: ports are distinct, bindable on 127.0.0.1, and
+// reserved with a lock file naming this process.
+
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, freePorts } from './ports.js';
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+t.test('distinct, bindable, reserved', async (t) => {
+  const ports = [...(await freePorts(20)), await freePort()];
+  t.equal(new Set(ports).size, ports.length, 'all distinct');
+  for (const p of ports) {
+    t.ok(Number.isInteger(p) && p > 0 && p < 65536, `${p} is a port`);
+    t.ok(await bindable(p), `${p} can be bound`);
+    t.equal(readFileSync(join(tmpdir(), 'trellis-test-ports', String(p)), 'utf8'), String(process.pid),
+      'lock file names this process');
+  }
+});
+
+t.test('a port in use is not handed out', async (t) => {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const address = server.address();
+  const busy = typeof address === 'object' && address !== null ? address.port : 0;
+  const ports = await freePorts(50);
+  t.notOk(ports.includes(busy), 'the listening port is never returned');
+});

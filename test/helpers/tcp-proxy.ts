@@ -1,0 +1,57 @@
+// A TCP proxy on loopback that a test can cut and restore, to simulate a
+// network partition between a client and a server without stopping either.
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { onTeardown, type Teardown } from './cleanup.js';
+
+export interface TcpProxy {
+  readonly port: number;
+  /** Drop every open connection and refuse new ones. */
+  cut(): void;
+  /** Accept connections again. */
+  restore(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(t: Teardown | undefined, target: { host: string; port: number }): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const server: Server = createServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(target.port, target.host);
+    sockets.add(client);
+    sockets.add(upstream);
+    const drop = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
+  const proxy: TcpProxy = {
+    port: address.port,
+    cut() {
+      open = false;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    restore() {
+      open = true;
+    },
+    close() {
+      proxy.cut();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  onTeardown(t, () => proxy.close());
+  return proxy;
+}
