@@ -52,8 +52,16 @@ function parseV4(text: string): bigint | undefined {
 
 function parseV6(text: string): bigint | undefined {
   if (!/^[0-9a-fA-F:.]+$/.test(text) || !text.includes(':')) return undefined;
-  if (!IPCIDR.isValidAddress(text)) return undefined;
-  return IPCIDR.formatIP<bigint>(IPCIDR.createAddress(text), { type: 'bigInteger' });
+  let hex = text;
+  if (text.includes('.')) {
+    // A trailing dotted IPv4 part ("::ffff:100.64.0.1") stands for the last two groups.
+    const colon = text.lastIndexOf(':');
+    const v4 = parseV4(text.slice(colon + 1));
+    if (v4 === undefined) return undefined;
+    hex = `${text.slice(0, colon + 1)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+  }
+  if (!IPCIDR.isValidAddress(hex)) return undefined;
+  return IPCIDR.formatIP<bigint>(IPCIDR.createAddress(hex), { type: 'bigInteger' });
 }
 
 /** Parse one IPv4 or IPv6 address (no prefix length). */

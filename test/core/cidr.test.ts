@@ -48,6 +48,9 @@ t.test('parse and format round-trip', async (t) => {
   t.equal(formatAddress(parseAddress('1:0:2:3:4:5:6:7')), '1:0:2:3:4:5:6:7', 'single zero group not compressed');
   t.equal(parseAddress('10.1.2.3').addr, 0x0a010203n);
   t.equal(parseAddress('::1').family, 6);
+  t.equal(formatAddress(parseAddress('::ffff:100.100.0.1')), '::ffff:6464:1', 'dotted IPv4 tail keeps the upper groups');
+  t.equal(formatAddress(parseAddress('64:ff9b::100.64.0.1')), '64:ff9b::6440:1');
+  t.throws(() => parseAddress('::ffff:100.100.0.256'), /invalid IP address/);
 });
 
 t.test('parse rejects bad input with a clear message', async (t) => {
