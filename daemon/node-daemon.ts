@@ -1,0 +1,271 @@
+// trellisd's wiring: configuration → etcd adapters → controllers.
+//
+// Start-up order (each step waits for the one before):
+//   etcd reachable → topology present and valid → node placed in its subnet →
+//   lease granted or re-attached → node record published → at least one block
+//   claimed → advertisement published → watches of nodes/, blocks/ and routes/
+//   synced (the cluster view is then complete).
+// The advertisement always equals the aggregate of the blocks the block
+// records in etcd assign to this node, so a block claimed by any component
+// is advertised as soon as its record is seen.
+// A graceful stop leaves the lease to expire by itself (a restart within the
+// hold time re-attaches to it); only `withdraw` removes the node at once.
+
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import { aggregate, formatPrefix, parsePrefix } from '../src/core/cidr.js';
+import { Ipam } from '../src/core/ipam.js';
+import { placeNode } from '../src/core/ipam-placement.js';
+import type { Subnet, Topology } from '../src/core/topology.js';
+import { connectEtcd, explainEtcdError, type EtcdSettings } from '../src/etcd/client.js';
+import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
+import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
+import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
+import { Publisher } from '../src/agent/publisher.js';
+import { AdvertisementSchema, NodeSchema, TopologySchema } from '../src/gen/trellis/v1/records_pb.js';
+import { ClusterView } from '../src/state/cluster-view.js';
+import { Keys } from '../src/state/keys.js';
+import { decodeRecord, makeRecord, msToTimestamp } from '../src/state/records.js';
+import { topologyFromRecord } from '../src/state/topology-record.js';
+import type { TrellisConfig } from '../src/config/load.js';
+import { VERSION } from '../src/version.js';
+
+export function etcdSettings(config: TrellisConfig): EtcdSettings {
+  return {
+    endpoints: config.etcd.endpoints,
+    tls: config.etcd.tls,
+    username: config.etcd.username,
+    password: config.etcd.password,
+    requestTimeoutMs: config.etcd.requestTimeout,
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class NodeDaemon {
+  readonly keys: Keys;
+  readonly client: Etcd3;
+  private lease: LeaseKeeper | undefined;
+  private publisher: Publisher | undefined;
+  private mirrors: PrefixMirror[] = [];
+  private topologyMirror: PrefixMirror | undefined;
+  view: ClusterView | undefined;
+  ipam: Ipam | undefined;
+  subnet: Subnet | undefined;
+  private stopping = false;
+  /** Called after every change of the cluster view (the route agent hooks in here). */
+  onViewChange: () => void = () => undefined;
+
+  constructor(
+    readonly config: TrellisConfig,
+    readonly log: Logger,
+  ) {
+    this.keys = new Keys(config.etcd.prefix);
+    this.client = connectEtcd(etcdSettings(config));
+  }
+
+  get leaseKeeper(): LeaseKeeper | undefined {
+    return this.lease;
+  }
+
+  /** Retry the first etcd round trip with backoff until it works (or we are stopped). */
+  private async waitForEtcd(): Promise<void> {
+    for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await this.client.get(this.keys.topology()).exec();
+        return;
+      } catch (err) {
+        if (this.stopping) throw err;
+        this.log.warn({ err: explainEtcdError(err, etcdSettings(this.config)).message }, 'waiting for etcd');
+        await sleep(delay);
+      }
+    }
+  }
+
+  private readTopology(mirror: PrefixMirror): Topology | undefined {
+    const entry = mirror.get(this.keys.topology());
+    if (entry === undefined) return undefined;
+    const decoded = decodeRecord(TopologySchema, entry.value);
+    const checked = decoded.ok ? topologyFromRecord(decoded.value) : decoded;
+    if (!checked.ok) {
+      this.log.error({ reason: checked.reason }, 'stored topology is invalid; keeping the last valid one');
+      return undefined;
+    }
+    return checked.value;
+  }
+
+  private async waitForTopology(): Promise<Topology> {
+    const mirror = new PrefixMirror(this.client, this.keys.topology(), this.log.child({ component: 'topology' }));
+    this.topologyMirror = mirror;
+    await mirror.start();
+    let warned = false;
+    for (;;) {
+      const topology = this.readTopology(mirror);
+      if (topology !== undefined) return topology;
+      if (!warned) {
+        this.log.warn({ key: this.keys.topology() }, 'waiting for a topology: run "trellisctl topology apply FILE"');
+        warned = true;
+      }
+      await new Promise<void>((resolve) => mirror.once('changes', () => resolve()));
+      if (this.stopping) throw new Error('stopped while waiting for a topology');
+    }
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    await this.waitForEtcd();
+    const topology = await this.waitForTopology();
+    const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
+    this.subnet = subnet;
+    log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
+
+    const lease = new LeaseKeeper(this.client, {
+      ttlSeconds: config.holdTime / 1000,
+      stateFile: join(config.stateDir, 'lease.json'),
+      log: log.child({ component: 'lease' }),
+    });
+    this.lease = lease;
+    const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
+    this.publisher = publisher;
+    const started = await lease.start();
+    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
+    publisher.setNode(
+      this.keys.node(config.nodeName),
+      makeRecord(NodeSchema, {
+        name: config.nodeName,
+        subnet: subnet.id,
+        zone: subnet.zone,
+        hostIp: config.hostIP,
+        instanceId: config.instanceId,
+        healthEndpoint: '',
+        startedAt: msToTimestamp(Date.now()),
+        agentVersion: VERSION,
+      }),
+    );
+
+    this.ipam = new Ipam({
+      topology,
+      subnet,
+      node: config.nodeName,
+      store: new EtcdIpamStore(this.client, this.keys, log.child({ component: 'ipam' })),
+      clock: Date.now,
+    });
+    const blocks = await this.ipam.ensureBlock();
+    log.info({ blocks }, 'holding blocks');
+    this.advertise(blocks);
+    await publisher.flush();
+
+    const view = new ClusterView(topology, this.keys, (r) => log.warn(r, 'ignoring record'));
+    this.view = view;
+    this.topologyMirror?.on('changes', () => {
+      const next = this.topologyMirror === undefined ? undefined : this.readTopology(this.topologyMirror);
+      if (next !== undefined) {
+        view.setTopology(next);
+        this.onViewChange();
+      }
+    });
+    for (const prefix of [this.keys.nodesPrefix(), this.keys.blocksPrefix(), this.keys.routesPrefix()]) {
+      const mirror = new PrefixMirror(this.client, prefix, log.child({ component: 'watch', prefix }));
+      mirror.on('changes', (changes) => this.applyChanges(changes));
+      this.mirrors.push(mirror);
+    }
+    await Promise.all(this.mirrors.map((m) => m.start()));
+    log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
+  }
+
+  /** True once every watch has completed its first list. */
+  get synced(): boolean {
+    return this.mirrors.length > 0 && this.mirrors.every((m) => m.synced);
+  }
+
+  private applyChanges(changes: MirrorChange[]): void {
+    const view = this.view;
+    if (view === undefined) return;
+    let ownBlocksChanged = false;
+    const ownKeys = new Set([this.keys.node(this.config.nodeName), this.ownRouteKey()]);
+    for (const c of changes) {
+      view.apply(c.key, c.type === 'put' ? { value: c.value as string, modRevision: c.modRevision } : undefined);
+      if (c.key.startsWith(this.keys.blocksPrefix())) ownBlocksChanged = true;
+      if (ownKeys.has(c.key)) {
+        const entry = this.mirrors.find((m) => c.key.startsWith(m.prefix))?.get(c.key);
+        this.publisher?.verify(c.key, entry === undefined ? undefined : { value: entry.value, lease: entry.lease });
+      }
+    }
+    if (ownBlocksChanged) {
+      const mine = view.blocksByNode().get(this.config.nodeName) ?? [];
+      const inSubnet = mine.filter((b) => b.subnet.id === this.subnet?.id).map((b) => formatPrefix(b.prefix));
+      if (inSubnet.length > 0) this.advertise(inSubnet);
+    }
+    this.onViewChange();
+  }
+
+  private ownRouteKey(): string {
+    return this.keys.route(this.subnet?.id ?? '', this.config.nodeName);
+  }
+
+  private advertise(blocks: readonly string[]): void {
+    const subnet = this.subnet as Subnet;
+    this.publisher?.setAdvertisement(
+      this.ownRouteKey(),
+      makeRecord(AdvertisementSchema, {
+        node: this.config.nodeName,
+        subnet: subnet.id,
+        nextHop: this.config.hostIP,
+        prefixes: aggregate(blocks.map((b) => parsePrefix(b))).map(formatPrefix),
+        instanceId: this.config.instanceId,
+      }),
+    );
+  }
+
+  /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.publisher?.stop();
+    this.lease?.stop();
+    await Promise.all([...this.mirrors, ...(this.topologyMirror ? [this.topologyMirror] : [])].map((m) => m.stop()));
+    this.client.close();
+  }
+
+  /**
+   * Remove this node from the cluster now: revoke its lease (node record and
+   * advertisement go at once) and give back all its blocks.
+   */
+  async withdraw(): Promise<{ blocks: string[] }> {
+    const { config, log } = this;
+    this.stopping = true;
+    try {
+      await this.client.get(this.keys.topology()).exec();
+    } catch (err) {
+      throw explainEtcdError(err, etcdSettings(config));
+    }
+    const lease = new LeaseKeeper(this.client, {
+      ttlSeconds: config.holdTime / 1000,
+      stateFile: join(config.stateDir, 'lease.json'),
+      log: log.child({ component: 'lease' }),
+    });
+    await lease.revoke();
+    const mirror = new PrefixMirror(this.client, this.keys.topology(), log);
+    await mirror.start();
+    const topology = this.readTopology(mirror);
+    await mirror.stop();
+    const deleted: string[] = [];
+    await this.client.delete().key(this.keys.node(config.nodeName)).exec();
+    if (topology !== undefined) {
+      const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
+      await this.client.delete().key(this.keys.route(subnet.id, config.nodeName)).exec();
+      const ipam = new Ipam({
+        topology,
+        subnet,
+        node: config.nodeName,
+        store: new EtcdIpamStore(this.client, this.keys, log),
+        clock: Date.now,
+      });
+      deleted.push(...(await ipam.releaseNode()));
+    } else {
+      log.warn('no valid topology stored: node record removed, blocks left in place');
+    }
+    this.client.close();
+    return { blocks: deleted };
+  }
+}

@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+// trellisd: the Trellis node daemon. Command-line handling only: parse flags,
+// load the configuration, then run, check or withdraw the node. Exit codes:
+// 0 success, 1 runtime failure, 2 usage or configuration error.
+
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { describeError, ErrorCode, hasCode } from '../src/errors.js';
+import { VERSION } from '../src/version.js';
+import { loadConfig, describeConfig, type TrellisConfig } from '../src/config/load.js';
+import { CONFIG_KEYS, envName, flagName, formatDefault } from '../src/config/schema.js';
+import { NodeDaemon } from './node-daemon.js';
+
+const USAGE = `Usage: trellisd [--config FILE] [options]
+       trellisd --check-config [--config FILE] [options]
+       trellisd --withdraw [--config FILE] [options]
+
+Runs the Trellis node daemon: registers this node, claims pod address blocks
+from the shared topology in etcd and advertises them under a lease.
+
+Commands:
+  (none)            run the daemon (until SIGTERM or SIGINT; a restart within
+                    holdTime keeps the node's lease, so peers notice nothing)
+  --check-config    validate the configuration, print it resolved, and exit
+  --withdraw        remove this node now: revoke its lease (its node record and
+                    advertisement vanish at once) and give back all its blocks.
+                    Stop the running daemon first.
+
+Options:
+  -c, --config FILE   YAML configuration file
+  -h, --help          show this help
+  --version           print the version
+
+Every configuration key can also be given as a flag or an environment
+variable (flag > environment > file > default):
+`;
+
+function keyHelp(): string {
+  const rows = CONFIG_KEYS.map((k) => [`--${flagName(k.path)}`, envName(k.path), formatDefault(k), k.doc]);
+  return rows.map(([flag, env, def, doc]) => `  ${flag}  (${env}; default: ${def})\n      ${doc}`).join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const keyOptions = Object.fromEntries(CONFIG_KEYS.map((k) => [flagName(k.path), { type: 'string' as const }]));
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'check-config': { type: 'boolean' },
+        withdraw: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+        ...keyOptions,
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    process.stderr.write(`trellisd: ${(err as Error).message}\nRun "trellisd --help" for usage.\n`);
+    return 2;
+  }
+  const v = parsed.values as Record<string, string | boolean | undefined>;
+  if (v.help === true) {
+    process.stdout.write(`${USAGE}${keyHelp()}\n`);
+    return 0;
+  }
+  if (v.version === true) {
+    process.stdout.write(`trellisd ${VERSION}\n`);
+    return 0;
+  }
+  if (v['check-config'] === true && v.withdraw === true) {
+    process.stderr.write('trellisd: --check-config and --withdraw cannot be combined\n');
+    return 2;
+  }
+  const flags = new Map<string, string>();
+  for (const k of CONFIG_KEYS) {
+    const value = v[flagName(k.path)];
+    if (typeof value === 'string') flags.set(k.path, value);
+  }
+  let config: TrellisConfig;
+  try {
+    config = loadConfig({ file: v.config as string | undefined, flags, env: process.env });
+  } catch (err) {
+    process.stderr.write(`trellisd: ${describeError(err)}\n`);
+    return 2;
+  }
+  if (v['check-config'] === true) {
+    process.stdout.write(`# configuration is valid\n${stringify(describeConfig(config))}`);
+    return 0;
+  }
+  const log = pino({ level: config.log.level, base: { node: config.nodeName } });
+  let daemon: NodeDaemon;
+  try {
+    daemon = new NodeDaemon(config, log);
+  } catch (err) {
+    process.stderr.write(`trellisd: ${describeError(err)}\n`);
+    return hasCode(err, ErrorCode.Config) ? 2 : 1;
+  }
+  if (v.withdraw === true) {
+    try {
+      const { blocks } = await daemon.withdraw();
+      process.stdout.write(`withdrew node ${config.nodeName}: lease revoked, ${blocks.length} block(s) released${blocks.length > 0 ? `: ${blocks.join(' ')}` : ''}\n`);
+      return 0;
+    } catch (err) {
+      process.stderr.write(`trellisd: withdraw failed: ${describeError(err)}\n`);
+      return 1;
+    }
+  }
+  return run(daemon, log);
+}
+
+async function run(daemon: NodeDaemon, log: pino.Logger): Promise<number> {
+  let stopping = false;
+  const done = new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'stopping (the lease is kept until it expires)');
+      daemon.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err: describeError(err) }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+  try {
+    log.info({ version: VERSION }, 'starting');
+    await daemon.start();
+    log.info('running');
+  } catch (err) {
+    if (stopping) return done;
+    log.fatal({ err: describeError(err), code: (err as { code?: string }).code }, 'start-up failed');
+    await daemon.stop().catch(() => undefined);
+    return hasCode(err, ErrorCode.Config) || hasCode(err, ErrorCode.NotFound) ? 2 : 1;
+  }
+  return done;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    if (code !== 0) setTimeout(() => process.exit(code), 200).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`trellisd: ${describeError(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,135 @@
+// Keeps this node's leased records in etcd: its node record and its
+// advertisement (pod prefixes via its host IP).
+//
+// Invariants:
+//  * Both keys are always written under the node's current lease, so they
+//    vanish one hold time after the node dies.
+//  * After a new lease is granted (the old one was lost), both are re-put
+//    under the new lease; after any failed write, a retry is scheduled with
+//    capped exponential backoff. A watcher that sees one of our keys deleted
+//    or changed by someone else calls `verify` and we put it back.
+//  * An unchanged advertisement is not rewritten (no churn for watchers).
+
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import { AdvertisementSchema, NodeSchema, type Advertisement, type Node } from '../gen/trellis/v1/records_pb.js';
+import type { LeaseKeeper } from '../etcd/lease-keeper.js';
+import { encodeRecord } from '../state/records.js';
+
+export interface PublishedKey {
+  readonly key: string;
+  readonly value: string;
+}
+
+export class Publisher {
+  private desired = new Map<string, string>();
+  private written = new Map<string, { value: string; lease: string }>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = 250;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  /** Successful puts, for metrics. */
+  puts = 0;
+  /** Failed put rounds, for metrics. */
+  failures = 0;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly lease: LeaseKeeper,
+    private readonly log: Logger,
+  ) {
+    lease.on('granted', () => {
+      this.written.clear();
+      this.kick();
+    });
+  }
+
+  setNode(key: string, record: Node): void {
+    this.set(key, encodeRecord(NodeSchema, record));
+  }
+
+  setAdvertisement(key: string, record: Advertisement): void {
+    this.set(key, encodeRecord(AdvertisementSchema, record));
+  }
+
+  private set(key: string, value: string): void {
+    if (this.desired.get(key) === value) return;
+    this.desired.set(key, value);
+    this.kick();
+  }
+
+  /** Compare what etcd holds for one of our keys with what we want; repair if needed. */
+  verify(key: string, current: { value: string; lease: string } | undefined): void {
+    const want = this.desired.get(key);
+    if (want === undefined) return;
+    const leaseId = this.lease.id;
+    if (current !== undefined && current.value === want && current.lease === leaseId) return;
+    this.written.delete(key);
+    this.kick();
+  }
+
+  /** Write whatever differs now; resolves when this round is done (it never throws). */
+  flush(): Promise<void> {
+    this.kick();
+    return this.running ?? Promise.resolve();
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.running !== undefined) {
+      this.again = true;
+      return;
+    }
+    this.running = this.round().finally(() => {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    });
+  }
+
+  private async round(): Promise<void> {
+    const leaseId = this.lease.id;
+    if (leaseId === undefined || this.lease.state === 'lost') return; // re-kicked on 'granted'
+    try {
+      for (const [key, value] of this.desired) {
+        const done = this.written.get(key);
+        if (done !== undefined && done.value === value && done.lease === leaseId) continue;
+        await this.client.put(key).value(value).lease(leaseId).exec();
+        this.written.set(key, { value, lease: leaseId });
+        this.puts++;
+      }
+      this.retryDelay = 250;
+    } catch (err) {
+      this.failures++;
+      this.log.warn({ err: (err as Error).message, retryInMs: this.retryDelay }, 'publishing to etcd failed; will retry');
+      this.scheduleRetry();
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer !== undefined || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, this.retryDelay);
+    this.retryDelay = Math.min(this.retryDelay * 2, 5000);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+  }
+
+  /** Whether every desired key has been written under the current lease. */
+  isCurrent(): boolean {
+    const leaseId = this.lease.id;
+    for (const [key, value] of this.desired) {
+      const done = this.written.get(key);
+      if (done === undefined || done.value !== value || done.lease !== leaseId) return false;
+    }
+    return true;
+  }
+}

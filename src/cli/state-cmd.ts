@@ -1,0 +1,184 @@
+// `trellisctl nodes | blocks | routes`: the live state in etcd, as tables for
+// people or JSON for programs. Invalid records are listed too (marked, with
+// the reason the daemons ignore them), because an operator debugging a
+// missing route needs to see exactly those.
+
+import { formatAddress, formatPrefix, parsePrefix, size } from '../core/cidr.js';
+import { Keys } from '../state/keys.js';
+import { hex } from '../etcd/lease-keeper.js';
+import { timestampToIso } from '../state/records.js';
+import { EXIT_FAILURE, EXIT_OK, type CliIO, type Invocation, type LeafCommand } from './command.js';
+import { readSnapshot, type Snapshot } from './cluster-read.js';
+import { etcdOptions, openEtcd } from './etcd-options.js';
+import { formatJSON, formatTable } from './output.js';
+import type { OptionSpec } from './command.js';
+import type { AdvertisementInfo, BlockInfo, NodeInfo } from '../state/validate.js';
+
+const outputOption: OptionSpec = {
+  type: 'string',
+  short: 'o',
+  valueName: 'FORMAT',
+  doc: 'output format: table or json',
+  default: 'table',
+  choices: ['table', 'json'],
+};
+
+async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapshot) => unknown[] | string): Promise<number> {
+  const session = await openEtcd(inv.options);
+  try {
+    const snapshot = await readSnapshot(session);
+    if (snapshot.topologyProblem !== undefined) io.stderr(`trellisctl: warning: ${snapshot.topologyProblem}\n`);
+    const out = show(snapshot);
+    io.stdout(typeof out === 'string' ? out : formatJSON(out));
+    return snapshot.topology === undefined ? EXIT_FAILURE : EXIT_OK;
+  } finally {
+    session.close();
+  }
+}
+
+function ignoredReason(s: Snapshot, key: string): string | undefined {
+  return s.ignored.find((i) => i.key === key && i.kind !== 'advertised-prefix')?.reason;
+}
+
+const table = (header: string[], rows: string[][], right: number[] = []): string =>
+  rows.length === 0 ? '(none)\n' : `${formatTable(header, rows, { right }).join('\n')}\n`;
+
+export const nodesCommand: LeafCommand = {
+  kind: 'command',
+  name: 'nodes',
+  summary: 'list live nodes (present while their lease is alive)',
+  args: '',
+  positionals: { min: 0, max: 0 },
+  options: { output: outputOption, ...etcdOptions },
+  description:
+    'Lists the node records in etcd: every node whose lease is alive, with its\n' +
+    'subnet, host IP, instance id, lease, and the blocks it holds. Records that\n' +
+    'fail validation are listed with the reason trellisd ignores them.',
+  examples: ['trellisctl nodes', 'trellisctl nodes -o json --etcd http://198.18.0.2:2379'],
+  run: (inv, io) =>
+    withSnapshot(inv, io, (s) => {
+      const keys = s.keys;
+      const valid = s.view?.nodes() ?? new Map<string, NodeInfo>();
+      const byNode = s.view?.blocksByNode() ?? new Map<string, BlockInfo[]>();
+      const rows = [...(s.leases.keys())]
+        .filter((k) => k.startsWith(keys.nodesPrefix()))
+        .map((key) => {
+          const name = Keys.leaf(key);
+          const n = valid.get(name);
+          const blocks = (byNode.get(name) ?? []).map((b) => formatPrefix(b.prefix));
+          return {
+            name,
+            subnet: n?.subnet.id ?? '',
+            zone: n?.subnet.zone ?? '',
+            hostIP: n === undefined ? '' : formatAddress(n.hostIP),
+            instanceId: n?.instanceId ?? '',
+            lease: hex(s.leases.get(key) as string),
+            blocks,
+            valid: n !== undefined,
+            ...(n === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
+          };
+        });
+      if (inv.options.output === 'json') return rows;
+      return table(
+        ['NODE', 'SUBNET', 'ZONE', 'HOST IP', 'INSTANCE', 'LEASE', 'BLOCKS', 'STATUS'],
+        rows.map((r) => [r.name, r.subnet, r.zone, r.hostIP, r.instanceId || '-', r.lease, r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
+      );
+    }),
+};
+
+export const blocksCommand: LeafCommand = {
+  kind: 'command',
+  name: 'blocks',
+  summary: 'list claimed address blocks and how full they are',
+  args: '',
+  positionals: { min: 0, max: 0 },
+  options: {
+    output: outputOption,
+    node: { type: 'string', valueName: 'NODE', doc: 'only blocks of this node' },
+    subnet: { type: 'string', valueName: 'SUBNET', doc: 'only blocks of this subnet' },
+    ...etcdOptions,
+  },
+  description:
+    'Lists the block claims in etcd (they survive restarts and outages): prefix,\n' +
+    'subnet, owner node, addresses in use, and when the block was claimed.',
+  examples: ['trellisctl blocks', 'trellisctl blocks --node node-a -o json'],
+  run: (inv, io) =>
+    withSnapshot(inv, io, (s) => {
+      const valid = s.view?.blocks() ?? new Map<string, BlockInfo>();
+      const rows = [...s.blockRecords.values()]
+        .filter((b) => inv.options.node === undefined || b.node === inv.options.node)
+        .filter((b) => inv.options.subnet === undefined || b.subnet === inv.options.subnet)
+        .map((b) => {
+          const key = s.keys.block(b.prefix);
+          let total = '';
+          try {
+            total = String(size(parsePrefix(b.prefix)));
+          } catch {
+            total = '?';
+          }
+          return {
+            prefix: b.prefix,
+            subnet: b.subnet,
+            node: b.node,
+            allocated: Object.keys(b.allocations).length,
+            size: total,
+            claimedAt: timestampToIso(b.claimedAt),
+            valid: valid.has(b.prefix),
+            ...(valid.has(b.prefix) ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
+          };
+        });
+      if (inv.options.output === 'json') return rows;
+      return table(
+        ['BLOCK', 'SUBNET', 'NODE', 'USED', 'CLAIMED', 'STATUS'],
+        rows.map((r) => [r.prefix, r.subnet, r.node, `${r.allocated}/${r.size}`, r.claimedAt || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
+        [3],
+      );
+    }),
+};
+
+export const routesCommand: LeafCommand = {
+  kind: 'command',
+  name: 'routes',
+  summary: "list nodes' advertisements: pod prefixes and their next hop",
+  args: '',
+  positionals: { min: 0, max: 0 },
+  options: { output: outputOption, subnet: { type: 'string', valueName: 'SUBNET', doc: 'only this subnet' }, ...etcdOptions },
+  description:
+    'Lists every advertisement (leased: it vanishes one hold time after its node\n' +
+    'dies): the prefixes a node advertises via its host IP. Prefixes that the\n' +
+    'block records do not give to the node are shown as rejected, with the\n' +
+    'reason: no trellisd routes them.',
+  examples: ['trellisctl routes', 'trellisctl routes --subnet subnet-0a1 -o json'],
+  run: (inv, io) =>
+    withSnapshot(inv, io, (s) => {
+      const keys = s.keys;
+      const accepted = s.view?.advertisements() ?? new Map<string, AdvertisementInfo>();
+      const rows = [...s.leases.keys()]
+        .filter((k) => k.startsWith(keys.routesPrefix()))
+        .map((key) => ({ key, where: keys.routeFromKey(key) }))
+        .filter((r) => inv.options.subnet === undefined || r.where?.subnet === inv.options.subnet)
+        .map(({ key, where }) => {
+          const a = where === undefined ? undefined : accepted.get(where.node);
+          return {
+            subnet: where?.subnet ?? '',
+            node: where?.node ?? key,
+            nextHop: a === undefined ? '' : formatAddress(a.nextHop),
+            prefixes: a?.prefixes.map(formatPrefix) ?? [],
+            rejected: a?.rejected ?? [],
+            valid: a !== undefined,
+            ...(a === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
+          };
+        });
+      if (inv.options.output === 'json') return rows;
+      return table(
+        ['SUBNET', 'NODE', 'NEXT HOP', 'PREFIXES', 'STATUS'],
+        rows.map((r) => [
+          r.subnet,
+          r.node,
+          r.nextHop,
+          r.prefixes.join(' ') || '-',
+          !r.valid ? `ignored: ${r.problem}` : r.rejected.length > 0 ? `rejected ${r.rejected.map((x) => `${x.prefix} (${x.reason})`).join(', ')}` : 'ok',
+        ]),
+      );
+    }),
+};

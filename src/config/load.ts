@@ -1,0 +1,241 @@
+// Loading and validating the trellisd configuration.
+//
+// Sources, highest precedence first: command-line flags, TRELLIS_* environment
+// variables, the YAML file given with --config, the defaults of
+// config-schema.ts. Every problem is collected and reported together, each
+// naming where the bad value came from; nothing starts on a bad config.
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { isAbsolute } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ErrorCode, TrellisError } from '../errors.js';
+import { parseAddress } from '../core/cidr.js';
+import { checkKeyName } from '../state/keys.js';
+import { etcdSettingsProblems } from '../etcd/client.js';
+import { CONFIG_KEYS, envName, flagName, type ConfigKey } from './schema.js';
+
+export interface TrellisConfig {
+  nodeName: string;
+  hostIP: string;
+  subnet: string | undefined;
+  interface: string;
+  instanceId: string;
+  /** ms */
+  holdTime: number;
+  stateDir: string;
+  etcd: {
+    endpoints: string[];
+    prefix: string;
+    tls: { ca: string | undefined; cert: string | undefined; key: string | undefined };
+    username: string | undefined;
+    password: string | undefined;
+    /** ms */
+    requestTimeout: number;
+  };
+  log: { level: string };
+}
+
+type Raw = string | number | boolean | string[];
+type Source = { where: string; value: unknown };
+
+const durationPattern = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/;
+
+export function parseDuration(text: string): number | undefined {
+  const m = durationPattern.exec(text.trim());
+  if (m === null) return undefined;
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60000 : 3600000;
+  return Math.round(n * factor);
+}
+
+function coerce(key: ConfigKey, value: unknown): Raw | string {
+  const bad = (what: string): string => `expected ${what}, got ${JSON.stringify(value)}`;
+  switch (key.type) {
+    case 'string':
+      return typeof value === 'string' || typeof value === 'number' ? String(value) : bad('a string');
+    case 'boolean':
+      if (typeof value === 'boolean') return value;
+      if (value === 'true' || value === '1') return true;
+      if (value === 'false' || value === '0') return false;
+      return bad('true or false');
+    case 'integer': {
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n)) return bad('an integer');
+      return n;
+    }
+    case 'duration': {
+      const ms = typeof value === 'number' ? value * 1000 : typeof value === 'string' ? parseDuration(value) : undefined;
+      if (ms === undefined || !Number.isFinite(ms)) return bad('a duration like 6s, 500ms or 2m (a bare number means seconds)');
+      return ms;
+    }
+    case 'list':
+      if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value as string[];
+      return bad('a list of strings');
+  }
+}
+
+function flatten(doc: unknown, prefix: string, out: Map<string, unknown>, problems: string[], file: string): void {
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    problems.push(`${file}: ${prefix === '' ? 'the file' : prefix} must be a mapping`);
+    return;
+  }
+  for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
+    const path = prefix === '' ? k : `${prefix}.${k}`;
+    const known = CONFIG_KEYS.some((key) => key.path === path);
+    const isGroup = CONFIG_KEYS.some((key) => key.path.startsWith(`${path}.`));
+    if (known) out.set(path, v);
+    else if (isGroup) flatten(v, path, out, problems, file);
+    else problems.push(`${file}: unknown key ${path}`);
+  }
+}
+
+export interface LoadOptions {
+  file?: string | undefined;
+  /** Values given on the command line, by key path. */
+  flags?: ReadonlyMap<string, string>;
+  env?: NodeJS.ProcessEnv;
+  /** How a key's flag is spelled in messages (default `--<flag-name>`). */
+  flagLabel?: (key: ConfigKey) => string;
+}
+
+export type ConfigValues = ReadonlyMap<string, Raw>;
+
+function readFileKeys(file: string, problems: string[]): Map<string, unknown> {
+  const fromFile = new Map<string, unknown>();
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new TrellisError(ErrorCode.Config, `cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  try {
+    const doc: unknown = parseYaml(text);
+    if (doc !== null && doc !== undefined) flatten(doc, '', fromFile, problems, file);
+  } catch (err) {
+    problems.push(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return fromFile;
+}
+
+/**
+ * Resolve `keys` from flags, environment, file and defaults (in that order of
+ * precedence). Problems are appended to `problems`; values that are wrong are
+ * left out of the result.
+ */
+export function resolveKeys(keys: readonly ConfigKey[], options: LoadOptions, problems: string[]): ConfigValues {
+  const fromFile = options.file === undefined ? new Map<string, unknown>() : readFileKeys(options.file, problems);
+  const env = options.env ?? {};
+  const label = options.flagLabel ?? ((k: ConfigKey) => `--${flagName(k.path)}`);
+  const values = new Map<string, Raw>();
+  for (const key of keys) {
+    const candidates: Array<Source | undefined> = [
+      options.flags?.has(key.path) === true ? { where: label(key), value: options.flags.get(key.path) } : undefined,
+      env[envName(key.path)] !== undefined ? { where: envName(key.path), value: env[envName(key.path)] } : undefined,
+      fromFile.has(key.path) ? { where: `${options.file}: ${key.path}`, value: fromFile.get(key.path) } : undefined,
+    ];
+    const source = candidates.find((c) => c !== undefined);
+    if (source === undefined) {
+      if (key.default !== undefined) values.set(key.path, key.default as Raw);
+      else if (key.required === true) problems.push(`${key.path} is required (set it in the file, with ${label(key)} or ${envName(key.path)})`);
+      continue;
+    }
+    const v = coerce(key, source.value);
+    if (typeof v === 'string' && key.type !== 'string') {
+      problems.push(`${source.where}: ${v}`);
+      continue;
+    }
+    if (typeof v === 'number' && ((key.min !== undefined && v < key.min) || (key.max !== undefined && v > key.max))) {
+      const unit = key.type === 'duration' ? ' ms' : '';
+      problems.push(`${source.where}: ${v}${unit} is out of range ${key.min}..${key.max}${unit}`);
+      continue;
+    }
+    values.set(key.path, v);
+  }
+  return values;
+}
+
+function etcdSection(values: ConfigValues): TrellisConfig['etcd'] {
+  const str = (p: string): string | undefined => values.get(p) as string | undefined;
+  return {
+    endpoints: (values.get('etcd.endpoints') as string[] | undefined) ?? [],
+    prefix: str('etcd.prefix') ?? '/trellis',
+    tls: { ca: str('etcd.tls.ca'), cert: str('etcd.tls.cert'), key: str('etcd.tls.key') },
+    username: str('etcd.username'),
+    password: str('etcd.password'),
+    requestTimeout: (values.get('etcd.requestTimeout') as number | undefined) ?? 5000,
+  };
+}
+
+function fail(problems: string[]): never {
+  throw new TrellisError(ErrorCode.Config, `invalid configuration:\n  ${problems.join('\n  ')}`, { details: { problems } });
+}
+
+/** Only the etcd.* keys (for trellisctl); throws one E_CONFIG error listing every problem. */
+export function loadEtcdConfig(options: LoadOptions): TrellisConfig['etcd'] {
+  const problems: string[] = [];
+  const etcd = etcdSection(resolveKeys(CONFIG_KEYS.filter((k) => k.path.startsWith('etcd.')), options, problems));
+  problems.push(...etcdSettingsProblems(etcd));
+  if (problems.length > 0) fail(problems);
+  return etcd;
+}
+
+/** Merge all sources; throws one TrellisError(E_CONFIG) listing every problem. */
+export function loadConfig(options: LoadOptions): TrellisConfig {
+  const problems: string[] = [];
+  const values = resolveKeys(CONFIG_KEYS, options, problems);
+  const str = (p: string): string | undefined => values.get(p) as string | undefined;
+  const config: TrellisConfig = {
+    nodeName: str('nodeName') ?? hostname().split('.')[0] ?? 'node',
+    hostIP: str('hostIP') ?? '',
+    subnet: str('subnet'),
+    interface: str('interface') ?? '',
+    instanceId: str('instanceId') ?? '',
+    holdTime: values.get('holdTime') as number,
+    stateDir: str('stateDir') as string,
+    etcd: etcdSection(values),
+    log: { level: str('log.level') as string },
+  };
+  problems.push(...semanticProblems(config, values));
+  if (problems.length > 0) fail(problems);
+  return config;
+}
+
+function semanticProblems(config: TrellisConfig, values: ConfigValues): string[] {
+  const problems: string[] = [];
+  const check = (f: () => unknown): void => {
+    try {
+      f();
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  };
+  check(() => checkKeyName('nodeName', config.nodeName));
+  if (config.subnet !== undefined) check(() => checkKeyName('subnet', config.subnet as string));
+  if (values.has('hostIP')) {
+    check(() => {
+      try {
+        parseAddress(config.hostIP);
+      } catch {
+        throw new Error(`hostIP ${JSON.stringify(config.hostIP)} is not an IP address`);
+      }
+    });
+  }
+  if (config.holdTime !== undefined && config.holdTime % 1000 !== 0) problems.push(`holdTime must be whole seconds (etcd leases count in seconds), got ${config.holdTime} ms`);
+  if (!isAbsolute(config.stateDir)) problems.push(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(config.log.level)) {
+    problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);
+  }
+  problems.push(...etcdSettingsProblems(config.etcd));
+  return problems;
+}
+
+/** The configuration as YAML-able data with secrets masked (for --check-config and logs). */
+export function describeConfig(config: TrellisConfig): Record<string, unknown> {
+  return {
+    ...config,
+    etcd: { ...config.etcd, password: config.etcd.password === undefined ? undefined : '********' },
+  };
+}

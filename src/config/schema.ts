@@ -1,0 +1,131 @@
+// The trellisd configuration schema: every key, its type, default and meaning.
+//
+// One table drives everything: the YAML file parser, the command-line flags
+// (key `etcd.tls.ca` ↔ flag `--etcd-tls-ca`), the environment variables
+// (`TRELLIS_ETCD_TLS_CA`), `trellisd --help`, and the README's configuration
+// reference (a test keeps the README in step with this table).
+// Precedence, highest first: flag, environment variable, file, default.
+
+export type KeyType = 'string' | 'integer' | 'duration' | 'boolean' | 'list';
+
+export interface ConfigKey {
+  /** Dotted path in the YAML file, e.g. "etcd.tls.ca". */
+  readonly path: string;
+  readonly type: KeyType;
+  /** Default value (durations in ms); undefined means "no default". */
+  readonly default?: string | number | boolean | readonly string[];
+  /** Shown instead of the default when the default is computed at run time. */
+  readonly defaultText?: string;
+  readonly required?: boolean;
+  /** Masked in --check-config output and logs. */
+  readonly secret?: boolean;
+  readonly doc: string;
+  /** Inclusive bounds for integers and durations (durations in ms). */
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export const CONFIG_KEYS: readonly ConfigKey[] = [
+  {
+    path: 'nodeName',
+    type: 'string',
+    defaultText: 'the host name',
+    doc: 'Name of this node in the cluster; unique; letters, digits, ".", "_", "-".',
+  },
+  {
+    path: 'hostIP',
+    type: 'string',
+    required: true,
+    doc: "This host's IP address in its subnet: the next hop for its pods.",
+  },
+  {
+    path: 'subnet',
+    type: 'string',
+    defaultText: 'the subnet whose CIDR contains hostIP',
+    doc: 'Id of the topology subnet this node belongs to.',
+  },
+  {
+    path: 'interface',
+    type: 'string',
+    required: true,
+    doc: 'Host interface that carries hostIP; routes to same-subnet peers use it.',
+  },
+  {
+    path: 'instanceId',
+    type: 'string',
+    default: '',
+    doc: 'Cloud instance id of this host (VPC route target); empty off the cloud.',
+  },
+  {
+    path: 'holdTime',
+    type: 'duration',
+    default: 6000,
+    min: 3000,
+    max: 10000,
+    doc: "Lease TTL of this node's advertisement: peers drop its routes this long after it dies. Keepalives go out every third of it. Whole seconds, 3s to 10s.",
+  },
+  {
+    path: 'stateDir',
+    type: 'string',
+    default: '/var/lib/trellis',
+    doc: 'Directory for local state (the lease id that lets a restart keep its lease).',
+  },
+  {
+    path: 'etcd.endpoints',
+    type: 'list',
+    default: ['http://127.0.0.1:2379'],
+    doc: 'etcd client URLs (comma-separated in flags and environment).',
+  },
+  {
+    path: 'etcd.prefix',
+    type: 'string',
+    default: '/trellis',
+    doc: 'Key prefix of all Trellis records in etcd.',
+  },
+  { path: 'etcd.tls.ca', type: 'string', doc: 'CA certificate file that signed the etcd server certificate (https endpoints).' },
+  { path: 'etcd.tls.cert', type: 'string', doc: 'Client certificate file, when etcd requires client certificates.' },
+  { path: 'etcd.tls.key', type: 'string', doc: 'Client private key file (with etcd.tls.cert).' },
+  { path: 'etcd.username', type: 'string', doc: 'etcd user name, when etcd authentication is on.' },
+  { path: 'etcd.password', type: 'string', secret: true, doc: 'etcd password (with etcd.username).' },
+  {
+    path: 'etcd.requestTimeout',
+    type: 'duration',
+    default: 5000,
+    min: 100,
+    max: 60000,
+    doc: 'Deadline of each etcd request.',
+  },
+  {
+    path: 'log.level',
+    type: 'string',
+    default: 'info',
+    doc: 'Log level: fatal, error, warn, info, debug or trace. Logs are JSON lines on stdout.',
+  },
+];
+
+/** "etcd.tls.ca" → "etcd-tls-ca"; "hostIP" → "host-ip". */
+export function flagName(path: string): string {
+  return path
+    .split('.')
+    .map((part) => part.replace(/([a-z0-9])([A-Z]+)/g, '$1-$2').toLowerCase())
+    .join('-');
+}
+
+/** "etcd.tls.ca" → "TRELLIS_ETCD_TLS_CA". */
+export function envName(path: string): string {
+  return `TRELLIS_${flagName(path).replace(/-/g, '_').toUpperCase()}`;
+}
+
+export function formatDefault(key: ConfigKey): string {
+  if (key.defaultText !== undefined) return key.defaultText;
+  if (key.default === undefined) return key.required === true ? 'none, required' : 'none';
+  if (key.type === 'duration') return formatDuration(key.default as number);
+  if (Array.isArray(key.default)) return key.default.join(',');
+  return key.default === '' ? '""' : String(key.default);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 60000 === 0 && ms >= 60000) return `${ms / 60000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}

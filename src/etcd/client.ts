@@ -1,0 +1,124 @@
+// Connecting to etcd: one place that turns the `etcd.*` configuration into an
+// Etcd3 client with TLS, username/password auth, deadlines on unary calls
+// (never on watch or keepalive streams) and a short circuit-breaker so that a
+// restarted etcd is used again within about a second. `checkEtcd` makes the
+// first round trip and turns the usual failures into messages that say what
+// is missing (CA, client certificate, credentials) instead of a gRPC dump.
+
+import { readFileSync } from 'node:fs';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry, ExponentialBackoff } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { ErrorCode, TrellisError } from '../errors.js';
+
+export interface EtcdTls {
+  /** CA bundle that signed the etcd server certificate. */
+  ca?: string | undefined;
+  /** Client certificate (for etcd's --client-cert-auth). */
+  cert?: string | undefined;
+  /** Client private key. */
+  key?: string | undefined;
+}
+
+export interface EtcdSettings {
+  endpoints: string[];
+  tls?: EtcdTls | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  /** Deadline for unary calls (get, put, txn, lease grant), ms. */
+  requestTimeoutMs?: number | undefined;
+  dialTimeoutMs?: number | undefined;
+}
+
+function readPem(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new TrellisError(ErrorCode.Config, `cannot read etcd ${what} ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+/** Every problem with the etcd settings that can be seen without connecting. */
+export function etcdSettingsProblems(settings: EtcdSettings): string[] {
+  const problems: string[] = [];
+  if (settings.endpoints.length === 0) problems.push('no etcd endpoint configured (etcd.endpoints)');
+  for (const e of settings.endpoints) {
+    if (!/^https?:\/\/[^/]+$/.test(e)) problems.push(`etcd endpoint ${JSON.stringify(e)} must look like http://host:port or https://host:port`);
+  }
+  const secure = settings.endpoints.some((e) => e.startsWith('https://'));
+  const tls = settings.tls ?? {};
+  if ((tls.cert === undefined) !== (tls.key === undefined)) problems.push('etcd.tls.cert and etcd.tls.key must be given together');
+  if (!secure && (tls.ca !== undefined || tls.cert !== undefined)) {
+    problems.push('etcd TLS files are configured but the endpoints use http://; use https:// endpoints');
+  }
+  if (secure && tls.ca === undefined) problems.push('etcd endpoints use https:// but no CA is configured (etcd.tls.ca)');
+  if ((settings.username === undefined) !== (settings.password === undefined)) {
+    problems.push('etcd.username and etcd.password must be given together');
+  }
+  return problems;
+}
+
+export function connectEtcd(settings: EtcdSettings): Etcd3 {
+  const problems = etcdSettingsProblems(settings);
+  if (problems.length > 0) throw new TrellisError(ErrorCode.Config, problems.join('; '));
+  const secure = settings.endpoints.some((e) => e.startsWith('https://'));
+  const tls = settings.tls ?? {};
+  const requestTimeoutMs = settings.requestTimeoutMs ?? 5000;
+  const options: IOptions = {
+    hosts: settings.endpoints,
+    dialTimeout: settings.dialTimeoutMs ?? 3000,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
+    faultHandling: {
+      host: () =>
+        circuitBreaker(handleWhen(isRecoverableError), {
+          halfOpenAfter: 1000,
+          breaker: new ConsecutiveBreaker(3),
+        }),
+      global: retry(handleWhen(isRecoverableError), {
+        maxAttempts: 2,
+        backoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }),
+      }),
+    },
+  };
+  if (secure && tls.ca !== undefined) {
+    options.credentials = {
+      rootCertificate: readPem('CA', tls.ca),
+      ...(tls.cert !== undefined && tls.key !== undefined
+        ? { certChain: readPem('client certificate', tls.cert), privateKey: readPem('client key', tls.key) }
+        : {}),
+    };
+  }
+  if (settings.username !== undefined && settings.password !== undefined) {
+    options.auth = { username: settings.username, password: settings.password };
+  }
+  return new Etcd3(options);
+}
+
+/** Explain a failed first contact with etcd in terms of the configuration. */
+export function explainEtcdError(err: unknown, settings: EtcdSettings): TrellisError {
+  const text = String((err as Error)?.message ?? err).replace(/\s*Resolution note:\s*$/, '');
+  const where = settings.endpoints.join(', ');
+  const secure = settings.endpoints.some((e) => e.startsWith('https://'));
+  let hint = '';
+  if (/certificate|handshake|SSL|TLS|alert/i.test(text) || (secure && /UNAVAILABLE|No connection established/i.test(text))) {
+    hint =
+      settings.tls?.cert === undefined
+        ? ' (the server may require a client certificate: set etcd.tls.cert and etcd.tls.key, or --etcd-cert/--etcd-key)'
+        : ' (check that etcd.tls.ca signed the server certificate and that the server trusts the client certificate)';
+  } else if (/authenticat|invalid auth token|user name|password/i.test(text)) {
+    hint = ' (check etcd.username and etcd.password)';
+  } else if (/ECONNREFUSED|UNAVAILABLE|No connection established|DEADLINE/i.test(text)) {
+    hint = ' (is etcd running and reachable at that address?)';
+  }
+  return new TrellisError(ErrorCode.Unavailable, `cannot reach etcd at ${where}: ${text}${hint}`);
+}
+
+/** One round trip to etcd; throws an explained TrellisError on failure. */
+export async function checkEtcd(client: Etcd3, settings: EtcdSettings): Promise<void> {
+  try {
+    await client.get('/').exec();
+  } catch (err) {
+    throw explainEtcdError(err, settings);
+  }
+}

@@ -1,0 +1,246 @@
+// The node's etcd lease: the hold timer of its advertisement.
+//
+// Everything a node publishes while alive (node record, advertisement) is put
+// under one lease with TTL = holdTime. Keepalives go out every holdTime/3.
+// Invariants:
+//  * The lease id is kept in a state file, so a trellisd restarted within the
+//    hold time re-attaches to the same lease and its keys never disappear:
+//    peers see no delete, only (identical) re-puts.
+//  * A lease that etcd reports expired, or that could not be kept alive for a
+//    whole TTL, is gone for good: a new one is granted as soon as etcd answers
+//    and `granted` is emitted with reattached=false, telling the owner to
+//    re-publish its keys under the new id.
+//  * stop() never revokes: a graceful stop leaves the keys to the hold timer
+//    (a restart picks them up again). Only revoke() withdraws them at once.
+
+import { EventEmitter } from 'node:events';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import { ErrorCode, TrellisError } from '../errors.js';
+
+export type LeaseState = 'pending' | 'alive' | 'unconfirmed' | 'lost' | 'stopped';
+
+export interface LeaseKeeperOptions {
+  ttlSeconds: number;
+  /** File holding the lease id across restarts; none: never re-attach. */
+  stateFile?: string | undefined;
+  log: Logger;
+  now?: () => number;
+}
+
+interface StoredLease {
+  id: string;
+  ttlSeconds: number;
+}
+
+export interface LeaseKeeperEvents {
+  granted: [id: string, reattached: boolean];
+  lost: [reason: string];
+  state: [state: LeaseState];
+}
+
+export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
+  private leaseId: string | undefined;
+  private current: LeaseState = 'pending';
+  private lastAck = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly options: LeaseKeeperOptions,
+  ) {
+    super();
+    if (!Number.isInteger(options.ttlSeconds) || options.ttlSeconds < 2) {
+      throw new TrellisError(ErrorCode.Config, `lease TTL must be a whole number of seconds >= 2, got ${options.ttlSeconds}`);
+    }
+    this.now = options.now ?? Date.now;
+  }
+
+  get id(): string | undefined {
+    return this.leaseId;
+  }
+
+  get state(): LeaseState {
+    return this.current;
+  }
+
+  /** Milliseconds since etcd last confirmed the lease. */
+  get ageMs(): number {
+    return this.lastAck === 0 ? Infinity : this.now() - this.lastAck;
+  }
+
+  /** Re-attach to the stored lease if etcd still has it, else grant a new one. */
+  async start(): Promise<{ id: string; reattached: boolean }> {
+    const stored = this.readStored();
+    let reattached = false;
+    if (stored !== undefined) {
+      const ttl = await this.remainingTtl(stored.id);
+      if (ttl > 0 && (await this.keepAliveOnce(stored.id)) > 0) {
+        this.leaseId = stored.id;
+        reattached = true;
+        this.options.log.info({ lease: hex(stored.id), remaining: ttl }, 're-attached to existing lease');
+      } else {
+        this.options.log.info({ lease: hex(stored.id) }, 'stored lease has expired; granting a new one');
+      }
+    }
+    if (!reattached) await this.grant();
+    this.lastAck = this.now();
+    this.setState('alive');
+    this.timer = setInterval(() => void this.tick(), (this.options.ttlSeconds * 1000) / 3);
+    this.timer.unref?.();
+    const id = this.leaseId as string;
+    this.emit('granted', id, reattached);
+    return { id, reattached };
+  }
+
+  /** Stop keepalives; the lease (and its keys) lives on until its TTL runs out. */
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.setState('stopped');
+  }
+
+  /** Revoke the lease now: every key under it is deleted by etcd. */
+  async revoke(): Promise<void> {
+    this.stop();
+    const id = this.leaseId ?? this.readStored()?.id;
+    if (id === undefined) return;
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: id });
+    } catch (err) {
+      if (!/not found|requested lease not found/i.test(String((err as Error).message))) throw err;
+    }
+    this.forgetStored();
+  }
+
+  /** One keepalive round; run by the interval timer, exposed for tests. */
+  async tick(): Promise<void> {
+    if (this.ticking || this.current === 'stopped') return;
+    this.ticking = true;
+    try {
+      const id = this.leaseId;
+      if (id === undefined || this.current === 'lost') {
+        await this.regrant();
+        return;
+      }
+      const ttl = await this.keepAliveOnce(id);
+      if (ttl > 0) {
+        this.lastAck = this.now();
+        this.setState('alive');
+      } else {
+        this.markLost(`etcd reports lease ${hex(id)} expired`);
+        await this.regrant();
+      }
+    } catch (err) {
+      const silentFor = this.ageMs;
+      if (silentFor >= this.options.ttlSeconds * 1000) {
+        this.markLost(`no keepalive confirmed for ${Math.round(silentFor / 1000)} s: ${(err as Error).message}`);
+      } else {
+        this.setState('unconfirmed');
+        this.options.log.warn({ err: (err as Error).message }, 'lease keepalive failed; retrying');
+      }
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private markLost(reason: string): void {
+    if (this.current === 'lost') return;
+    this.setState('lost');
+    this.options.log.warn({ lease: this.leaseId === undefined ? undefined : hex(this.leaseId), reason }, 'lease lost');
+    this.emit('lost', reason);
+  }
+
+  private async regrant(): Promise<void> {
+    await this.grant();
+    this.lastAck = this.now();
+    this.setState('alive');
+    this.emit('granted', this.leaseId as string, false);
+  }
+
+  private async grant(): Promise<void> {
+    const res = await this.client.leaseClient.leaseGrant({ TTL: this.options.ttlSeconds });
+    if (res.error) throw new TrellisError(ErrorCode.Unavailable, `etcd refused a lease: ${res.error}`);
+    this.leaseId = String(res.ID);
+    this.writeStored({ id: this.leaseId, ttlSeconds: this.options.ttlSeconds });
+    this.options.log.info({ lease: hex(this.leaseId), ttl: this.options.ttlSeconds }, 'granted lease');
+  }
+
+  private async remainingTtl(id: string): Promise<number> {
+    const res = await this.client.leaseClient.leaseTimeToLive({ ID: id });
+    return Number(res.TTL);
+  }
+
+  private async keepAliveOnce(id: string): Promise<number> {
+    const stream = await this.client.leaseClient.leaseKeepAlive();
+    const timeoutMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3);
+    try {
+      const res = await new Promise<{ TTL: string | number }>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`keepalive not answered within ${timeoutMs} ms`)), timeoutMs);
+        stream.on('data', (r: { TTL: string | number }) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
+        stream.on('error', (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+        stream.write({ ID: id });
+      });
+      return Number(res.TTL);
+    } finally {
+      stream.end();
+    }
+  }
+
+  private setState(state: LeaseState): void {
+    if (state === this.current) return;
+    this.current = state;
+    this.emit('state', state);
+  }
+
+  private readStored(): StoredLease | undefined {
+    const file = this.options.stateFile;
+    if (file === undefined) return undefined;
+    try {
+      const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<StoredLease>;
+      if (typeof parsed.id === 'string' && /^[0-9]+$/.test(parsed.id)) {
+        return { id: parsed.id, ttlSeconds: Number(parsed.ttlSeconds) };
+      }
+      this.options.log.warn({ file }, 'ignoring malformed lease state file');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.options.log.warn({ file, err: (err as Error).message }, 'cannot read lease state file');
+      }
+    }
+    return undefined;
+  }
+
+  private writeStored(value: StoredLease): void {
+    const file = this.options.stateFile;
+    if (file === undefined) return;
+    mkdirSync(dirname(file), { recursive: true });
+    const tmp = `${file}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(value)}\n`, { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+
+  private forgetStored(): void {
+    const file = this.options.stateFile;
+    if (file === undefined) return;
+    try {
+      writeFileSync(file, '{}\n', { mode: 0o600 });
+    } catch {
+      // nothing to forget
+    }
+  }
+}
+
+/** Lease ids in the hexadecimal form etcdctl prints. */
+export function hex(id: string): string {
+  return BigInt(id).toString(16);
+}

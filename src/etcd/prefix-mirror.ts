@@ -1,0 +1,182 @@
+// A local mirror of every key under one etcd prefix, kept current by a watch.
+//
+// Invariants:
+//  * Revision continuity: the first list is taken at revision R and the watch
+//    starts at R+1, so no change is missed or seen twice. After a disconnect
+//    the watch resumes from the last revision it delivered (the etcd3 client
+//    tracks it); if that revision has been compacted away, the mirror lists
+//    the prefix again and emits the difference as ordinary changes.
+//  * `synced` is true once the first full list has been applied; consumers
+//    must not act on absence (delete anything) before that.
+//  * Listeners get batches of changes in revision order; a batch never mixes
+//    two different list snapshots.
+
+import { EventEmitter } from 'node:events';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+
+export interface MirrorEntry {
+  readonly value: string;
+  readonly modRevision: string;
+  readonly lease: string;
+}
+
+export interface MirrorChange {
+  readonly type: 'put' | 'delete';
+  readonly key: string;
+  /** The new value for puts, the last known value for deletes. */
+  readonly value: string | undefined;
+  readonly modRevision: string;
+}
+
+export interface PrefixMirrorEvents {
+  changes: [changes: MirrorChange[]];
+  synced: [];
+}
+
+export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
+  private readonly map = new Map<string, MirrorEntry>();
+  private watcher: Watcher | undefined;
+  private stopped = false;
+  private revision = '0';
+  private relisting: Promise<void> | undefined;
+  synced = false;
+  /** Number of full lists taken (1 after start, more after compaction or errors). */
+  lists = 0;
+  /** Number of watches that ended with an error (compaction, cancellation). */
+  watchErrors = 0;
+
+  constructor(
+    private readonly client: Etcd3,
+    readonly prefix: string,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  entries(): ReadonlyMap<string, MirrorEntry> {
+    return this.map;
+  }
+
+  get(key: string): MirrorEntry | undefined {
+    return this.map.get(key);
+  }
+
+  /** Last etcd revision reflected in the mirror. */
+  get lastRevision(): string {
+    return this.revision;
+  }
+
+  /** List the prefix, then watch it. Resolves after the first list is applied. */
+  async start(): Promise<void> {
+    await this.relist();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const w = this.watcher;
+    this.watcher = undefined;
+    if (w !== undefined) await cancelQuietly(w);
+  }
+
+  /** Take a fresh list and re-watch from it (after compaction or a broken watch). */
+  relist(): Promise<void> {
+    this.relisting ??= this.doRelist().finally(() => {
+      this.relisting = undefined;
+    });
+    return this.relisting;
+  }
+
+  private async doRelist(): Promise<void> {
+    const old = this.watcher;
+    this.watcher = undefined;
+    if (old !== undefined) await cancelQuietly(old);
+    if (this.stopped) return;
+    const res = await this.client.getAll().prefix(this.prefix).exec();
+    const revision = String(res.header.revision);
+    const seen = new Set<string>();
+    const changes: MirrorChange[] = [];
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      seen.add(key);
+      const entry = toEntry(kv);
+      const prev = this.map.get(key);
+      if (prev === undefined || prev.modRevision !== entry.modRevision) {
+        this.map.set(key, entry);
+        changes.push({ type: 'put', key, value: entry.value, modRevision: entry.modRevision });
+      }
+    }
+    for (const [key, prev] of this.map) {
+      if (!seen.has(key)) {
+        this.map.delete(key);
+        changes.push({ type: 'delete', key, value: prev.value, modRevision: revision });
+      }
+    }
+    this.revision = revision;
+    this.lists++;
+    const first = !this.synced;
+    this.synced = true;
+    if (changes.length > 0) this.emit('changes', changes);
+    if (first) this.emit('synced');
+    await this.watchFrom(BigInt(revision) + 1n);
+  }
+
+  private async watchFrom(start: bigint): Promise<void> {
+    if (this.stopped) return;
+    const watcher = await this.client.watch().prefix(this.prefix).startRevision(start.toString()).create();
+    if (this.stopped) {
+      await cancelQuietly(watcher);
+      return;
+    }
+    this.watcher = watcher;
+    watcher.on('data', (res) => {
+      if (this.watcher !== watcher) return;
+      const changes: MirrorChange[] = [];
+      for (const ev of res.events) {
+        const key = ev.kv.key.toString();
+        const modRevision = String(ev.kv.mod_revision);
+        if (ev.type === 'Delete') {
+          const prev = this.map.get(key);
+          this.map.delete(key);
+          changes.push({ type: 'delete', key, value: prev?.value, modRevision });
+        } else {
+          const entry = toEntry(ev.kv);
+          this.map.set(key, entry);
+          changes.push({ type: 'put', key, value: entry.value, modRevision });
+        }
+      }
+      this.revision = String(res.header.revision);
+      if (changes.length > 0) this.emit('changes', changes);
+    });
+    watcher.on('error', (err: Error) => {
+      if (this.watcher !== watcher || this.stopped) return;
+      this.watcher = undefined; // etcd already cancelled it
+      const compacted = /compact/i.test(err.message);
+      this.log.warn({ prefix: this.prefix, err: err.message, compacted }, 'watch ended; listing again');
+      this.watchErrors++;
+      void this.relistWithRetry();
+    });
+  }
+
+  private async relistWithRetry(): Promise<void> {
+    for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await this.relist();
+        return;
+      } catch (err) {
+        this.log.warn({ prefix: this.prefix, err: (err as Error).message }, 'list failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}
+
+/** Cancel a watcher without waiting forever on one the server already dropped. */
+async function cancelQuietly(w: Watcher): Promise<void> {
+  w.removeAllListeners('data');
+  await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+}
+
+function toEntry(kv: IKeyValue): MirrorEntry {
+  return { value: kv.value.toString(), modRevision: String(kv.mod_revision), lease: String(kv.lease) };
+}

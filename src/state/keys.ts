@@ -1,0 +1,105 @@
+// The etcd key layout, in one place. Every key Trellis reads or writes is
+// built here from the configured prefix (default "/trellis"), so the layout
+// documented in the README and in proto/trellis/v1/records.proto is the only
+// one in use:
+//   <prefix>/v1/topology
+//   <prefix>/v1/nodes/<node>
+//   <prefix>/v1/blocks/<a.b.c.d-len>
+//   <prefix>/v1/routes/<subnet>/<node>
+//   <prefix>/v1/advertisers/<subnet>/...
+//   <prefix>/v1/vpc/<subnet>
+// Names used in keys (node names, subnet ids) never contain "/".
+
+import { ErrorCode, TrellisError } from '../errors.js';
+import { parsePrefix, prefixKey, parsePrefixKey, type Prefix } from '../core/cidr.js';
+
+export const DEFAULT_PREFIX = '/trellis';
+
+const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+
+/** Throws a config error unless `name` can be used as one key segment. */
+export function checkKeyName(kind: string, name: string): string {
+  if (!namePattern.test(name)) {
+    throw new TrellisError(
+      ErrorCode.Config,
+      `${kind} ${JSON.stringify(name)} is not usable in a key: use letters, digits, ".", "_" and "-" (start with a letter or digit)`,
+    );
+  }
+  return name;
+}
+
+export class Keys {
+  readonly root: string;
+
+  constructor(prefix: string = DEFAULT_PREFIX) {
+    const trimmed = prefix.replace(/\/+$/, '');
+    if (!trimmed.startsWith('/') || trimmed.includes('//')) {
+      throw new TrellisError(ErrorCode.Config, `etcd prefix ${JSON.stringify(prefix)} must be an absolute key path like /trellis`);
+    }
+    this.root = `${trimmed}/v1`;
+  }
+
+  topology(): string {
+    return `${this.root}/topology`;
+  }
+
+  nodesPrefix(): string {
+    return `${this.root}/nodes/`;
+  }
+
+  node(name: string): string {
+    return `${this.nodesPrefix()}${name}`;
+  }
+
+  blocksPrefix(): string {
+    return `${this.root}/blocks/`;
+  }
+
+  block(prefix: Prefix | string): string {
+    const p = typeof prefix === 'string' ? parsePrefix(prefix) : prefix;
+    return `${this.blocksPrefix()}${prefixKey(p)}`;
+  }
+
+  /** The block prefix named by a block key, or undefined for a foreign key. */
+  blockFromKey(key: string): Prefix | undefined {
+    if (!key.startsWith(this.blocksPrefix())) return undefined;
+    try {
+      return parsePrefixKey(key.slice(this.blocksPrefix().length));
+    } catch {
+      return undefined;
+    }
+  }
+
+  routesPrefix(subnet?: string): string {
+    return subnet === undefined ? `${this.root}/routes/` : `${this.root}/routes/${subnet}/`;
+  }
+
+  route(subnet: string, node: string): string {
+    return `${this.routesPrefix(subnet)}${node}`;
+  }
+
+  /** { subnet, node } named by an advertisement key. */
+  routeFromKey(key: string): { subnet: string; node: string } | undefined {
+    const rest = key.startsWith(this.routesPrefix()) ? key.slice(this.routesPrefix().length) : undefined;
+    const parts = rest?.split('/');
+    if (parts === undefined || parts.length !== 2 || !parts[0] || !parts[1]) return undefined;
+    return { subnet: parts[0], node: parts[1] };
+  }
+
+  /** Last path segment of a key (node name under nodes/, etc.). */
+  static leaf(key: string): string {
+    return key.slice(key.lastIndexOf('/') + 1);
+  }
+
+  advertisersPrefix(subnet: string): string {
+    return `${this.root}/advertisers/${subnet}/`;
+  }
+
+  vpcPrefix(): string {
+    return `${this.root}/vpc/`;
+  }
+
+  vpcStatus(subnet: string): string {
+    return `${this.vpcPrefix()}${subnet}`;
+  }
+}
