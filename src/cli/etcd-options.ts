@@ -59,11 +59,12 @@ export async function openEtcd(options: OptionValues, env: NodeJS.ProcessEnv = p
   });
   const settings = { ...etcd, requestTimeoutMs: etcd.requestTimeout };
   const client = connectEtcd(settings);
+  const keys = new Keys(etcd.prefix);
   try {
-    await checkEtcd(client, settings);
+    await checkEtcd(client, settings, keys.topology());
   } catch (err) {
     client.close();
     throw err;
   }
-  return { client, keys: new Keys(etcd.prefix), close: () => client.close() };
+  return { client, keys, close: () => client.close() };
 }

@@ -108,16 +108,21 @@ export function explainEtcdError(err: unknown, settings: EtcdSettings): TrellisE
         : ' (check that etcd.tls.ca signed the server certificate and that the server trusts the client certificate)';
   } else if (/authenticat|invalid auth token|user name|password/i.test(text)) {
     hint = ' (check etcd.username and etcd.password)';
+  } else if (/permission denied/i.test(text)) {
+    hint = ' (the etcd user needs read and write permission on the Trellis prefix, e.g. /trellis/)';
   } else if (/ECONNREFUSED|UNAVAILABLE|No connection established|DEADLINE/i.test(text)) {
     hint = ' (is etcd running and reachable at that address?)';
   }
   return new TrellisError(ErrorCode.Unavailable, `cannot reach etcd at ${where}: ${text}${hint}`);
 }
 
-/** One round trip to etcd; throws an explained TrellisError on failure. */
-export async function checkEtcd(client: Etcd3, settings: EtcdSettings): Promise<void> {
+/**
+ * One round trip to etcd (a read of `probeKey`, which the credentials must be
+ * allowed to read); throws an explained TrellisError on failure.
+ */
+export async function checkEtcd(client: Etcd3, settings: EtcdSettings, probeKey: string): Promise<void> {
   try {
-    await client.get('/').exec();
+    await client.get(probeKey).exec();
   } catch (err) {
     throw explainEtcdError(err, settings);
   }

@@ -1,0 +1,70 @@
+// trellisd --withdraw, and username/password authentication against etcd.
+import t from 'tap';
+import { Etcd3 } from 'etcd3';
+import { startEtcd } from '../helpers/etcd.js';
+import { daemon, runCli, seedTopology } from '../helpers/trellis.js';
+
+t.test('withdraw removes the node at once and gives its blocks back', async (t) => {
+  const etcd = await startEtcd(t);
+  await seedTopology(etcd.endpoint);
+  const d = daemon(t, { etcd: etcd.endpoint, nodeName: 'leaving', hostIP: '198.18.1.40', holdTime: '10s' });
+  const stay = daemon(t, { etcd: etcd.endpoint, nodeName: 'staying', hostIP: '198.18.1.41' });
+  await Promise.all([d.start(), stay.start()]);
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  t.teardown(() => client.close());
+  const blocksOf = async (node: string): Promise<number> =>
+    Object.values(await client.getAll().prefix('/trellis/v1/blocks/').strings()).filter((v) => JSON.parse(v).node === node).length;
+  t.equal(await blocksOf('leaving'), 1);
+  await d.stop();
+  t.equal(await client.get('/trellis/v1/routes/subnet-a1/leaving').exists(), true, 'a stopped daemon keeps its advertisement until the hold time');
+  const r = runCli('daemon/trellisd', [
+    '--withdraw',
+    '--node-name', 'leaving',
+    '--host-ip', '198.18.1.40',
+    '--interface', 'eth0',
+    '--etcd-endpoints', etcd.endpoint,
+    '--state-dir', d.stateDir,
+  ]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /withdrew node leaving: lease revoked, 1 block\(s\) released: 100\.96\.\d+\.\d+\/26/);
+  t.equal(await client.get('/trellis/v1/routes/subnet-a1/leaving').exists(), false, 'advertisement gone at once');
+  t.equal(await client.get('/trellis/v1/nodes/leaving').exists(), false, 'node record gone at once');
+  t.equal(await blocksOf('leaving'), 0, 'blocks released');
+  t.equal(await blocksOf('staying'), 1, 'other nodes untouched');
+  t.equal(await client.get('/trellis/v1/routes/subnet-a1/staying').exists(), true);
+});
+
+t.test('username and password', async (t) => {
+  const etcd = await startEtcd(t);
+  await seedTopology(etcd.endpoint);
+  await etcd.etcdctl(['user', 'add', 'root:rootpw']);
+  await etcd.etcdctl(['user', 'add', 'trellis:s3cret']);
+  await etcd.etcdctl(['role', 'add', 'trellis']);
+  await etcd.etcdctl(['role', 'grant-permission', 'trellis', '--prefix=true', 'readwrite', '/trellis/']);
+  await etcd.etcdctl(['user', 'grant-role', 'trellis', 'trellis']);
+  await etcd.etcdctl(['auth', 'enable']);
+  t.teardown(() => etcd.etcdctl(['--user', 'root:rootpw', 'auth', 'disable']).catch(() => undefined));
+
+  const d = daemon(t, {
+    etcd: etcd.endpoint,
+    nodeName: 'authed',
+    hostIP: '198.18.1.50',
+    env: { TRELLIS_ETCD_USERNAME: 'trellis', TRELLIS_ETCD_PASSWORD: 's3cret' },
+  });
+  await d.start();
+  t.pass('trellisd runs with username and password');
+  t.notMatch(d.logs, /s3cret/, 'the password never appears in the logs');
+
+  const ok = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, '--etcd-username', 'trellis'], { TRELLIS_ETCD_PASSWORD: 's3cret' });
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /authed\s+subnet-a1/);
+  const bad = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, '--etcd-username', 'trellis', '--etcd-password', 'wrong']);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /check etcd\.username and etcd\.password/);
+  const half = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, '--etcd-username', 'trellis'], { TRELLIS_ETCD_PASSWORD: '' });
+  t.equal(half.code, 1);
+  const check = runCli('daemon/trellisd', ['--check-config', '--host-ip', '198.18.1.50', '--interface', 'eth0', '--etcd-password', 's3cret', '--etcd-username', 'u']);
+  t.equal(check.code, 0);
+  t.notMatch(check.stdout, /s3cret/, '--check-config masks the password');
+  t.match(check.stdout, /password: "\*+"/);
+});
