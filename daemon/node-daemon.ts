@@ -28,8 +28,16 @@ import { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
 import { decodeRecord, makeRecord, msToTimestamp } from '../src/state/records.js';
 import { topologyFromRecord } from '../src/state/topology-record.js';
-import type { TrellisConfig } from '../src/config/load.js';
+import { parseListen, type TrellisConfig } from '../src/config/load.js';
 import { VERSION } from '../src/version.js';
+import { desiredRoutes, isPodRoute } from '../src/core/desired-routes.js';
+import type { KernelRoute } from '../src/core/route.js';
+import { Metrics } from '../src/agent/metrics.js';
+import { RouteAgent } from '../src/agent/route-agent.js';
+import { RouteProgrammer } from '../src/netlink/route-programmer.js';
+import { parseAddress } from '../src/core/cidr.js';
+import type { Server } from 'node:http';
+import { startHttpServer } from './http-server.js';
 
 export function etcdSettings(config: TrellisConfig): EtcdSettings {
   return {
@@ -54,8 +62,12 @@ export class NodeDaemon {
   ipam: Ipam | undefined;
   subnet: Subnet | undefined;
   private stopping = false;
-  /** Called after every change of the cluster view (the route agent hooks in here). */
-  onViewChange: () => void = () => undefined;
+  readonly metrics = new Metrics();
+  private programmer: RouteProgrammer | undefined;
+  agent: RouteAgent | undefined;
+  private http: Server | undefined;
+  /** What start() is waiting for, shown by /readyz. */
+  private phase = 'starting';
 
   constructor(
     readonly config: TrellisConfig,
@@ -112,13 +124,84 @@ export class NodeDaemon {
     }
   }
 
+  /** undefined when ready; otherwise what is missing (for /readyz). */
+  notReadyReason(): string | undefined {
+    if (!this.synced) return this.phase;
+    if (this.agent !== undefined && !this.agent.ready) return 'first reconcile of kernel routes not done';
+    return undefined;
+  }
+
+  private wireMetrics(): void {
+    this.metrics.setSources({
+      lastFullSyncAgeMs: () => (this.agent?.lastFullSync === undefined ? undefined : Date.now() - this.agent.lastFullSync),
+      advertisements: () => ({ valid: this.view?.advertisements().size ?? 0, records: this.view?.advertisementCount() ?? 0 }),
+      ignored: () => ({ ...(this.view?.ignoredCounts ?? {}) }),
+      leaseState: () => this.lease?.state ?? 'pending',
+      ready: () => this.notReadyReason() === undefined,
+      etcdErrors: () => ({
+        publish: this.publisher?.failures ?? 0,
+        watch: this.mirrors.reduce((n, m) => n + m.watchErrors, 0),
+        lease: this.lease?.keepaliveFailures ?? 0,
+      }),
+    });
+  }
+
+  /** The routes this node wants, or undefined until the view from etcd is complete. */
+  private computeRoutes(): KernelRoute[] | undefined {
+    const view = this.view;
+    const subnet = this.subnet;
+    if (view === undefined || subnet === undefined || !this.synced) return undefined;
+    const { config } = this;
+    const own = (view.blocksByNode().get(config.nodeName) ?? []).filter((b) => b.subnet.id === subnet.id).map((b) => b.prefix);
+    return desiredRoutes({
+      self: config.nodeName,
+      selfIP: parseAddress(config.hostIP),
+      subnet: subnet.id,
+      iface: config.interface,
+      table: config.routes.table,
+      protocol: config.routes.protocol,
+      ownBlocks: config.routes.ownBlocks,
+      advertisements: [...view.advertisements().values()].map((a) => ({ ...a, subnet: a.subnet.id })),
+      ownPrefixes: own,
+    });
+  }
+
+  private async startRouting(): Promise<void> {
+    const { config, log } = this;
+    this.programmer = new RouteProgrammer({ protocol: config.routes.protocol });
+    this.agent = new RouteAgent({
+      programmer: this.programmer,
+      compute: () => this.computeRoutes(),
+      keep: (r) => isPodRoute(r, config.routes.protocol, config.interface),
+      table: config.routes.table,
+      protocol: config.routes.protocol,
+      resyncMs: config.routes.resyncInterval,
+      log: log.child({ component: 'routes' }),
+      metrics: this.metrics,
+    });
+    await this.agent.start();
+  }
+
+  private onViewChange(): void {
+    this.agent?.markDirty('etcd change');
+  }
+
   async start(): Promise<void> {
     const { config, log } = this;
+    this.wireMetrics();
+    if (config.http.listen !== '') {
+      this.http = await startHttpServer(config.http.listen, this.metrics, this, log.child({ component: 'http' }));
+    }
+    this.phase = 'waiting for etcd';
     await this.waitForEtcd();
+    this.phase = 'waiting for a topology in etcd';
     const topology = await this.waitForTopology();
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
+    this.phase = 'registering';
+    if (config.routes.enabled) await this.startRouting();
+    else log.warn('routes.enabled is false: no kernel routes will be installed');
 
     const lease = new LeaseKeeper(this.client, {
       ttlSeconds: config.holdTime / 1000,
@@ -138,7 +221,7 @@ export class NodeDaemon {
         zone: subnet.zone,
         hostIp: config.hostIP,
         instanceId: config.instanceId,
-        healthEndpoint: '',
+        healthEndpoint: this.healthEndpoint(),
         startedAt: msToTimestamp(Date.now()),
         agentVersion: VERSION,
       }),
@@ -170,8 +253,21 @@ export class NodeDaemon {
       mirror.on('changes', (changes) => this.applyChanges(changes));
       this.mirrors.push(mirror);
     }
+    this.phase = 'syncing the cluster view from etcd';
     await Promise.all(this.mirrors.map((m) => m.start()));
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
+    this.onViewChange();
+  }
+
+  /** host:port peers may probe, or "" when the endpoint is loopback-only or off. */
+  private healthEndpoint(): string {
+    const where = parseListen(this.config.http.listen);
+    if (where === undefined) return '';
+    const host = parseAddress(where.host);
+    const loopback = host.family === 4 ? host.addr >> 24n === 127n : host.addr === 1n;
+    if (loopback) return '';
+    if (host.addr === 0n) return this.config.hostIP.includes(':') ? `[${this.config.hostIP}]:${where.port}` : `${this.config.hostIP}:${where.port}`;
+    return this.config.http.listen;
   }
 
   /** True once every watch has completed its first list. */
@@ -221,6 +317,9 @@ export class NodeDaemon {
   /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.agent?.stop();
+    this.programmer?.close();
+    this.http?.close();
     this.publisher?.stop();
     this.lease?.stop();
     await Promise.all([...this.mirrors, ...(this.topologyMirror ? [this.topologyMirror] : [])].map((m) => m.stop()));

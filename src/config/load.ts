@@ -33,6 +33,15 @@ export interface TrellisConfig {
     /** ms */
     requestTimeout: number;
   };
+  routes: {
+    enabled: boolean;
+    table: number;
+    protocol: number;
+    /** ms */
+    resyncInterval: number;
+    ownBlocks: 'unreachable' | 'blackhole' | 'none';
+  };
+  http: { listen: string };
   log: { level: string };
 }
 
@@ -196,6 +205,14 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
     holdTime: values.get('holdTime') as number,
     stateDir: str('stateDir') as string,
     etcd: etcdSection(values),
+    routes: {
+      enabled: values.get('routes.enabled') as boolean,
+      table: values.get('routes.table') as number,
+      protocol: values.get('routes.protocol') as number,
+      resyncInterval: values.get('routes.resyncInterval') as number,
+      ownBlocks: str('routes.ownBlocks') as TrellisConfig['routes']['ownBlocks'],
+    },
+    http: { listen: str('http.listen') as string },
     log: { level: str('log.level') as string },
   };
   problems.push(...semanticProblems(config, values));
@@ -224,6 +241,12 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     });
   }
   if (config.holdTime !== undefined && config.holdTime % 1000 !== 0) problems.push(`holdTime must be whole seconds (etcd leases count in seconds), got ${config.holdTime} ms`);
+  if (!['unreachable', 'blackhole', 'none'].includes(config.routes.ownBlocks)) {
+    problems.push(`routes.ownBlocks must be unreachable, blackhole or none; got ${JSON.stringify(config.routes.ownBlocks)}`);
+  }
+  if (config.http.listen !== '' && parseListen(config.http.listen) === undefined) {
+    problems.push(`http.listen must be host:port (e.g. 127.0.0.1:9653 or [::1]:9653) or empty; got ${JSON.stringify(config.http.listen)}`);
+  }
   if (!isAbsolute(config.stateDir)) problems.push(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(config.log.level)) {
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);
@@ -238,4 +261,18 @@ export function describeConfig(config: TrellisConfig): Record<string, unknown> {
     ...config,
     etcd: { ...config.etcd, password: config.etcd.password === undefined ? undefined : '********' },
   };
+}
+
+/** "198.18.0.10:9653" / "[fd00::1]:9653" → host and port; undefined when malformed. */
+export function parseListen(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):([0-9]{1,5})$/.exec(text);
+  if (m === null) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  try {
+    parseAddress(host);
+  } catch {
+    return undefined;
+  }
+  return port >= 0 && port <= 65535 ? { host, port } : undefined;
 }

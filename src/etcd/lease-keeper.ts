@@ -48,6 +48,8 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
   private readonly now: () => number;
+  /** Keepalive rounds that failed (etcd unreachable or slow). */
+  keepaliveFailures = 0;
 
   constructor(
     private readonly client: Etcd3,
@@ -136,6 +138,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
         await this.regrant();
       }
     } catch (err) {
+      this.keepaliveFailures++;
       const silentFor = this.ageMs;
       if (silentFor >= this.options.ttlSeconds * 1000) {
         this.markLost(`no keepalive confirmed for ${Math.round(silentFor / 1000)} s: ${(err as Error).message}`);

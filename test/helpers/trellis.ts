@@ -127,6 +127,9 @@ export class Daemon {
       '--etcd-endpoints', o.etcd,
       '--hold-time', o.holdTime ?? '3s',
       '--state-dir', this.stateDir,
+      // Outside a lab namespace a daemon must not touch this machine's routes,
+      // and several share one loopback: no routes, an ephemeral HTTP port.
+      ...(o.netns === undefined ? ['--routes-enabled', 'false', '--http-listen', '127.0.0.1:0'] : []),
       ...(o.args ?? []),
     ];
     const [cmd, cmdArgs] =

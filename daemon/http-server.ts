@@ -1,0 +1,52 @@
+// trellisd's HTTP endpoint (http.listen, loopback by default):
+//   GET /healthz  200 while the process serves requests
+//   GET /readyz   200 once the first full sync from etcd and the first
+//                 reconcile pass are done; 503 with the reason before
+//   GET /metrics  Prometheus text format
+// The subnet's VPC advertiser also probes this port (TCP) to judge whether
+// this host can forward, so it must listen on the host IP in VPC mode.
+
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Metrics } from '../src/agent/metrics.js';
+import { parseListen } from '../src/config/load.js';
+
+export interface HealthSource {
+  /** undefined when ready, else why not. */
+  notReadyReason(): string | undefined;
+}
+
+export async function startHttpServer(listen: string, metrics: Metrics, health: HealthSource, log: Logger): Promise<Server> {
+  const where = parseListen(listen);
+  if (where === undefined) throw new Error(`bad http.listen ${JSON.stringify(listen)}`);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const reason = health.notReadyReason();
+      res.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
+    } else if (path === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(where.port, where.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  log.info({ listen, port: typeof bound === 'object' && bound !== null ? bound.port : undefined }, 'HTTP endpoint listening');
+  return server;
+}

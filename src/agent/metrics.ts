@@ -1,0 +1,110 @@
+// trellisd's Prometheus metrics: one registry per daemon, every metric named
+// trellis_* and documented by its help text. Components get the metric
+// objects they update; values that are cheaper to read on scrape (ages,
+// counts kept elsewhere) are filled in by collect callbacks.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricSources {
+  /** ms since the last full reconcile pass, or undefined before the first. */
+  lastFullSyncAgeMs?: () => number | undefined;
+  /** Valid advertisements currently seen, and raw records present. */
+  advertisements?: () => { valid: number; records: number };
+  /** Records ignored since start, by kind. */
+  ignored?: () => Record<string, number>;
+  /** Current lease state name. */
+  leaseState?: () => string;
+  /** Whether /readyz would answer ready. */
+  ready?: () => boolean;
+  /** Failed etcd operations since start, by source. */
+  etcdErrors?: () => Record<string, number>;
+}
+
+export const LEASE_STATES = ['pending', 'alive', 'unconfirmed', 'lost', 'stopped'] as const;
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly routesManaged: Gauge;
+  readonly routeConflicts: Gauge;
+  readonly reconcilePasses: Counter<'result'>;
+  readonly reconcileDuration: Histogram;
+  readonly routeChanges: Counter<'op'>;
+  private sources: MetricSources = {};
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'trellis_process_' });
+    this.routesManaged = new Gauge({ name: 'trellis_routes_managed', help: 'Kernel routes this agent wants and has installed (peers and own blocks).', registers });
+    this.routeConflicts = new Gauge({ name: 'trellis_route_conflicts', help: 'Desired routes blocked by a route of another protocol for the same destination.', registers });
+    this.reconcilePasses = new Counter({ name: 'trellis_reconcile_passes_total', help: 'Reconcile passes, by result.', labelNames: ['result'], registers });
+    this.reconcileDuration = new Histogram({
+      name: 'trellis_reconcile_duration_seconds',
+      help: 'Duration of reconcile passes (list, diff, apply).',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.routeChanges = new Counter({ name: 'trellis_route_changes_total', help: 'Kernel route changes made, by operation.', labelNames: ['op'], registers });
+    const sources = (): MetricSources => this.sources;
+    new Gauge({
+      name: 'trellis_last_full_sync_age_seconds',
+      help: 'Seconds since the last complete reconcile pass (NaN before the first).',
+      registers,
+      collect() {
+        const ms = sources().lastFullSyncAgeMs?.();
+        this.set(ms === undefined ? NaN : ms / 1000);
+      },
+    });
+    new Gauge({
+      name: 'trellis_advertisements',
+      help: 'Advertisement records seen in etcd: valid ones, and all records.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const a = sources().advertisements?.();
+        if (a === undefined) return;
+        this.set({ state: 'valid' }, a.valid);
+        this.set({ state: 'records' }, a.records);
+      },
+    });
+    new Gauge({
+      name: 'trellis_records_ignored',
+      help: 'Records read from etcd and ignored as malformed or hostile since start, by kind (each record revision counted once).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        for (const [kind, n] of Object.entries(sources().ignored?.() ?? {})) this.set({ kind }, n);
+      },
+    });
+    new Gauge({
+      name: 'trellis_lease_state',
+      help: "State of this node's etcd lease (1 for the current state).",
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const now = sources().leaseState?.();
+        for (const s of LEASE_STATES) this.set({ state: s }, s === now ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'trellis_etcd_errors',
+      help: 'Failed etcd operations since start, by source (publish, watch, lease).',
+      labelNames: ['source'],
+      registers,
+      collect() {
+        for (const [source, n] of Object.entries(sources().etcdErrors?.() ?? {})) this.set({ source }, n);
+      },
+    });
+    new Gauge({
+      name: 'trellis_ready',
+      help: '1 once the first full sync from etcd and the first reconcile pass are done.',
+      registers,
+      collect() {
+        this.set(sources().ready?.() === true ? 1 : 0);
+      },
+    });
+  }
+
+  setSources(sources: MetricSources): void {
+    this.sources = { ...this.sources, ...sources };
+  }
+}

@@ -1,0 +1,172 @@
+// The route agent: keeps the kernel's Trellis routes equal to the desired
+// routes, by reconciling, never by flushing.
+//
+// Each pass: desired = compute(), observed = list(table, our protocol and the
+// routes of others for the same destinations), diff, apply. Watch events from
+// etcd and from netlink only mark the agent dirty; one coalesced pass follows.
+// A full pass also runs every `resyncMs` to repair any drift.
+// Invariants:
+//  * No pass runs before compute() returns routes, which it does only once
+//    the first full sync from etcd is complete: after a restart the routes
+//    already in the kernel stay until then, and only stale ones go after.
+//  * Only routes with our protocol are ever replaced or removed; pod routes
+//    (see isPodRoute) are never removed; a foreign route holding a desired
+//    destination is reported as a conflict, not fought.
+//  * While etcd is unreachable the cluster view does not change, so no route
+//    is removed; when it returns, passes converge with no manual step.
+
+import type { Logger } from 'pino';
+import { describeRoute, diffRoutes, isEmptyDiff, routeKey, sameRoute, type KernelRoute } from '../core/route.js';
+import type { RouteProgrammer } from '../netlink/route-programmer.js';
+import type { RouteEvent } from '../netlink/route-watch.js';
+import type { Metrics } from './metrics.js';
+
+export interface RouteAgentOptions {
+  programmer: RouteProgrammer;
+  /** Desired routes, or undefined while the view from etcd is not complete. */
+  compute: () => KernelRoute[] | undefined;
+  /** Owned routes that must never be removed (pod routes). */
+  keep: (r: KernelRoute) => boolean;
+  table: number;
+  protocol: number;
+  resyncMs: number;
+  log: Logger;
+  metrics: Metrics;
+  /** Delay before a pass after the agent is marked dirty (coalescing window). */
+  coalesceMs?: number;
+  now?: () => number;
+}
+
+export class RouteAgent {
+  private dirty = false;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private watch: { close(): void } | undefined;
+  private desired = new Map<string, KernelRoute>();
+  private reportedConflicts = new Set<string>();
+  private failures = 0;
+  private stopped = false;
+  private readonly now: () => number;
+  /** Time of the last pass that completed without error (ms). */
+  lastFullSync: number | undefined;
+  /** Number of completed passes. */
+  passes = 0;
+
+  constructor(private readonly o: RouteAgentOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  get ready(): boolean {
+    return this.lastFullSync !== undefined;
+  }
+
+  async start(): Promise<void> {
+    this.watch = await this.o.programmer.watch((e) => this.onKernelEvent(e));
+    this.resyncTimer = setInterval(() => this.markDirty('periodic resync'), this.o.resyncMs);
+    this.resyncTimer.unref?.();
+    this.markDirty('start');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.resyncTimer !== undefined) clearInterval(this.resyncTimer);
+    this.watch?.close();
+  }
+
+  /** Schedule one pass soon; many calls before it runs give one pass. */
+  markDirty(reason: string, delayMs = this.o.coalesceMs ?? 5): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    if (this.timer !== undefined || this.running) return;
+    this.o.log.trace({ reason }, 'reconcile scheduled');
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.pass();
+    }, delayMs);
+  }
+
+  /** Does this kernel event concern a route we own or want? */
+  private relevant(e: RouteEvent): boolean {
+    if (e.kind === 'resync') return true;
+    const key = routeKey(e.route);
+    const want = this.desired.get(key);
+    if (e.kind === 'delete') return want !== undefined && e.route.protocol === this.o.protocol;
+    if (e.route.protocol !== this.o.protocol) return want !== undefined; // a foreign route took a desired destination
+    return want === undefined ? !this.o.keep(e.route) : !sameRoute(e.route, want);
+  }
+
+  private onKernelEvent(e: RouteEvent): void {
+    if (!this.relevant(e)) return;
+    const what = e.kind === 'resync' ? `resync: ${e.reason}` : `${e.kind} ${describeRoute(e.route)}`;
+    this.o.log.debug({ event: what }, 'kernel route changed under us');
+    this.markDirty('kernel event');
+  }
+
+  /** One reconcile pass (exposed for tests and benchmarks). */
+  async pass(): Promise<void> {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    this.dirty = false;
+    const started = this.now();
+    const end = this.o.metrics.reconcileDuration.startTimer();
+    let ok = false;
+    try {
+      const desired = this.o.compute();
+      if (desired === undefined) return; // not synced from etcd yet: touch nothing
+      const observed = await this.o.programmer.list({ table: this.o.table });
+      const wanted = new Set(desired.map(routeKey));
+      const relevant = observed.filter((r) => r.protocol === this.o.protocol || wanted.has(routeKey(r)));
+      const diff = diffRoutes(desired, relevant, { protocol: this.o.protocol, keep: this.o.keep });
+      this.desired = new Map(desired.map((r) => [routeKey(r), { ...r, protocol: this.o.protocol }]));
+      this.reportConflicts(diff.conflicts);
+      if (!isEmptyDiff(diff)) {
+        const result = await this.o.programmer.apply(diff);
+        this.o.metrics.routeChanges.inc({ op: 'add' }, result.added);
+        this.o.metrics.routeChanges.inc({ op: 'replace' }, result.replaced);
+        this.o.metrics.routeChanges.inc({ op: 'remove' }, result.removed);
+        this.o.log.info(
+          { added: result.added, replaced: result.replaced, removed: result.removed, errors: result.errors.length, ms: this.now() - started },
+          'routes reconciled',
+        );
+        if (result.errors.length > 0) {
+          for (const e of result.errors.slice(0, 10)) this.o.log.warn({ err: e.error.message }, 'route change failed');
+          throw new Error(`${result.errors.length} route change(s) failed`);
+        }
+      }
+      this.o.metrics.routesManaged.set(desired.length - diff.conflicts.length);
+      this.o.metrics.routeConflicts.set(diff.conflicts.length);
+      this.lastFullSync = this.now();
+      this.passes++;
+      this.failures = 0;
+      ok = true;
+    } catch (err) {
+      this.failures++;
+      const retryMs = Math.min(100 * 2 ** Math.min(this.failures, 8), 10_000);
+      this.o.log.warn({ err: (err as Error).message, retryMs }, 'reconcile pass failed; retrying');
+      this.running = false;
+      this.markDirty('retry after failure', retryMs);
+    } finally {
+      end();
+      this.o.metrics.reconcilePasses.inc({ result: ok ? 'ok' : 'error' });
+      this.running = false;
+      if (this.dirty && this.timer === undefined) this.markDirty('changes during the pass');
+    }
+  }
+
+  private reportConflicts(conflicts: ReadonlyArray<{ desired: KernelRoute; foreign: KernelRoute }>): void {
+    const now = new Set<string>();
+    for (const c of conflicts) {
+      const key = `${routeKey(c.desired)} ${c.foreign.protocol}`;
+      now.add(key);
+      if (!this.reportedConflicts.has(key)) {
+        this.o.log.warn(
+          { wanted: describeRoute(c.desired), foreign: describeRoute(c.foreign), foreignProtocol: c.foreign.protocol },
+          'a route of another protocol holds this destination; leaving it alone',
+        );
+      }
+    }
+    this.reportedConflicts = now;
+  }
+}
