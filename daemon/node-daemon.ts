@@ -23,11 +23,11 @@ import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
 import { Publisher } from '../src/agent/publisher.js';
-import { AdvertisementSchema, NodeSchema, TopologySchema } from '../src/gen/trellis/v1/records_pb.js';
+import { AdvertisementSchema, NodeSchema } from '../src/gen/trellis/v1/records_pb.js';
 import { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
-import { decodeRecord, makeRecord, msToTimestamp } from '../src/state/records.js';
-import { topologyFromRecord } from '../src/state/topology-record.js';
+import { makeRecord, msToTimestamp } from '../src/state/records.js';
+import { decodeStoredTopology } from '../src/state/topology-record.js';
 import { parseListen, type TrellisConfig } from '../src/config/load.js';
 import { VERSION } from '../src/version.js';
 import { desiredRoutes, isPodRoute } from '../src/core/desired-routes.js';
@@ -38,6 +38,8 @@ import { RouteProgrammer } from '../src/netlink/route-programmer.js';
 import { parseAddress } from '../src/core/cidr.js';
 import type { Server } from 'node:http';
 import { startHttpServer } from './http-server.js';
+import { OwnBlocks } from '../src/agent/own-blocks.js';
+import { IpamService, type IpamHost } from './ipam-service.js';
 
 export function etcdSettings(config: TrellisConfig): EtcdSettings {
   return {
@@ -51,7 +53,7 @@ export function etcdSettings(config: TrellisConfig): EtcdSettings {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export class NodeDaemon {
+export class NodeDaemon implements IpamHost {
   readonly keys: Keys;
   readonly client: Etcd3;
   private lease: LeaseKeeper | undefined;
@@ -68,6 +70,9 @@ export class NodeDaemon {
   private http: Server | undefined;
   /** What start() is waiting for, shown by /readyz. */
   private phase = 'starting';
+  private readonly own = new OwnBlocks();
+  private ipamService: IpamService | undefined;
+  private reclaimTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -98,8 +103,7 @@ export class NodeDaemon {
   private readTopology(mirror: PrefixMirror): Topology | undefined {
     const entry = mirror.get(this.keys.topology());
     if (entry === undefined) return undefined;
-    const decoded = decodeRecord(TopologySchema, entry.value);
-    const checked = decoded.ok ? topologyFromRecord(decoded.value) : decoded;
+    const checked = decodeStoredTopology(entry.value);
     if (!checked.ok) {
       this.log.error({ reason: checked.reason }, 'stored topology is invalid; keeping the last valid one');
       return undefined;
@@ -233,10 +237,18 @@ export class NodeDaemon {
       node: config.nodeName,
       store: new EtcdIpamStore(this.client, this.keys, log.child({ component: 'ipam' })),
       clock: Date.now,
+      addressRestMs: config.ipam.addressRest,
+      blockGraceMs: config.ipam.blockGrace,
+      beforeRelease: async (block) => {
+        this.own.release(block);
+        this.advertiseOwn();
+        await this.publisher?.flush();
+      },
     });
     const blocks = await this.ipam.ensureBlock();
     log.info({ blocks }, 'holding blocks');
-    this.advertise(blocks);
+    this.own.setView(blocks);
+    this.advertiseOwn();
     await publisher.flush();
 
     const view = new ClusterView(topology, this.keys, (r) => log.warn(r, 'ignoring record'));
@@ -257,6 +269,13 @@ export class NodeDaemon {
     await Promise.all(this.mirrors.map((m) => m.start()));
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
     this.onViewChange();
+    const reclaimEvery = Math.max(1000, Math.min(60_000, config.ipam.blockGrace / 4));
+    this.reclaimTimer = setInterval(() => void this.reclaim(), reclaimEvery);
+    this.reclaimTimer.unref?.();
+    if (config.ipam.socket !== '') {
+      this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }));
+      await this.ipamService.listen(config.ipam.socket);
+    }
   }
 
   /** host:port peers may probe, or "" when the endpoint is loopback-only or off. */
@@ -290,14 +309,58 @@ export class NodeDaemon {
     }
     if (ownBlocksChanged) {
       const mine = view.blocksByNode().get(this.config.nodeName) ?? [];
-      const inSubnet = mine.filter((b) => b.subnet.id === this.subnet?.id).map((b) => formatPrefix(b.prefix));
-      if (inSubnet.length > 0) this.advertise(inSubnet);
+      if (this.own.setView(mine.filter((b) => b.subnet.id === this.subnet?.id).map((b) => formatPrefix(b.prefix)))) this.advertiseOwn();
     }
     this.onViewChange();
   }
 
   private ownRouteKey(): string {
     return this.keys.route(this.subnet?.id ?? '', this.config.nodeName);
+  }
+
+  /** IpamHost: resolves once `block` is in the published advertisement. */
+  async ensureAdvertised(block: string): Promise<void> {
+    this.own.claim(block);
+    this.advertiseOwn();
+    await this.publisher?.flush();
+  }
+
+  get nodeName(): string {
+    return this.config.nodeName;
+  }
+
+  get subnetId(): string | undefined {
+    return this.subnet?.id;
+  }
+
+  get routeProtocol(): number {
+    return this.config.routes.protocol;
+  }
+
+  get routeTable(): number {
+    return this.config.routes.table;
+  }
+
+  /** Give back blocks that stayed empty for the grace period (never the last one). */
+  private async reclaim(): Promise<void> {
+    const ipam = this.ipam;
+    if (ipam === undefined) return;
+    const before = new Set(this.own.current());
+    try {
+      const released = await ipam.releaseEmptyBlocks();
+      if (released.length > 0) this.log.info({ released }, 'gave empty blocks back to the subnet');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'giving back empty blocks failed');
+    }
+    // A block withdrawn for release that is still ours (lost race, error) is advertised again.
+    const records = new Set(await ipam.listBlocks().catch(() => [...before]));
+    for (const b of before) if (records.has(b)) this.own.keep(b);
+    this.advertiseOwn();
+  }
+
+  private advertiseOwn(): void {
+    const blocks = this.own.current();
+    if (blocks.length > 0) this.advertise(blocks);
   }
 
   private advertise(blocks: readonly string[]): void {
@@ -317,6 +380,8 @@ export class NodeDaemon {
   /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.reclaimTimer !== undefined) clearInterval(this.reclaimTimer);
+    this.ipamService?.close();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();
@@ -324,47 +389,5 @@ export class NodeDaemon {
     this.lease?.stop();
     await Promise.all([...this.mirrors, ...(this.topologyMirror ? [this.topologyMirror] : [])].map((m) => m.stop()));
     this.client.close();
-  }
-
-  /**
-   * Remove this node from the cluster now: revoke its lease (node record and
-   * advertisement go at once) and give back all its blocks.
-   */
-  async withdraw(): Promise<{ blocks: string[] }> {
-    const { config, log } = this;
-    this.stopping = true;
-    try {
-      await this.client.get(this.keys.topology()).exec();
-    } catch (err) {
-      throw explainEtcdError(err, etcdSettings(config));
-    }
-    const lease = new LeaseKeeper(this.client, {
-      ttlSeconds: config.holdTime / 1000,
-      stateFile: join(config.stateDir, 'lease.json'),
-      log: log.child({ component: 'lease' }),
-    });
-    await lease.revoke();
-    const mirror = new PrefixMirror(this.client, this.keys.topology(), log);
-    await mirror.start();
-    const topology = this.readTopology(mirror);
-    await mirror.stop();
-    const deleted: string[] = [];
-    await this.client.delete().key(this.keys.node(config.nodeName)).exec();
-    if (topology !== undefined) {
-      const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
-      await this.client.delete().key(this.keys.route(subnet.id, config.nodeName)).exec();
-      const ipam = new Ipam({
-        topology,
-        subnet,
-        node: config.nodeName,
-        store: new EtcdIpamStore(this.client, this.keys, log),
-        clock: Date.now,
-      });
-      deleted.push(...(await ipam.releaseNode()));
-    } else {
-      log.warn('no valid topology stored: node record removed, blocks left in place');
-    }
-    this.client.close();
-    return { blocks: deleted };
   }
 }

@@ -11,6 +11,7 @@ import { VERSION } from '../src/version.js';
 import { loadConfig, describeConfig, type TrellisConfig } from '../src/config/load.js';
 import { CONFIG_KEYS, envName, flagName, formatDefault } from '../src/config/schema.js';
 import { NodeDaemon } from './node-daemon.js';
+import { withdrawNode } from './withdraw.js';
 
 const USAGE = `Usage: trellisd [--config FILE] [options]
        trellisd --check-config [--config FILE] [options]
@@ -92,22 +93,22 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });
+  if (v.withdraw === true) {
+    try {
+      const { blocks } = await withdrawNode(config, log);
+      process.stdout.write(`withdrew node ${config.nodeName}: lease revoked, ${blocks.length} block(s) released${blocks.length > 0 ? `: ${blocks.join(' ')}` : ''}\n`);
+      return 0;
+    } catch (err) {
+      process.stderr.write(`trellisd: withdraw failed: ${describeError(err)}\n`);
+      return hasCode(err, ErrorCode.Config) ? 2 : 1;
+    }
+  }
   let daemon: NodeDaemon;
   try {
     daemon = new NodeDaemon(config, log);
   } catch (err) {
     process.stderr.write(`trellisd: ${describeError(err)}\n`);
     return hasCode(err, ErrorCode.Config) ? 2 : 1;
-  }
-  if (v.withdraw === true) {
-    try {
-      const { blocks } = await daemon.withdraw();
-      process.stdout.write(`withdrew node ${config.nodeName}: lease revoked, ${blocks.length} block(s) released${blocks.length > 0 ? `: ${blocks.join(' ')}` : ''}\n`);
-      return 0;
-    } catch (err) {
-      process.stderr.write(`trellisd: withdraw failed: ${describeError(err)}\n`);
-      return 1;
-    }
   }
   return run(daemon, log);
 }

@@ -69,10 +69,15 @@ export class Publisher {
     this.kick();
   }
 
-  /** Write whatever differs now; resolves when this round is done (it never throws). */
-  flush(): Promise<void> {
+  /**
+   * Write whatever differs now; resolves when nothing is left to write or a
+   * write failed (a retry is then scheduled). Never throws; returns whether
+   * every desired key is written under the current lease.
+   */
+  async flush(): Promise<boolean> {
     this.kick();
-    return this.running ?? Promise.resolve();
+    while (this.running !== undefined) await this.running;
+    return this.isCurrent();
   }
 
   private kick(): void {

@@ -41,6 +41,13 @@ export interface TrellisConfig {
     resyncInterval: number;
     ownBlocks: 'unreachable' | 'blackhole' | 'none';
   };
+  ipam: {
+    socket: string;
+    /** ms */
+    addressRest: number;
+    /** ms */
+    blockGrace: number;
+  };
   http: { listen: string };
   log: { level: string };
 }
@@ -212,6 +219,11 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       resyncInterval: values.get('routes.resyncInterval') as number,
       ownBlocks: str('routes.ownBlocks') as TrellisConfig['routes']['ownBlocks'],
     },
+    ipam: {
+      socket: str('ipam.socket') as string,
+      addressRest: values.get('ipam.addressRest') as number,
+      blockGrace: values.get('ipam.blockGrace') as number,
+    },
     http: { listen: str('http.listen') as string },
     log: { level: str('log.level') as string },
   };
@@ -247,6 +259,7 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
   if (config.http.listen !== '' && parseListen(config.http.listen) === undefined) {
     problems.push(`http.listen must be host:port (e.g. 127.0.0.1:9653 or [::1]:9653) or empty; got ${JSON.stringify(config.http.listen)}`);
   }
+  if (config.ipam.socket !== '' && !isAbsolute(config.ipam.socket)) problems.push(`ipam.socket must be an absolute path or empty, got ${JSON.stringify(config.ipam.socket)}`);
   if (!isAbsolute(config.stateDir)) problems.push(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(config.log.level)) {
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);

@@ -132,6 +132,28 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: "Route for this node's own blocks, so that traffic for unassigned pod addresses does not leave by the default route: unreachable (ICMP error to the sender), blackhole (silent drop) or none.",
   },
   {
+    path: 'ipam.socket',
+    type: 'string',
+    default: '/run/trellis/trellisd.sock',
+    doc: 'Unix socket of the local IPAM API used by the trellis CNI plugin (created mode 0600); empty disables it.',
+  },
+  {
+    path: 'ipam.addressRest',
+    type: 'duration',
+    default: 30000,
+    min: 0,
+    max: 86400000,
+    doc: 'How long a released pod address rests before it is handed out again (while other addresses are free).',
+  },
+  {
+    path: 'ipam.blockGrace',
+    type: 'duration',
+    default: 600000,
+    min: 0,
+    max: 604800000,
+    doc: 'How long a block must stay empty before it is given back to the subnet (the node always keeps one).',
+  },
+  {
     path: 'http.listen',
     type: 'string',
     default: '127.0.0.1:9653',

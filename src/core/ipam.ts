@@ -42,6 +42,12 @@ export interface IpamOptions {
   readonly blockGraceMs?: number;
   /** How many times a lost compare-and-swap is retried before ErrorCode.Conflict. */
   readonly maxRetries?: number;
+  /**
+   * Called before an empty block of this node is given back, so the caller
+   * can stop advertising it first (peers never see an advertised prefix
+   * without its block record).
+   */
+  readonly beforeRelease?: (prefix: string) => Promise<void>;
 }
 
 export interface AllocationRequest {
@@ -100,6 +106,7 @@ export class Ipam {
   private readonly restMs: number;
   private readonly graceMs: number;
   private readonly maxRetries: number;
+  private readonly beforeRelease: ((prefix: string) => Promise<void>) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private parsed = new Map<string, Prefix | undefined>();
 
@@ -113,6 +120,7 @@ export class Ipam {
     this.restMs = nonNegative('addressRestMs', options.addressRestMs, DEFAULT_ADDRESS_REST_MS);
     this.graceMs = nonNegative('blockGraceMs', options.blockGraceMs, DEFAULT_BLOCK_GRACE_MS);
     this.maxRetries = Math.floor(nonNegative('maxRetries', options.maxRetries, DEFAULT_MAX_RETRIES));
+    this.beforeRelease = options.beforeRelease;
   }
 
   /** Makes sure the node holds at least one block; returns its blocks in the subnet. */
@@ -190,6 +198,7 @@ export class Ipam {
         Object.keys(b.record.allocations).length === 0 && now - (b.record.emptySince ?? b.record.claimedAt) >= this.graceMs;
       const foreign = view.owned.filter((b) => !view.mine.includes(b) && idle(b));
       for (const b of foreign) {
+        await this.beforeRelease?.(b.record.prefix);
         if (!(await this.store.deleteBlock(b.record.prefix, b.version))) return LOST;
         released.push(b.record.prefix);
       }
@@ -200,6 +209,7 @@ export class Ipam {
         const score = (c: VersionedBlock): number => aggregate(rest.filter((b) => b !== c).map((b) => b.prefix)).length;
         // Fewest aggregate prefixes left; on a tie the highest block goes first.
         const next = candidates.reduce((a, b) => (score(b) <= score(a) ? b : a));
+        await this.beforeRelease?.(next.record.prefix);
         if (!(await this.store.deleteBlock(next.record.prefix, next.version))) return LOST;
         released.push(next.record.prefix);
         remaining = remaining.filter((b) => b !== next);

@@ -13,7 +13,7 @@ import { contains, formatPrefix, equal, type Prefix } from '../core/cidr.js';
 import { allSubnets, findSubnet, type Topology } from '../core/topology.js';
 import { formatIssues, parseTopology } from '../core/topology-parse.js';
 import { TopologySchema, type Topology as TopologyRecord } from '../gen/trellis/v1/records_pb.js';
-import { makeRecord, msToTimestamp } from './records.js';
+import { decodeRecord, makeRecord, msToTimestamp } from './records.js';
 import type { Checked } from './validate.js';
 
 export function topologyToRecord(topology: Topology, generation: bigint, nowMs: number): TopologyRecord {
@@ -35,6 +35,14 @@ export function topologyToRecord(topology: Topology, generation: bigint, nowMs: 
       })),
     })),
   });
+}
+
+/** Decode and validate the stored topology's value (the text under <prefix>/v1/topology). */
+export function decodeStoredTopology(value: string): Checked<Topology> & { record?: TopologyRecord } {
+  const decoded = decodeRecord(TopologySchema, value);
+  if (!decoded.ok) return decoded;
+  const checked = topologyFromRecord(decoded.value);
+  return checked.ok ? { ...checked, record: decoded.value } : checked;
 }
 
 /** Validate a stored record exactly like a topology file and resolve it. */

@@ -101,14 +101,6 @@ function subPrefixArb(network: Prefix, maxExtra: number): fc.Arbitrary<Prefix> {
   });
 }
 
-/** Two requests in three are carved, the others name an explicit prefix. */
-function requestArb(network: Prefix): fc.Arbitrary<Prefix | undefined> {
-  return fc.oneof(
-    { arbitrary: fc.constant(undefined), weight: 2 },
-    { arbitrary: subPrefixArb(network, 10), weight: 1 },
-  );
-}
-
 /** Keeps each explicit prefix only if it overlaps none kept before it. */
 function disjointExplicit(requests: Array<Prefix | undefined>): Array<Prefix | undefined> {
   const kept: Prefix[] = [];

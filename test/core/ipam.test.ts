@@ -171,7 +171,15 @@ t.test('releasing an unknown pair is not an error; releasing twice returns undef
 t.test('empty blocks go back after the grace period, best aggregation first, one kept', async (t) => {
   const s = subnet('subnet-g', '198.18.0.0/24', '100.64.0.0/26');
   const { ipam, clock, store } = fixture(topology(28, 26, [s]), s);
-  const n = ipam('n1', { blockGraceMs: 600_000 });
+  const announced: string[] = [];
+  const n = ipam('n1', {
+    blockGraceMs: 600_000,
+    // the caller withdraws a block from its advertisement before it is deleted
+    beforeRelease: async (prefix: string) => {
+      t.ok(block(store, prefix), `${prefix} still claimed when beforeRelease runs`);
+      announced.push(prefix);
+    },
+  });
   for (let i = 0; i < 4; i++) await n.claimBlock();
   t.same(await n.listBlocks(), ['100.64.0.0/28', '100.64.0.16/28', '100.64.0.32/28', '100.64.0.48/28']);
   const c = await n.allocate(pod('c1'));
@@ -187,6 +195,7 @@ t.test('empty blocks go back after the grace period, best aggregation first, one
   t.same(await n.releaseEmptyBlocks(), [], 'grace not over');
   clock.now += 1;
   t.same(await n.releaseEmptyBlocks(), ['100.64.0.48/28', '100.64.0.32/28', '100.64.0.0/28'], 'best remaining aggregation first');
+  t.same(announced, ['100.64.0.48/28', '100.64.0.32/28', '100.64.0.0/28'], 'beforeRelease ran for each, in order');
   t.same(await n.listBlocks(), ['100.64.0.16/28']);
   await n.release('c2', 'eth0');
   clock.now += 600_000;

@@ -127,6 +127,8 @@ export class Daemon {
       '--etcd-endpoints', o.etcd,
       '--hold-time', o.holdTime ?? '3s',
       '--state-dir', this.stateDir,
+      // The filesystem is shared even across namespaces: one IPAM socket per daemon.
+      '--ipam-socket', join(this.stateDir, 'trellisd.sock'),
       // Outside a lab namespace a daemon must not touch this machine's routes,
       // and several share one loopback: no routes, an ephemeral HTTP port.
       ...(o.netns === undefined ? ['--routes-enabled', 'false', '--http-listen', '127.0.0.1:0'] : []),

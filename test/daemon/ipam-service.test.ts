@@ -1,0 +1,114 @@
+// The IPAM API of trellisd on its unix socket, against a real etcd.
+import t from 'tap';
+import { request } from 'node:http';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { contains, parseAddress, parsePrefix } from '../../src/core/cidr.js';
+import { startEtcd } from '../helpers/etcd.js';
+import { daemon, seedTopology } from '../helpers/trellis.js';
+
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+function call(socket: string, method: string, path: string, body?: unknown): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') as Record<string, unknown> }));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+t.test('IPAM API', async (t) => {
+  const etcd = await startEtcd(t);
+  const topology = await seedTopology(etcd.endpoint);
+  const d = daemon(t, { etcd: etcd.endpoint, nodeName: 'ipam-node', hostIP: '198.18.1.60', args: ['--ipam-address-rest', '0s'] });
+  await d.start('IPAM API listening');
+  const sock = join(d.stateDir, 'trellisd.sock');
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  t.teardown(() => client.close());
+  const podPrefix = topology.zones[0]!.subnets[0]!.podPrefix;
+
+  t.test('socket is private', async (t) => {
+    t.equal(statSync(sock).mode & 0o777, 0o600);
+  });
+
+  t.test('status', async (t) => {
+    const s = await call(sock, 'GET', '/v1/status');
+    t.equal(s.status, 200);
+    t.match(s.body, { ready: true, node: 'ipam-node', subnet: 'subnet-a1', routeProtocol: 84, routeTable: 254 });
+    t.equal((s.body.blocks as string[]).length, 1);
+  });
+
+  t.test('allocate is idempotent and recorded in etcd before it returns', async (t) => {
+    const req = { containerId: 'c-1', ifName: 'eth0', netns: '/var/run/netns/x', podNamespace: 'default', podName: 'web-1', network: 'trellis' };
+    const a = await call(sock, 'POST', '/v1/allocate', req);
+    t.equal(a.status, 200, JSON.stringify(a.body));
+    const address = a.body.address as string;
+    t.ok(contains(podPrefix, parseAddress(address)), `${address} inside the subnet's pod prefix`);
+    t.equal(a.body.prefixLength, 32);
+    const key = `/trellis/v1/blocks/${(a.body.block as string).replace('/', '-')}`;
+    const record = JSON.parse((await client.get(key).string()) as string) as { allocations: Record<string, { containerId: string; podName: string }> };
+    t.match(record.allocations[address], { containerId: 'c-1', podName: 'web-1' }, 'etcdctl shows which container holds the address');
+    const again = await call(sock, 'POST', '/v1/allocate', req);
+    t.equal(again.body.address, address, 'same pair, same address');
+  });
+
+  t.test('50 concurrent allocations: 50 distinct addresses, new blocks advertised before use', async (t) => {
+    const replies = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => call(sock, 'POST', '/v1/allocate', { containerId: `burst-${i}`, ifName: 'eth0', network: 'trellis' })),
+    );
+    t.ok(replies.every((r) => r.status === 200), 'all succeeded');
+    const addresses = replies.map((r) => r.body.address as string);
+    t.equal(new Set(addresses).size, 50, 'all distinct');
+    const blocks = new Set(replies.map((r) => r.body.block as string));
+    t.ok(blocks.size >= 1);
+    const adv = JSON.parse((await client.get('/trellis/v1/routes/subnet-a1/ipam-node').string()) as string) as { prefixes: string[] };
+    for (const b of blocks) {
+      t.ok(adv.prefixes.some((p) => contains(parsePrefix(p), parsePrefix(b))), `block ${b} is advertised`);
+    }
+    const list = await call(sock, 'GET', '/v1/allocations');
+    t.equal((list.body.allocations as unknown[]).length, 51);
+  });
+
+  t.test('release, then release again', async (t) => {
+    const r = await call(sock, 'POST', '/v1/release', { containerId: 'burst-0', ifName: 'eth0' });
+    t.equal(r.status, 200);
+    t.type(r.body.address, 'string');
+    const again = await call(sock, 'POST', '/v1/release', { containerId: 'burst-0', ifName: 'eth0' });
+    t.equal(again.status, 200);
+    t.equal(again.body.address, undefined, 'nothing held any more');
+  });
+
+  t.test('gc releases what is not in the valid attachments of the network', async (t) => {
+    await call(sock, 'POST', '/v1/allocate', { containerId: 'other-net', ifName: 'eth0', network: 'elsewhere' });
+    const valid = Array.from({ length: 49 }, (_, i) => ({ containerId: `burst-${i + 1}`, ifName: 'eth0' }));
+    const g = await call(sock, 'POST', '/v1/gc', { network: 'trellis', validAttachments: valid });
+    t.equal(g.status, 200);
+    t.equal((g.body.released as string[]).length, 1, 'only c-1 was not valid');
+    const list = (await call(sock, 'GET', '/v1/allocations')).body.allocations as Array<{ containerId: string }>;
+    t.same(list.map((a) => a.containerId).sort(), [...valid.map((v) => v.containerId), 'other-net'].sort(), 'other networks untouched');
+  });
+
+  t.test('bad requests', async (t) => {
+    const missing = await call(sock, 'POST', '/v1/allocate', { ifName: 'eth0' });
+    t.equal(missing.status, 400);
+    t.match(missing.body, { code: 'E_CONFIG', message: 'containerId is required' });
+    const junk = await call(sock, 'POST', '/v1/allocate', { containerId: 3 });
+    t.equal(junk.status, 400);
+    t.match(junk.body.message, /bad AllocateRequest: .*expected string, got 3/);
+    const nowhere = await call(sock, 'GET', '/v1/nothing');
+    t.equal(nowhere.status, 404);
+  });
+
+  t.test('a second daemon cannot take a live socket', async (t) => {
+    const other = daemon(t, { etcd: etcd.endpoint, nodeName: 'ipam-two', hostIP: '198.18.1.61', args: ['--ipam-socket', sock] });
+    await t.rejects(other.start('IPAM API listening', 15_000), /another process is serving/);
+  });
+});
