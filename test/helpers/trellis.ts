@@ -3,7 +3,7 @@
 // stopped by PID when the test ends.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,20 @@ import { topologyToRecord } from '../../src/state/topology-record.js';
 import { onTeardown, registerCleanup, type Teardown } from './cleanup.js';
 import { delay, dieWithParent, killSync, stopChild } from './pids.js';
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The repository root: the nearest directory up with Trellis's package.json (works from dist/ too). */
+export const ROOT = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'trellis') return dir;
+    } catch {
+      // not here
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the Trellis package.json above the test helpers');
+    dir = up;
+  }
+})();
 
 function newestMtime(dir: string): number {
   let newest = 0;
