@@ -64,7 +64,17 @@ export function effectiveMetric(r: Pick<KernelRoute, 'dst' | 'metric'>): number 
 
 /** The kernel's identity of a route: table, family, destination and metric. */
 export function routeKey(r: Pick<KernelRoute, 'dst' | 'table' | 'metric'>): string {
-  return `${r.table}|${r.dst.family}|${formatPrefix(r.dst)}|${effectiveMetric(r)}`;
+  return `${r.table}|${r.dst.family}|${r.dst.addr.toString(16)}/${r.dst.len}|${effectiveMetric(r)}`;
+}
+
+function sameKey(a: KernelRoute, b: KernelRoute): boolean {
+  return (
+    a.table === b.table &&
+    a.dst.family === b.dst.family &&
+    a.dst.addr === b.dst.addr &&
+    a.dst.len === b.dst.len &&
+    effectiveMetric(a) === effectiveMetric(b)
+  );
 }
 
 function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
@@ -91,7 +101,7 @@ function sameDevice(a: KernelRoute, b: KernelRoute): boolean {
  * IPv6 ones on `lo`), so only their type counts. Protocol is not compared.
  */
 export function sameRoute(a: KernelRoute, b: KernelRoute): boolean {
-  if (routeKey(a) !== routeKey(b) || a.type !== b.type) return false;
+  if (!sameKey(a, b) || a.type !== b.type) return false;
   if (a.type !== 'unicast') return true;
   return sameAddress(a.gateway, b.gateway) && sameDevice(a, b);
 }
@@ -116,13 +126,19 @@ export function compareRoutes(a: KernelRoute, b: KernelRoute): number {
     comparePrefix(a.dst, b.dst) ||
     effectiveMetric(a) - effectiveMetric(b) ||
     cmp(a.type, b.type) ||
-    cmp(a.gateway === undefined ? '' : formatAddress(a.gateway), b.gateway === undefined ? '' : formatAddress(b.gateway)) ||
+    compareGateways(a.gateway, b.gateway) ||
     cmp(a.ifName ?? '', b.ifName ?? '') ||
     (a.ifIndex ?? 0) - (b.ifIndex ?? 0) ||
     a.protocol - b.protocol ||
     // An unset metric sorts before the same metric spelled out.
     Number(a.metric !== undefined) - Number(b.metric !== undefined)
   );
+}
+
+/** No gateway first, then by family and address. */
+function compareGateways(a: Address | undefined, b: Address | undefined): number {
+  if (a === undefined || b === undefined) return Number(a !== undefined) - Number(b !== undefined);
+  return a.family - b.family || (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0);
 }
 
 function cmp(a: string, b: string): number {

@@ -5,8 +5,11 @@
 // AdvertisementInfo values. Invariants:
 //  * Only checked records are ever returned; a record that fails a check is
 //    left out, logged once per (key, revision) and counted by reason kind.
-//  * Advertisements are re-checked whenever blocks change, so a prefix is
-//    accepted only while the block records say the advertiser owns it.
+//  * An advertisement is re-checked whenever its node's blocks change, so a
+//    prefix is accepted only while the block records say the advertiser owns it.
+//  * Work is incremental: a change re-checks only the records it can affect
+//    (the changed record, and the advertisement of a node whose blocks
+//    changed); a topology change re-checks everything.
 //  * Pure state: no IO; the caller owns watching and scheduling.
 
 import { formatPrefix } from '../core/cidr.js';
@@ -28,13 +31,22 @@ export interface IgnoredRecord {
   readonly reason: string;
 }
 
+type Kind = 'nodes' | 'blocks' | 'routes';
+
 export class ClusterView {
-  private readonly rawNodes = new Map<string, RawEntry>();
-  private readonly rawBlocks = new Map<string, RawEntry>();
-  private readonly rawRoutes = new Map<string, RawEntry>();
-  private nodesCache: Map<string, NodeInfo> | undefined;
-  private blocksCache: Map<string, BlockInfo> | undefined;
-  private advertsCache: Map<string, AdvertisementInfo> | undefined;
+  private readonly raw = { nodes: new Map<string, RawEntry>(), blocks: new Map<string, RawEntry>(), routes: new Map<string, RawEntry>() };
+  private readonly dirty = { nodes: new Set<string>(), blocks: new Set<string>(), routes: new Set<string>() };
+  /** Checked results, by key. */
+  private readonly nodeByKey = new Map<string, NodeInfo>();
+  private readonly blockByKey = new Map<string, BlockInfo>();
+  private readonly advertByKey = new Map<string, AdvertisementInfo>();
+  /** Outputs, maintained from the per-key results. */
+  private readonly nodesOut = new Map<string, NodeInfo>();
+  private readonly blocksOut = new Map<string, BlockInfo>();
+  private readonly byNode = new Map<string, Map<string, BlockInfo>>();
+  private readonly advertsOut = new Map<string, AdvertisementInfo>();
+  /** Advertisement key of each node (for re-checks when its blocks change). */
+  private readonly advertKeyOfNode = new Map<string, string>();
   private readonly reported = new Set<string>();
   /** Ignored records by kind, counted once per key revision. */
   readonly ignoredCounts = { node: 0, block: 0, advertisement: 0, 'advertised-prefix': 0 };
@@ -47,33 +59,27 @@ export class ClusterView {
 
   setTopology(topology: Topology): void {
     this.topology = topology;
-    this.invalidate();
+    for (const kind of ['nodes', 'blocks', 'routes'] as const) for (const key of this.raw[kind].keys()) this.dirty[kind].add(key);
   }
 
   getTopology(): Topology {
     return this.topology;
   }
 
-  /** Apply one raw change; `value` undefined means the key was deleted. */
-  apply(key: string, entry: RawEntry | undefined): void {
-    const map = key.startsWith(this.keys.nodesPrefix())
-      ? this.rawNodes
-      : key.startsWith(this.keys.blocksPrefix())
-        ? this.rawBlocks
-        : key.startsWith(this.keys.routesPrefix())
-          ? this.rawRoutes
-          : undefined;
-    if (map === undefined) return;
-    if (entry === undefined) map.delete(key);
-    else map.set(key, entry);
-    if (map === this.rawNodes) this.nodesCache = undefined;
-    else this.invalidate();
+  private kindOf(key: string): Kind | undefined {
+    if (key.startsWith(this.keys.nodesPrefix())) return 'nodes';
+    if (key.startsWith(this.keys.blocksPrefix())) return 'blocks';
+    if (key.startsWith(this.keys.routesPrefix())) return 'routes';
+    return undefined;
   }
 
-  private invalidate(): void {
-    this.nodesCache = undefined;
-    this.blocksCache = undefined;
-    this.advertsCache = undefined;
+  /** Apply one raw change; `entry` undefined means the key was deleted. */
+  apply(key: string, entry: RawEntry | undefined): void {
+    const kind = this.kindOf(key);
+    if (kind === undefined) return;
+    if (entry === undefined) this.raw[kind].delete(key);
+    else this.raw[kind].set(key, entry);
+    this.dirty[kind].add(key);
   }
 
   private ignore(key: string, entry: RawEntry, kind: IgnoredRecord['kind'], reason: string): void {
@@ -87,23 +93,49 @@ export class ClusterView {
 
   /** Live nodes by name. */
   nodes(): ReadonlyMap<string, NodeInfo> {
-    if (this.nodesCache !== undefined) return this.nodesCache;
-    const out = new Map<string, NodeInfo>();
-    for (const [key, entry] of this.rawNodes) {
+    for (const key of this.dirty.nodes) {
+      const old = this.nodeByKey.get(key);
+      if (old !== undefined) {
+        this.nodeByKey.delete(key);
+        if (this.nodesOut.get(old.name) === old) this.nodesOut.delete(old.name);
+      }
+      const entry = this.raw.nodes.get(key);
+      if (entry === undefined) continue;
       const decoded = decodeRecord(NodeSchema, entry.value);
       const checked = decoded.ok ? checkNode(decoded.value, Keys.leaf(key), this.topology) : decoded;
-      if (checked.ok) out.set(checked.value.name, checked.value);
-      else this.ignore(key, entry, 'node', checked.reason);
+      if (checked.ok) {
+        this.nodeByKey.set(key, checked.value);
+        this.nodesOut.set(checked.value.name, checked.value);
+      } else this.ignore(key, entry, 'node', checked.reason);
     }
-    this.nodesCache = out;
-    return out;
+    this.dirty.nodes.clear();
+    return this.nodesOut;
+  }
+
+  private unindexBlock(b: BlockInfo): void {
+    const text = formatPrefix(b.prefix);
+    if (this.blocksOut.get(text) === b) this.blocksOut.delete(text);
+    const mine = this.byNode.get(b.node);
+    mine?.delete(text);
+    if (mine?.size === 0) this.byNode.delete(b.node);
+    this.touchNodeAdvert(b.node);
+  }
+
+  private touchNodeAdvert(node: string): void {
+    const key = this.advertKeyOfNode.get(node);
+    if (key !== undefined) this.dirty.routes.add(key);
   }
 
   /** Claimed blocks by prefix text. */
   blocks(): ReadonlyMap<string, BlockInfo> {
-    if (this.blocksCache !== undefined) return this.blocksCache;
-    const out = new Map<string, BlockInfo>();
-    for (const [key, entry] of this.rawBlocks) {
+    for (const key of this.dirty.blocks) {
+      const old = this.blockByKey.get(key);
+      if (old !== undefined) {
+        this.blockByKey.delete(key);
+        this.unindexBlock(old);
+      }
+      const entry = this.raw.blocks.get(key);
+      if (entry === undefined) continue;
       const keyPrefix = this.keys.blockFromKey(key);
       if (keyPrefix === undefined) {
         this.ignore(key, entry, 'block', 'key does not name a prefix');
@@ -111,50 +143,70 @@ export class ClusterView {
       }
       const decoded = decodeRecord(BlockSchema, entry.value);
       const checked = decoded.ok ? checkBlock(decoded.value, keyPrefix, this.topology) : decoded;
-      if (checked.ok) out.set(formatPrefix(checked.value.prefix), checked.value);
-      else this.ignore(key, entry, 'block', checked.reason);
+      if (!checked.ok) {
+        this.ignore(key, entry, 'block', checked.reason);
+        continue;
+      }
+      const b = checked.value;
+      const text = formatPrefix(b.prefix);
+      this.blockByKey.set(key, b);
+      this.blocksOut.set(text, b);
+      let mine = this.byNode.get(b.node);
+      if (mine === undefined) this.byNode.set(b.node, (mine = new Map()));
+      mine.set(text, b);
+      this.touchNodeAdvert(b.node);
     }
-    this.blocksCache = out;
-    return out;
+    this.dirty.blocks.clear();
+    return this.blocksOut;
   }
 
   /** Blocks grouped by owner node. */
   blocksByNode(): Map<string, BlockInfo[]> {
-    const out = new Map<string, BlockInfo[]>();
-    for (const b of this.blocks().values()) {
-      const list = out.get(b.node);
-      if (list === undefined) out.set(b.node, [b]);
-      else list.push(b);
-    }
-    return out;
+    this.blocks();
+    return new Map([...this.byNode].map(([node, blocks]) => [node, [...blocks.values()]]));
+  }
+
+  /** The blocks of one node. */
+  blocksOf(node: string): BlockInfo[] {
+    this.blocks();
+    return [...(this.byNode.get(node)?.values() ?? [])];
   }
 
   /** Checked advertisements by node name (only accepted prefixes inside). */
   advertisements(): ReadonlyMap<string, AdvertisementInfo> {
-    if (this.advertsCache !== undefined) return this.advertsCache;
-    const byNode = this.blocksByNode();
-    const out = new Map<string, AdvertisementInfo>();
-    for (const [key, entry] of this.rawRoutes) {
+    this.blocks(); // block changes mark the affected advertisements dirty
+    for (const key of this.dirty.routes) {
+      const old = this.advertByKey.get(key);
+      if (old !== undefined) {
+        this.advertByKey.delete(key);
+        if (this.advertsOut.get(old.node) === old) this.advertsOut.delete(old.node);
+      }
+      const entry = this.raw.routes.get(key);
       const where = this.keys.routeFromKey(key);
+      if (where !== undefined && this.advertKeyOfNode.get(where.node) === key && entry === undefined) this.advertKeyOfNode.delete(where.node);
+      if (entry === undefined) continue;
       if (where === undefined) {
         this.ignore(key, entry, 'advertisement', 'key is not <subnet>/<node>');
         continue;
       }
+      this.advertKeyOfNode.set(where.node, key);
       const decoded = decodeRecord(AdvertisementSchema, entry.value);
-      const checked = decoded.ok ? checkAdvertisement(decoded.value, where, this.topology, byNode.get(where.node) ?? []) : decoded;
+      const owned = [...(this.byNode.get(where.node)?.values() ?? [])];
+      const checked = decoded.ok ? checkAdvertisement(decoded.value, where, this.topology, owned) : decoded;
       if (!checked.ok) {
         this.ignore(key, entry, 'advertisement', checked.reason);
         continue;
       }
       for (const r of checked.value.rejected) this.ignore(key, entry, 'advertised-prefix', `${r.prefix}: ${r.reason}`);
-      out.set(where.node, checked.value);
+      this.advertByKey.set(key, checked.value);
+      this.advertsOut.set(where.node, checked.value);
     }
-    this.advertsCache = out;
-    return out;
+    this.dirty.routes.clear();
+    return this.advertsOut;
   }
 
   /** Number of raw advertisement records present (valid or not). */
   advertisementCount(): number {
-    return this.rawRoutes.size;
+    return this.raw.routes.size;
   }
 }

@@ -26,8 +26,8 @@ const gw = (a: string): { gateway: ReturnType<typeof parseAddress> } => ({ gatew
 const show = (routes: readonly KernelRoute[]): string[] => routes.map(describeRoute);
 
 t.test('routeKey: table, family, destination and effective metric', async (t) => {
-  t.equal(routeKey(r('100.64.0.0/26')), '254|4|100.64.0.0/26|0');
-  t.equal(routeKey(r('fd00:64::/64')), '254|6|fd00:64::/64|1024');
+  t.equal(routeKey(r('100.64.0.0/26')), '254|4|64400000/26|0');
+  t.equal(routeKey(r('fd00:64::/64')), '254|6|fd000064000000000000000000000000/64|1024');
   t.equal(routeKey(r('100.64.0.0/26', { metric: 0 })), routeKey(r('100.64.0.0/26')), 'IPv4 default metric is 0');
   t.equal(routeKey(r('fd00:64::/64', { metric: 1024 })), routeKey(r('fd00:64::/64')), 'IPv6 default metric is 1024');
   t.not(routeKey(r('100.64.0.0/26', { table: 1000 })), routeKey(r('100.64.0.0/26')));
