@@ -2,21 +2,12 @@
 // print how long it takes (parse, aggregate). A benchmark, not a test: it
 // prints numbers and asserts nothing about time.
 import { aggregate, formatPrefix, parsePrefix, prefixOf, type Prefix } from '../src/core/cidr.js';
+import { rng } from './lib/rng.js';
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const network = parsePrefix('100.64.0.0/10');
 
-// Deterministic pseudo-random source (mulberry32) so runs are comparable.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const next = rng(42);
 const blocksInNetwork = 1 << (26 - network.len);

@@ -8,22 +8,13 @@
 import { parsePrefix, type Prefix } from '../src/core/cidr.js';
 import type { Topology } from '../src/core/topology.js';
 import { diffVpcEntries, planVpcRoutes, type PlanInput, type PlanNode } from '../src/core/vpc-plan.js';
+import { rng } from './lib/rng.js';
 
 const NODES = Number(process.env.BENCH_NODES ?? 500);
 const BLOCKS = Number(process.env.BENCH_BLOCKS ?? 1000);
 const SUBNETS = Number(process.env.BENCH_SUBNETS ?? 1);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
-// Deterministic pseudo-random source (mulberry32) so runs are comparable.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function topology(): Topology {
   const subnets = Array.from({ length: SUBNETS }, (_, i) => ({

@@ -4,6 +4,18 @@
 // aligned, no trailing blanks); JSON is meant for programs (two-space
 // indentation, one trailing newline, stable key order as built by the caller).
 
+import type { OptionSpec } from './command.js';
+
+/** The `-o table|json` option every listing command takes. */
+export const outputOption: OptionSpec = {
+  type: 'string',
+  short: 'o',
+  valueName: 'FORMAT',
+  doc: 'output format: table or json',
+  default: 'table',
+  choices: ['table', 'json'],
+};
+
 export interface TableOptions {
   /** Indexes of columns to right-align (numbers). */
   readonly right?: readonly number[];

@@ -10,18 +10,8 @@ import { timestampToIso } from '../state/records.js';
 import { EXIT_FAILURE, EXIT_OK, type CliIO, type Invocation, type LeafCommand } from './command.js';
 import { readSnapshot, type Snapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
-import { formatJSON, formatTable } from './output.js';
-import type { OptionSpec } from './command.js';
+import { formatJSON, formatTable, outputOption } from './output.js';
 import type { AdvertisementInfo, BlockInfo, NodeInfo } from '../state/validate.js';
-
-const outputOption: OptionSpec = {
-  type: 'string',
-  short: 'o',
-  valueName: 'FORMAT',
-  doc: 'output format: table or json',
-  default: 'table',
-  choices: ['table', 'json'],
-};
 
 async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapshot) => unknown[] | string): Promise<number> {
   const session = await openEtcd(inv.options);

@@ -9,7 +9,7 @@
 import { formatPrefix } from '../core/cidr.js';
 import { allSubnets } from '../core/topology.js';
 import { EXIT_OK, type CommandGroup, type LeafCommand } from './command.js';
-import { formatJSON } from './output.js';
+import { formatJSON, outputOption } from './output.js';
 import { renderTopologyTable, topologyToJSON } from './topology-render.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
 import { applyCommand, showCommand } from './topology-store-cmd.js';
@@ -50,14 +50,7 @@ export const renderCommand: LeafCommand = {
   args: 'FILE',
   positionals: { min: 1, max: 1 },
   options: {
-    output: {
-      type: 'string',
-      short: 'o',
-      valueName: 'FORMAT',
-      doc: 'output format: table or json',
-      default: 'table',
-      choices: ['table', 'json'],
-    },
+    output: outputOption,
   },
   description:
     'Validates FILE like "validate", then prints every subnet with its host CIDR,\n' +

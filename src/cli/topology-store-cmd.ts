@@ -15,7 +15,7 @@ import { BlockSchema } from '../gen/trellis/v1/records_pb.js';
 import { EXIT_FAILURE, EXIT_OK, type LeafCommand } from './command.js';
 import { readSnapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
-import { formatJSON } from './output.js';
+import { formatJSON, outputOption } from './output.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
 import { renderTopologyTable, topologyToJSON } from './topology-render.js';
 
@@ -114,7 +114,7 @@ export const showCommand: LeafCommand = {
   args: '',
   positionals: { min: 0, max: 0 },
   options: {
-    output: { type: 'string', short: 'o', valueName: 'FORMAT', doc: 'output format: table or json', default: 'table', choices: ['table', 'json'] },
+    output: outputOption,
     ...etcdOptions,
   },
   description: 'Prints the stored topology like "topology render" does for a file, with its\ngeneration and when it was applied.',
