@@ -25,6 +25,7 @@ import { dirname, join } from 'node:path';
 import { buildClusterLab, type ClusterLab, type LabHost } from '../test/helpers/cluster-lab.js';
 import { delay, which } from '../test/helpers/pids.js';
 import { EtcdWriter, RouteMonitor, waitFor } from './lib/route-monitor.js';
+import { percentile, record, round } from './lib/report.js';
 
 const SIZES = (process.env.BENCH_PEERS ?? '1000,5000').split(',').map((s) => Number(s.trim()));
 const SAMPLES = Math.max(100, Number(process.env.BENCH_SAMPLES ?? 200));
@@ -54,11 +55,6 @@ function ipv4(text: string): number {
 
 function dotted(n: number): string {
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] ?? NaN;
 }
 
 /** `count` /26 blocks of the subnet's pod prefix, skipping the homes of the agents' blocks. */
@@ -193,7 +189,18 @@ async function phase(cluster: ClusterLab, monitors: RouteMonitor[], writer: Etcd
   t = performance.now();
   await writer.deletePrefix(cluster.keys.route(SUBNET, 'peer-'));
   await waitFor(monitors, () => monitors.every((m) => m.present.size === 0), INSTALL_TIMEOUT_MS + n * 20, `${tag}: withdrawal`);
-  print(`${tag}: all ${peers.length} advertisements deleted → routes gone from every agent in ${sec(performance.now() - t)}`);
+  const withdrawMs = performance.now() - t;
+  print(`${tag}: all ${peers.length} advertisements deleted → routes gone from every agent in ${sec(withdrawMs)}`);
+  record({
+    [`convergence_${n}`]: {
+      advertisements: n,
+      samples: sorted.length,
+      p50_ms: round(percentile(sorted, 0.5)),
+      p99_ms: round(percentile(sorted, 0.99)),
+      initial_install_s: round(Math.max(...perAgent) / 1000, 2),
+      withdraw_all_s: round(withdrawMs / 1000, 2),
+    },
+  });
   await writer.batch([], peers.map((p) => blockRecord(cluster, p, claimedAt)[0]));
 }
 
