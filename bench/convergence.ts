@@ -26,6 +26,7 @@ import { buildClusterLab, type ClusterLab, type LabHost } from '../test/helpers/
 import { delay, which } from '../test/helpers/pids.js';
 import { EtcdWriter, RouteMonitor, waitFor } from './lib/route-monitor.js';
 import { percentile, record, round } from './lib/report.js';
+import { measure } from './lib/proc-usage.js';
 
 const SIZES = (process.env.BENCH_PEERS ?? '1000,5000').split(',').map((s) => Number(s.trim()));
 const SAMPLES = Math.max(100, Number(process.env.BENCH_SAMPLES ?? 200));
@@ -37,6 +38,9 @@ const SUBNET_SIZE = 13;
 const SUBNET = 'subnet-1';
 /** A destination only used to prove that each monitor is listening. */
 const MONITOR_PROBE = '100.127.255.255/32';
+const RESOURCE_WINDOW_MS = Number(process.env.BENCH_RESOURCE_SECONDS ?? 10) * 1000;
+const FAILURE_TRIALS = Math.max(5, Number(process.env.BENCH_FAILURE_TRIALS ?? 5));
+const HOLD_TIME = '6s';
 const WRITER = join(dirname(fileURLToPath(import.meta.url)), 'lib', 'etcd-writer.js');
 
 interface Peer {
@@ -185,6 +189,8 @@ async function phase(cluster: ClusterLab, monitors: RouteMonitor[], writer: Etcd
       `p99 ${msText(percentile(sorted, 0.99))} (min ${msText(sorted[0]!)}, max ${msText(sorted[sorted.length - 1]!)})`,
   );
 
+  if (n === Math.max(...SIZES)) await resources(cluster, writer, initial, tag);
+
   // Remove the peers; the next size starts from the agents alone.
   t = performance.now();
   await writer.deletePrefix(cluster.keys.route(SUBNET, 'peer-'));
@@ -202,6 +208,66 @@ async function phase(cluster: ClusterLab, monitors: RouteMonitor[], writer: Etcd
     },
   });
   await writer.batch([], peers.map((p) => blockRecord(cluster, p, claimedAt)[0]));
+}
+
+/** trellisd's memory and CPU with the peers present: idle, then with advertisements changing. */
+async function resources(cluster: ClusterLab, writer: EtcdWriter, peers: readonly Peer[], tag: string): Promise<void> {
+  const pid = cluster.hosts[0]!.daemon.pid!;
+  const idle = await measure(pid, RESOURCE_WINDOW_MS);
+  let changes = 0;
+  const churn = await measure(pid, RESOURCE_WINDOW_MS, async (signal) => {
+    // Move one peer's next hop every 10 ms (100 changes/s): each agent replaces a route.
+    for (let k = 0; !signal.stop; k++) {
+      const p = peers[k % peers.length]!;
+      const moved = { ...p, nextHop: `198.18.1.${100 + ((k + 1) % 150)}` };
+      await writer.put(...advertisement(cluster, moved));
+      changes++;
+      await delay(10);
+    }
+  });
+  const rate = changes / (RESOURCE_WINDOW_MS / 1000);
+  print(
+    `${tag}: trellisd idle: RSS ${idle.rssMiB.toFixed(0)} MiB, CPU ${idle.cpuPercent.toFixed(1)}% of a core; ` +
+      `under churn (${rate.toFixed(0)} advertisement changes/s): RSS ${churn.rssMiB.toFixed(0)} MiB (peak ${churn.peakRssMiB.toFixed(0)}), CPU ${churn.cpuPercent.toFixed(1)}%`,
+  );
+  record({
+    trellisd_resources: {
+      advertisements: peers.length,
+      idle_rss_mib: round(idle.rssMiB),
+      idle_cpu_percent: round(idle.cpuPercent),
+      churn_changes_per_s: round(rate),
+      churn_rss_mib: round(churn.rssMiB),
+      churn_peak_rss_mib: round(churn.peakRssMiB),
+      churn_cpu_percent: round(churn.cpuPercent),
+    },
+  });
+}
+
+/** SIGKILL one agent; time until its block's route is gone from every other agent (hold time + reaction). */
+async function nodeFailure(cluster: ClusterLab, monitors: RouteMonitor[]): Promise<void> {
+  const times: number[] = [];
+  const victim = cluster.hosts[cluster.hosts.length - 1]!;
+  const others = monitors.filter((m) => m.name !== victim.name);
+  for (let trial = 0; trial < FAILURE_TRIALS; trial++) {
+    const blocks = (await cluster.blocksOf(victim)).map((b) => b.prefix);
+    const routed = async (): Promise<boolean> =>
+      (await Promise.all(cluster.hosts.filter((h) => h !== victim).map((h) => cluster.kernelRoutes(h, { protocol: 84 })))).every((rs) =>
+        blocks.every((b) => rs.some((r) => r.dst === b)),
+      );
+    for (let i = 0; !(await routed()); i++) {
+      if (i === 200) throw new Error('node failure: the victim is not routed by its peers');
+      await delay(100);
+    }
+    for (const m of others) m.track(blocks);
+    const killedAt = performance.now();
+    victim.daemon.kill();
+    await waitFor(others, () => others.every((m) => blocks.every((b) => m.removed.has(b))), 30_000, 'victim withdrawn');
+    times.push(Math.max(...others.flatMap((m) => blocks.map((b) => m.removed.get(b)!))) - killedAt);
+    await victim.daemon.start();
+  }
+  const p50 = percentile(times, 0.5);
+  print(`node failure (SIGKILL) → its routes gone from every peer, ${times.length} trials: p50 ${sec(p50)} (hold time ${HOLD_TIME}; each: ${times.map(sec).join(', ')})`);
+  record({ node_failure: { trials: times.length, hold_time: HOLD_TIME, p50_s: round(p50 / 1000, 2), max_s: round(Math.max(...times) / 1000, 2) } });
 }
 
 async function run(cluster: ClusterLab): Promise<number> {
@@ -228,6 +294,7 @@ async function run(cluster: ClusterLab): Promise<number> {
       if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_PEERS: bad size ${n}`);
       await phase(cluster, monitors, writer, n, agentBlocks);
     }
+    await nodeFailure(cluster, monitors);
   } finally {
     writer.close();
   }
@@ -253,7 +320,7 @@ async function main(): Promise<number> {
     hostsPerSubnet: AGENTS,
     network: NETWORK,
     subnetSize: SUBNET_SIZE,
-    holdTime: '6s',
+    holdTime: HOLD_TIME,
   });
   try {
     if (etcdVersion !== '') print(`# ${etcdVersion}; latency = route line from ip monitor (any agent, the last one) − put acknowledgement, both timestamped on arrival here`);

@@ -29,6 +29,8 @@ export class RouteMonitor extends EventEmitter {
   /** Tracked destinations present in the kernel → arrival time (ms) of their last add. */
   readonly present = new Map<string, number>();
   private tracked = new Set<string>();
+  /** Tracked destinations deleted since tracking began → arrival time (ms) of the delete. */
+  readonly removed = new Map<string, number>();
   /** Arrival time of the last add of a tracked destination. */
   lastAdd = 0;
   lines = 0;
@@ -46,6 +48,7 @@ export class RouteMonitor extends EventEmitter {
   track(destinations: Iterable<string>): void {
     this.tracked = new Set(destinations);
     this.present.clear();
+    this.removed.clear();
   }
 
   /** Adds a destination to the tracked set. */
@@ -59,8 +62,10 @@ export class RouteMonitor extends EventEmitter {
     if (r === undefined) return;
     this.emit('line', r.dst, r.deleted, at);
     if (!this.tracked.has(r.dst)) return;
-    if (r.deleted) this.present.delete(r.dst);
-    else {
+    if (r.deleted) {
+      this.present.delete(r.dst);
+      this.removed.set(r.dst, at);
+    } else {
       this.present.set(r.dst, at);
       this.lastAdd = at;
     }

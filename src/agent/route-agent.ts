@@ -1,10 +1,13 @@
 // The route agent: keeps the kernel's Trellis routes equal to the desired
 // routes, by reconciling, never by flushing.
 //
-// Each pass: desired = compute(), observed = list(table, our protocol and the
-// routes of others for the same destinations), diff, apply. Watch events from
-// etcd and from netlink only mark the agent dirty; one coalesced pass follows.
-// A full pass also runs every `resyncMs` to repair any drift.
+// Each pass: desired = compute(), observed = the kernel's table, diff, apply.
+// Watch events from etcd and from netlink only mark the agent dirty; one
+// coalesced pass follows. The observed table is listed from the kernel on the
+// first pass, on every periodic resync (`resyncMs`), after a failure and when
+// the notification stream reports a gap; in between it is kept current from
+// route notifications and from the changes the agent itself made, so a pass
+// after one etcd change costs a diff, not a dump of the table.
 // Invariants:
 //  * No pass runs before compute() returns routes, which it does only once
 //    the first full sync from etcd is complete: after a restart the routes
@@ -44,6 +47,9 @@ export class RouteAgent {
   private resyncTimer: NodeJS.Timeout | undefined;
   private watch: { close(): void } | undefined;
   private desired = new Map<string, KernelRoute>();
+  /** The kernel's routes of our table by key; undefined until listed. */
+  private observed: Map<string, KernelRoute> | undefined;
+  private needList = true;
   private reportedConflicts = new Set<string>();
   private failures = 0;
   private stopped = false;
@@ -63,7 +69,10 @@ export class RouteAgent {
 
   async start(): Promise<void> {
     this.watch = await this.o.programmer.watch((e) => this.onKernelEvent(e));
-    this.resyncTimer = setInterval(() => this.markDirty('periodic resync'), this.o.resyncMs);
+    this.resyncTimer = setInterval(() => {
+      this.needList = true;
+      this.markDirty('periodic resync');
+    }, this.o.resyncMs);
     this.resyncTimer.unref?.();
     this.markDirty('start');
   }
@@ -98,6 +107,12 @@ export class RouteAgent {
   }
 
   private onKernelEvent(e: RouteEvent): void {
+    if (e.kind === 'resync') this.needList = true;
+    else if (e.route.table === this.o.table && this.observed !== undefined) {
+      const key = routeKey(e.route);
+      if (e.kind === 'add') this.observed.set(key, e.route);
+      else if (this.observed.get(key)?.protocol === e.route.protocol) this.observed.delete(key);
+    }
     if (!this.relevant(e)) return;
     const what = e.kind === 'resync' ? `resync: ${e.reason}` : `${e.kind} ${describeRoute(e.route)}`;
     this.o.log.debug({ event: what }, 'kernel route changed under us');
@@ -115,14 +130,23 @@ export class RouteAgent {
     try {
       const desired = this.o.compute();
       if (desired === undefined) return; // not synced from etcd yet: touch nothing
-      const observed = await this.o.programmer.list({ table: this.o.table });
+      const listed = this.needList || this.observed === undefined;
+      if (listed) {
+        this.needList = false;
+        const table = await this.o.programmer.list({ table: this.o.table });
+        this.observed = new Map(table.map((r) => [routeKey(r), r]));
+      }
+      const observed = this.observed as Map<string, KernelRoute>;
       const wanted = new Set(desired.map(routeKey));
-      const relevant = observed.filter((r) => r.protocol === this.o.protocol || wanted.has(routeKey(r)));
+      const relevant = [...observed.values()].filter((r) => r.protocol === this.o.protocol || wanted.has(routeKey(r)));
       const diff = diffRoutes(desired, relevant, { protocol: this.o.protocol, keep: this.o.keep });
       this.desired = new Map(desired.map((r) => [routeKey(r), { ...r, protocol: this.o.protocol }]));
       this.reportConflicts(diff.conflicts);
       if (!isEmptyDiff(diff)) {
         const result = await this.o.programmer.apply(diff);
+        const failed = new Set(result.errors.map((e) => e.route));
+        for (const r of [...diff.add, ...diff.replace]) if (!failed.has(r)) observed.set(routeKey(r), r);
+        for (const r of diff.remove) if (!failed.has(r)) observed.delete(routeKey(r));
         this.o.metrics.routeChanges.inc({ op: 'add' }, result.added);
         this.o.metrics.routeChanges.inc({ op: 'replace' }, result.replaced);
         this.o.metrics.routeChanges.inc({ op: 'remove' }, result.removed);
@@ -137,12 +161,13 @@ export class RouteAgent {
       }
       this.o.metrics.routesManaged.set(desired.length - diff.conflicts.length);
       this.o.metrics.routeConflicts.set(diff.conflicts.length);
-      this.lastFullSync = this.now();
+      if (listed) this.lastFullSync = this.now();
       this.passes++;
       this.failures = 0;
       ok = true;
     } catch (err) {
       this.failures++;
+      this.needList = true;
       const retryMs = Math.min(100 * 2 ** Math.min(this.failures, 8), 10_000);
       this.o.log.warn({ err: (err as Error).message, retryMs }, 'reconcile pass failed; retrying');
       this.running = false;
