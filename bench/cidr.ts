@@ -3,6 +3,7 @@
 // prints numbers and asserts nothing about time.
 import { aggregate, formatPrefix, parsePrefix, prefixOf, type Prefix } from '../src/core/cidr.js';
 import { rng } from './lib/rng.js';
+import { record, round } from './lib/report.js';
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -38,3 +39,4 @@ console.log(`bench/cidr: ${COUNT} random /26 in ${formatPrefix(network)}, ${ROUN
 console.log(`  parse     median ${median(parseTimes).toFixed(1)} ms  (${((median(parseTimes) * 1e3) / COUNT).toFixed(2)} µs/prefix)`);
 console.log(`  aggregate median ${median(aggTimes).toFixed(1)} ms  (${((median(aggTimes) * 1e3) / COUNT).toFixed(2)} µs/prefix)`);
 console.log(`  result    ${result.length} prefixes`);
+record({ cidr_aggregate: { prefixes: COUNT, parse_ms: round(median(parseTimes)), aggregate_ms: round(median(aggTimes)), result_prefixes: result.length } });

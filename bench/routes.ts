@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAddress, parsePrefix } from '../src/core/cidr.js';
 import type { KernelRoute } from '../src/core/route.js';
 import { RouteProgrammer, TRELLIS_RTPROT } from '../src/netlink/route-programmer.js';
+import { record, round } from './lib/report.js';
 
 const COUNT = Number(process.env.BENCH_ROUTES ?? 10_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -134,6 +135,19 @@ async function inside(): Promise<number> {
     `ratio programmer / ip -batch (routes/s): install ${(best.ipAdd / best.progAdd).toFixed(2)}, remove ${(best.ipDel / best.progDel).toFixed(2)}`,
   ];
   process.stdout.write(`${out.join('\n')}\n`);
+  const perSecond = (sec: number): number => Math.round(COUNT / sec);
+  record({
+    route_programming: {
+      routes: COUNT,
+      install_per_s: perSecond(best.progAdd),
+      install_ip_batch_per_s: perSecond(best.ipAdd),
+      install_ratio: round(best.ipAdd / best.progAdd, 2),
+      remove_per_s: perSecond(best.progDel),
+      remove_ip_batch_per_s: perSecond(best.ipDel),
+      remove_ratio: round(best.ipDel / best.progDel, 2),
+      list_ms: round(best.dump * 1000),
+    },
+  });
   return 0;
 }
 
