@@ -40,6 +40,7 @@ import type { Server } from 'node:http';
 import { startHttpServer } from './http-server.js';
 import { OwnBlocks } from '../src/agent/own-blocks.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
+import type { VpcService } from '../src/vpc/vpc-service.js';
 
 export function etcdSettings(config: TrellisConfig): EtcdSettings {
   return {
@@ -73,6 +74,8 @@ export class NodeDaemon implements IpamHost {
   private readonly own = new OwnBlocks();
   private ipamService: IpamService | undefined;
   private reclaimTimer: NodeJS.Timeout | undefined;
+  /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
+  vpc: VpcService | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -188,6 +191,7 @@ export class NodeDaemon implements IpamHost {
 
   private onViewChange(): void {
     this.agent?.markDirty('etcd change');
+    this.vpc?.markDirty();
   }
 
   async start(): Promise<void> {
@@ -203,6 +207,7 @@ export class NodeDaemon implements IpamHost {
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
+    const vpc = config.vpc.enabled ? await (await import('../src/vpc/vpc-service.js')).prepareVpc(config, topology, this.healthEndpoint(), log) : undefined;
     this.phase = 'registering';
     if (config.routes.enabled) await this.startRouting();
     else log.warn('routes.enabled is false: no kernel routes will be installed');
@@ -268,6 +273,9 @@ export class NodeDaemon implements IpamHost {
     this.phase = 'syncing the cluster view from etcd';
     await Promise.all(this.mirrors.map((m) => m.start()));
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
+    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,
+      cluster: () => (this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined) });
+    await this.vpc?.start();
     this.onViewChange();
     const reclaimEvery = Math.max(1000, Math.min(60_000, config.ipam.blockGrace / 4));
     this.reclaimTimer = setInterval(() => void this.reclaim(), reclaimEvery);
@@ -382,6 +390,7 @@ export class NodeDaemon implements IpamHost {
     this.stopping = true;
     if (this.reclaimTimer !== undefined) clearInterval(this.reclaimTimer);
     this.ipamService?.close();
+    await this.vpc?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();

@@ -10,6 +10,7 @@ import { describeError } from '../errors.js';
 import { dispatch, EXIT_FAILURE, type CliIO, type CommandGroup } from './command.js';
 import { topologyCommand } from './topology-cmd.js';
 import { blocksCommand, nodesCommand, routesCommand } from './state-cmd.js';
+import { vpcCommand } from './vpc-cmd.js';
 
 export const root: CommandGroup = {
   kind: 'group',
@@ -18,8 +19,8 @@ export const root: CommandGroup = {
   description:
     'trellisctl inspects and manages Trellis: the topology of pod prefixes, zones\n' +
     'and subnets that trellisd advertises routes for, and the live state in etcd\n' +
-    '(nodes, block claims, advertisements).',
-  commands: [topologyCommand, nodesCommand, blocksCommand, routesCommand],
+    '(nodes, block claims, advertisements, VPC route-table entries).',
+  commands: [topologyCommand, nodesCommand, blocksCommand, routesCommand, vpcCommand],
   examples: ['trellisctl topology validate examples/topology.yaml', 'trellisctl topology apply examples/topology.yaml', 'trellisctl routes -o json'],
 };
 

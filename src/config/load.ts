@@ -49,7 +49,28 @@ export interface TrellisConfig {
     blockGrace: number;
   };
   http: { listen: string };
+  vpc: VpcConfig;
   log: { level: string };
+}
+
+export interface VpcConfig {
+  enabled: boolean;
+  /** "" = the regional AWS endpoint. */
+  endpoint: string;
+  /** "" = from the instance metadata. */
+  region: string;
+  /** "" = from the instance metadata (only needed for a "main" table). */
+  vpcId: string;
+  routeLimit: number;
+  metadataEndpoint: string;
+  disableSourceDestCheck: boolean;
+  /** ms */
+  verifyInterval: number;
+  /** ms */
+  probeInterval: number;
+  probeMisses: number;
+  /** ms */
+  recoverAfter: number;
 }
 
 type Raw = string | number | boolean | string[];
@@ -185,6 +206,36 @@ function etcdSection(values: ConfigValues): TrellisConfig['etcd'] {
   };
 }
 
+function vpcSection(values: ConfigValues): VpcConfig {
+  const get = <T>(p: string): T => values.get(p) as T;
+  return {
+    enabled: get<boolean>('vpc.enabled'),
+    endpoint: get<string>('vpc.endpoint'),
+    region: get<string>('vpc.region'),
+    vpcId: get<string>('vpc.vpcId'),
+    routeLimit: get<number>('vpc.routeLimit'),
+    metadataEndpoint: get<string>('vpc.metadataEndpoint'),
+    disableSourceDestCheck: get<boolean>('vpc.disableSourceDestCheck'),
+    verifyInterval: get<number>('vpc.verifyInterval'),
+    probeInterval: get<number>('vpc.probeInterval'),
+    probeMisses: get<number>('vpc.probeMisses'),
+    recoverAfter: get<number>('vpc.recoverAfter'),
+  };
+}
+
+/** Problems with the vpc.* settings that can be seen without connecting. */
+export function vpcConfigProblems(vpc: VpcConfig): string[] {
+  const problems: string[] = [];
+  const url = (key: string, value: string): void => {
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(value)) problems.push(`${key} must be a URL like http://host:port (no path), got ${JSON.stringify(value)}`);
+  };
+  if (typeof vpc.endpoint === 'string' && vpc.endpoint !== '') url('vpc.endpoint', vpc.endpoint);
+  if (typeof vpc.metadataEndpoint === 'string') url('vpc.metadataEndpoint', vpc.metadataEndpoint);
+  if (typeof vpc.region === 'string' && vpc.region !== '' && !/^[a-z]{2}(-[a-z]+)+-[0-9]+$/.test(vpc.region)) problems.push(`vpc.region must look like us-east-1, got ${JSON.stringify(vpc.region)}`);
+  if (typeof vpc.vpcId === 'string' && vpc.vpcId !== '' && !/^vpc-[0-9a-f]+$/.test(vpc.vpcId)) problems.push(`vpc.vpcId must look like vpc-0abc123, got ${JSON.stringify(vpc.vpcId)}`);
+  return problems;
+}
+
 function fail(problems: string[]): never {
   throw new TrellisError(ErrorCode.Config, `invalid configuration:\n  ${problems.join('\n  ')}`, { details: { problems } });
 }
@@ -225,6 +276,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       blockGrace: values.get('ipam.blockGrace') as number,
     },
     http: { listen: str('http.listen') as string },
+    vpc: vpcSection(values),
     log: { level: str('log.level') as string },
   };
   problems.push(...semanticProblems(config, values));
@@ -265,6 +317,7 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);
   }
   problems.push(...etcdSettingsProblems(config.etcd));
+  problems.push(...vpcConfigProblems(config.vpc));
   return problems;
 }
 

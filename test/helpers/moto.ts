@@ -1,6 +1,9 @@
-// Throwaway moto_server (fake AWS APIs, EC2 among them) on 127.0.0.1 for the
-// EC2 route-table adapter tests. Each server has its own reserved port and a
-// temp directory for its log; `reset()` wipes its state between cases.
+// Throwaway moto_server (fake AWS APIs, EC2 among them, and the instance
+// metadata paths) for the EC2 route-table adapter tests. Each server has its
+// own reserved port and a temp directory for its log; `reset()` wipes its
+// state between cases. By default it listens on 127.0.0.1; with `netns` and
+// `host` it runs inside a lab namespace on a lab address (like etcd.ts), and
+// this process reaches it through a forward (`localEndpoint`).
 //
 // Invariants: the server is stopped by its PID and its directory removed when
 // the test ends (with `t`) or at the latest when the process ends.
@@ -12,6 +15,7 @@ import { join } from 'node:path';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
 import { delay, dieWithParent, killChild, killSync, stopChild, which } from './pids.js';
 import { freePort } from './ports.js';
+import { intoNamespace, type NsForward } from './ns-forward.js';
 
 /** `false` when `moto_server` is on PATH, else the reason to skip. */
 export function needMoto(): string | false {
@@ -23,6 +27,10 @@ export function needMoto(): string | false {
 export interface MotoOptions {
   /** How long to wait for the server to answer; default 30 s. */
   startTimeoutMs?: number;
+  /** Run inside this network namespace (full name, e.g. `Netns.name`). */
+  netns?: string;
+  /** Listen address; default 127.0.0.1. With `netns`, an address of that namespace. */
+  host?: string;
 }
 
 /** Client settings for `@aws-sdk/client-ec2` (`new EC2Client(moto.clientConfig())`). */
@@ -33,12 +41,14 @@ export interface MotoClientConfig {
 }
 
 export interface MotoServer {
-  /** e.g. `http://127.0.0.1:40123` */
+  /** Where it listens, e.g. `http://127.0.0.1:40123` or `http://198.18.1.1:40123` in a namespace. */
   readonly endpoint: string;
+  /** How this process reaches it: `endpoint`, or a loopback forward into the namespace. */
+  readonly localEndpoint: string;
   readonly port: number;
   readonly pid: number;
   readonly logFile: string;
-  /** Fake-credential client settings, region us-east-1. */
+  /** Fake-credential client settings (for this process), region us-east-1. */
   clientConfig(): MotoClientConfig;
   /** Wipes all state (POST /moto-api/reset). */
   reset(): Promise<void>;
@@ -51,11 +61,16 @@ export async function startMoto(t?: Teardown, opts: MotoOptions = {}): Promise<M
   const port = await freePort();
   const dir = ownedTempDir('moto');
   const logFile = join(dir, 'moto.log');
-  const endpoint = `http://127.0.0.1:${port}`;
+  const host = opts.host ?? '127.0.0.1';
+  const endpoint = `http://${host}:${port}`;
+  let localEndpoint = endpoint;
+  let forward: NsForward | undefined;
   const log = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    const [cmd, args] = dieWithParent('moto_server', ['-H', '127.0.0.1', '-p', String(port)]);
+    const serverArgs = ['-H', host, '-p', String(port)];
+    const [cmd, args] =
+      opts.netns === undefined ? dieWithParent('moto_server', serverArgs) : dieWithParent('ip', ['netns', 'exec', opts.netns, 'moto_server', ...serverArgs]);
     child = spawn(cmd, args, { stdio: ['ignore', log, log] });
   } finally {
     closeSync(log);
@@ -68,6 +83,7 @@ export async function startMoto(t?: Teardown, opts: MotoOptions = {}): Promise<M
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
+    await forward?.close();
     await stopChild(child, 5_000);
     rmSync(dir, { recursive: true, force: true });
     unregister();
@@ -87,17 +103,21 @@ export async function startMoto(t?: Teardown, opts: MotoOptions = {}): Promise<M
       child.once('error', resolve);
     });
     if (spawnError !== undefined) throw new Error(`moto_server: cannot spawn: ${spawnError.message}`);
+    if (opts.netns !== undefined) {
+      forward = await intoNamespace(undefined, opts.netns, host, port);
+      localEndpoint = `http://127.0.0.1:${forward.port}`;
+    }
     const timeoutMs = opts.startTimeoutMs ?? 30_000;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(`moto_server exited during start (code ${child.exitCode}); log:\n${tail()}`);
       }
-      const status = await httpStatus('GET', `${endpoint}/moto-api/`).catch(() => 0);
+      const status = await httpStatus('GET', `${localEndpoint}/moto-api/`).catch(() => 0);
       if (status === 200) break;
       if (Date.now() > deadline) {
         await killChild(child);
-        throw new Error(`moto_server not answering after ${timeoutMs} ms at ${endpoint}; log:\n${tail()}`);
+        throw new Error(`moto_server not answering after ${timeoutMs} ms at ${endpoint} (${localEndpoint} here); log:\n${tail()}`);
       }
       await delay(100);
     }
@@ -108,16 +128,17 @@ export async function startMoto(t?: Teardown, opts: MotoOptions = {}): Promise<M
 
   return {
     endpoint,
+    localEndpoint,
     port,
     pid: child.pid ?? 0,
     logFile,
     clientConfig: () => ({
-      endpoint,
+      endpoint: localEndpoint,
       region: 'us-east-1',
       credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
     }),
     reset: async () => {
-      const status = await httpStatus('POST', `${endpoint}/moto-api/reset`);
+      const status = await httpStatus('POST', `${localEndpoint}/moto-api/reset`);
       if (status !== 200) throw new Error(`moto reset: HTTP ${status}`);
     },
     stop,

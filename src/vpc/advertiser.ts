@@ -1,0 +1,350 @@
+// The VPC advertiser of one subnet: while this node is the subnet's elected
+// leader, keep the subnet's entries in every route table of the topology equal
+// to the plan (DESIGN.md, "VPC route planning").
+//
+// A pass: judge the subnet's forwarders (probe the ones never judged) → read
+// the tables (DescribeRouteTables, see below) → classify routes (Trellis's
+// entries, foreign routes) → plan for the whole cluster → keep this subnet's
+// entries → diff against this subnet's current entries → order the delta
+// (apply-order.ts) → confirm leadership with a fresh etcd read before every
+// batch of writes, and check the lease-backed gate before every single write
+// → apply → write the status record.
+// Reading: a pass first plans against the tables as last read (updated with
+// our own writes); only when that plan wants a change, or the last read is
+// older than vpc.verifyInterval, does it read the tables again (and plans
+// again on what it read). So steady state costs one DescribeRouteTables per
+// verification interval and no write; passes run on etcd changes, forwarder
+// verdict changes, leadership and the verification timer.
+// Invariants: nothing is written unless isLeader() holds at that moment and a
+// fresh read confirmed leadership at the start of the batch; a failed create
+// or replace in a table cancels that table's deletes for the pass (no address
+// loses its route because its new one could not be made); a failed pass is
+// retried with backoff.
+
+import type { Logger } from 'pino';
+import { formatPrefix, type Prefix } from '../core/cidr.js';
+import { routeTables } from '../core/topology.js';
+import { diffVpcEntries, planVpcRoutes, type Plan, type PlannedEntry, type PlanNode, type VpcEntry, type VpcStep } from '../core/vpc-plan.js';
+import { describeError } from '../errors.js';
+import type { VpcStatus } from '../gen/trellis/v1/records_pb.js';
+import { compareEntry } from '../core/vpc-diff.js';
+import { orderSteps, type TableRoom } from './apply-order.js';
+import type { DescribeResult } from './ec2-routes.js';
+import type { ElectionState } from './election.js';
+import type { Candidate, ForwarderHealth } from './health.js';
+import type { VpcMetrics } from './metrics.js';
+import { describeEntry, planNodes, subnetExtraHopShare, type ClusterState } from './plan-input.js';
+import { makeStatus, statusFingerprint } from './status.js';
+import { classifyTable, subnetEntries, type TableState } from './table-state.js';
+
+/** The EC2 side (Ec2Routes, or a fake in tests). */
+export interface RouteTables {
+  describe(names: readonly string[]): Promise<DescribeResult>;
+  apply(step: VpcStep, tableId: string, network: Prefix): Promise<void>;
+}
+
+/** The election side (AdvertiserElection). */
+export interface Leadership {
+  readonly state: ElectionState;
+  isLeader(): boolean;
+  confirm(): Promise<boolean>;
+  on(event: 'state', listener: (state: ElectionState) => void): unknown;
+}
+
+export interface AdvertiserOptions {
+  readonly subnet: string;
+  readonly node: string;
+  readonly election: Leadership;
+  readonly tables: RouteTables;
+  readonly health: ForwarderHealth;
+  /** The validated cluster, or undefined until the view from etcd is complete. */
+  readonly cluster: () => ClusterState | undefined;
+  readonly routeLimit: number;
+  readonly verifyIntervalMs: number;
+  readonly writeStatus: (status: VpcStatus) => Promise<void>;
+  /** Failed forwarders of the previous leader's status, to keep them in recovery. */
+  readonly previousFailures?: () => Promise<Array<{ node: string; changedAt: number }>>;
+  readonly metrics?: VpcMetrics;
+  readonly log: Logger;
+  readonly now?: () => number;
+  /** Steps written between two leadership confirmations (default 10). */
+  readonly batchSize?: number;
+}
+
+interface Snapshot {
+  readonly at: number;
+  states: TableState[];
+  readonly missing: readonly string[];
+}
+
+export class VpcAdvertiser {
+  private snapshot: Snapshot | undefined;
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private forceRead = false;
+  private timer: NodeJS.Timeout | undefined;
+  private verifyTimer: NodeJS.Timeout | undefined;
+  private retryMs = 0;
+  private stopped = false;
+  private lastStatus = '';
+  private lastStatusAt = 0;
+  private lastWarnings = '';
+  /** Completed passes (ok or not), for tests and metrics. */
+  passes = 0;
+  lastPassAt: number | undefined;
+  lastError = '';
+  lastPlan: Plan | undefined;
+  entriesOwned = 0;
+  private readonly now: () => number;
+
+  constructor(private readonly options: AdvertiserOptions) {
+    this.now = options.now ?? Date.now;
+    options.election.on('state', (s) => this.leadershipChanged(s));
+    options.health.on('change', () => this.markDirty());
+    if (options.election.state === 'leader') this.leadershipChanged('leader');
+    options.metrics?.setSources({
+      leader: () => options.election.isLeader(),
+      entriesOwned: () => this.entriesOwned,
+      lastPassAgeMs: () => (this.lastPassAt === undefined ? undefined : this.now() - this.lastPassAt),
+      budgetExceeded: () => this.lastPlan?.budgetExceeded === true,
+      forwarders: () => {
+        const v = options.health.verdicts();
+        return { healthy: v.filter((f) => f.healthy).length, failed: v.filter((f) => !f.healthy).length };
+      },
+      unmanaged: () => (this.snapshot?.states ?? []).reduce((n, s) => n + s.unmanaged.length, 0),
+    });
+  }
+
+  /** Something in etcd changed: plan again soon (bursts are coalesced). */
+  markDirty(force = false): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    this.forceRead ||= force;
+    if (this.timer !== undefined || this.running !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.run();
+    }, 50);
+  }
+
+  /** Runs passes until nothing is dirty; resolves when idle. */
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        const force = this.forceRead;
+        this.forceRead = false;
+        await this.pass(force);
+      }
+    })().finally(() => {
+      this.running = undefined;
+      if (this.dirty && !this.stopped) this.markDirty();
+    });
+    return this.running;
+  }
+
+  private leadershipChanged(state: ElectionState): void {
+    const { health, log } = this.options;
+    if (state === 'leader') {
+      void (async () => {
+        for (const f of (await this.options.previousFailures?.().catch(() => [])) ?? []) health.seedFailed(f.node, f.changedAt);
+        if (this.options.election.state !== 'leader' || this.stopped) return; // stepped down meanwhile
+        health.start();
+        this.verifyTimer ??= setInterval(() => this.markDirty(true), this.options.verifyIntervalMs);
+        this.verifyTimer.unref?.();
+        this.markDirty(true);
+      })();
+    } else {
+      if (this.verifyTimer !== undefined) clearInterval(this.verifyTimer);
+      this.verifyTimer = undefined;
+      health.stop();
+      this.snapshot = undefined;
+      if (state === 'follower') log.info('not the VPC advertiser of the subnet: no EC2 writes');
+    }
+  }
+
+  private candidates(cluster: ClusterState): Candidate[] {
+    return [...cluster.nodes.values()]
+      .filter((n) => n.subnet.id === this.options.subnet && n.instanceId !== '')
+      .map((n) => ({ name: n.name, instanceId: n.instanceId, endpoint: n.healthEndpoint }));
+  }
+
+  private async read(names: readonly string[], cluster: ClusterState): Promise<Snapshot> {
+    const result = await this.options.tables.describe(names);
+    return { at: this.now(), states: result.tables.map((t) => classifyTable(cluster.topology, t)), missing: result.missing };
+  }
+
+  private plan(cluster: ClusterState, snap: Snapshot): { plan: Plan; nodes: PlanNode[]; mine: PlannedEntry[]; current: VpcEntry[] } {
+    const { subnet, health, routeLimit } = this.options;
+    const nodes = planNodes(cluster, subnet, (n) => health.healthy(n));
+    const current = subnetEntries(snap.states, subnet);
+    const plan = planVpcRoutes({
+      topology: cluster.topology,
+      nodes,
+      tables: snap.states.map((s) => ({ id: s.table, limit: routeLimit, foreign: s.foreign })),
+      current,
+    });
+    const present = new Set(snap.states.map((s) => s.table));
+    const mine = plan.entries.filter((e) => e.subnet === subnet && present.has(e.table));
+    return { plan, nodes, mine, current };
+  }
+
+  private async pass(forceRead: boolean): Promise<void> {
+    const { election, health, subnet, log } = this.options;
+    const cluster = this.options.cluster();
+    if (!election.isLeader() || cluster === undefined) return;
+    health.setCandidates(this.candidates(cluster));
+    if (health.hasUnjudged()) await health.probeAll();
+    const names = routeTables(cluster.topology);
+    let error = '';
+    let planned: ReturnType<VpcAdvertiser['plan']> | undefined;
+    try {
+      const known = this.snapshot === undefined ? '' : [...this.snapshot.states.map((x) => x.table), ...this.snapshot.missing].sort().join();
+      const stale = known !== [...names].sort().join() || forceRead || this.now() - (this.snapshot?.at ?? 0) >= this.options.verifyIntervalMs;
+      if (stale) this.snapshot = await this.read(names, cluster);
+      let snap = this.snapshot as Snapshot;
+      planned = this.plan(cluster, snap);
+      if (!stale && diffVpcEntries({ entries: planned.mine }, planned.current).steps.length > 0) {
+        this.snapshot = snap = await this.read(names, cluster);
+        planned = this.plan(cluster, snap);
+      }
+      this.lastPlan = planned.plan;
+      const failed = await this.apply(cluster, snap, planned.mine, planned.current);
+      if (failed !== '') error = failed;
+      this.retryMs = 0;
+      this.options.metrics?.passes.inc({ result: error === '' ? 'ok' : 'error' });
+    } catch (err) {
+      error = describeError(err);
+      this.snapshot = undefined;
+      this.options.metrics?.passes.inc({ result: 'error' });
+    }
+    this.passes++;
+    this.lastPassAt = this.now();
+    if (error !== '' && error !== this.lastError) log.warn({ subnet, err: error }, 'VPC advertiser pass failed; retrying');
+    this.lastError = error;
+    if (error !== '') this.scheduleRetry();
+    if (election.isLeader()) await this.publish(cluster, planned, error);
+  }
+
+  /** Applies the delta; returns "" or the first error. Updates the snapshot with every write made. */
+  private async apply(cluster: ClusterState, snap: Snapshot, mine: readonly PlannedEntry[], current: readonly VpcEntry[]): Promise<string> {
+    const { election, tables, log } = this.options;
+    const delta = diffVpcEntries({ entries: mine }, current);
+    if (delta.steps.length === 0) return '';
+    const room = new Map<string, TableRoom>(snap.states.map((s) => [s.table, { limit: this.options.routeLimit, total: s.total }]));
+    const present = snap.states.flatMap((s) => s.owned);
+    const steps = orderSteps(delta, room, present);
+    const ids = new Map(snap.states.map((s) => [s.table, s.id]));
+    const brokenTables = new Set<string>();
+    const batchSize = this.options.batchSize ?? 10;
+    let firstError = '';
+    for (let i = 0; i < steps.length; i++) {
+      if (i % batchSize === 0 && !(await election.confirm())) {
+        log.warn({ remaining: steps.length - i }, 'leadership not confirmed: stopped before writing to EC2');
+        return firstError || 'lost leadership during the pass';
+      }
+      if (!election.isLeader()) {
+        log.warn({ remaining: steps.length - i }, 'no longer the advertiser: stopped writing to EC2');
+        return firstError || 'lost leadership during the pass';
+      }
+      const step = steps[i] as (typeof steps)[number];
+      if (step.kind === 'delete' && brokenTables.has(step.entry.table)) continue;
+      if (step.forced === true) log.warn({ entry: describeEntry(step.entry) }, 'route table full: deleting an entry before its replacement exists');
+      try {
+        await tables.apply(step, ids.get(step.entry.table) as string, cluster.topology.network);
+        this.record(snap, step);
+        log.info({ op: step.kind, entry: describeEntry(step.entry) }, 'VPC route changed');
+      } catch (err) {
+        firstError ||= `${step.kind} ${describeEntry(step.entry)}: ${describeError(err)}`;
+        if (step.kind !== 'delete') brokenTables.add(step.entry.table);
+      }
+    }
+    return firstError;
+  }
+
+  /** Reflects one applied step in the snapshot (so the next pass plans on what the tables hold). */
+  private record(snap: Snapshot, step: VpcStep): void {
+    const { subnet } = this.options;
+    snap.states = snap.states.map((s) => {
+      if (s.table !== step.entry.table) return s;
+      const same = (e: VpcEntry): boolean => formatPrefix(e.destination) === formatPrefix(step.entry.destination);
+      const had = s.owned.some(same);
+      const owned = s.owned.filter((e) => !same(e));
+      if (step.kind !== 'delete') owned.push({ ...step.entry, subnet });
+      const total = s.total + (step.kind === 'create' && !had ? 1 : 0) - (step.kind === 'delete' && had ? 1 : 0);
+      return { ...s, owned, total };
+    });
+  }
+
+  private warnings(cluster: ClusterState, plan: Plan | undefined): string[] {
+    const { subnet } = this.options;
+    const out: string[] = [];
+    for (const u of plan?.uncovered ?? []) if (u.subnet === subnet || u.reason === 'over-budget') out.push(u.message);
+    for (const t of this.snapshot?.missing ?? []) out.push(`route table ${t} of the topology does not exist in EC2`);
+    for (const s of this.snapshot?.states ?? []) {
+      for (const u of s.unmanaged) {
+        if (u.subnet === subnet || u.subnet === undefined) out.push(`route ${u.destination} → ${u.target} in ${u.table} is in the pod network but not Trellis's: left alone`);
+      }
+    }
+    for (const n of cluster.nodes.values()) {
+      if (n.subnet.id !== subnet) continue;
+      if (n.instanceId === '') out.push(`node ${n.name} has no instance id: it cannot forward`);
+      else if (n.healthEndpoint === '') out.push(`node ${n.name} publishes no health endpoint (http.listen is loopback): judged by its lease alone`);
+    }
+    return [...new Set(out)];
+  }
+
+  private async publish(cluster: ClusterState, planned: ReturnType<VpcAdvertiser['plan']> | undefined, error: string): Promise<void> {
+    const { subnet, node, health, log } = this.options;
+    const warnings = this.warnings(cluster, planned?.plan);
+    const text = warnings.join('\n');
+    if (text !== this.lastWarnings) {
+      this.lastWarnings = text;
+      if (planned?.plan.budgetExceeded === true) log.warn({ subnet, warnings }, 'VPC route budget exceeded: some subnets get no entry, their pods are not routed');
+      else if (warnings.length > 0) log.warn({ subnet, warnings }, 'VPC advertiser warnings');
+    }
+    const byInstance = new Map([...cluster.nodes.values()].map((n) => [n.instanceId, n.name]));
+    const applied = subnetEntries(this.snapshot?.states ?? [], subnet)
+      .sort(compareEntry)
+      .map((e) => ({ ...e, node: byInstance.get(e.target) ?? '' }));
+    this.entriesOwned = applied.length;
+    const status = makeStatus(
+      {
+        subnet,
+        leader: node,
+        plan: planned?.mine ?? [],
+        applied,
+        forwarders: health.verdicts(),
+        lastError: error,
+        budgetExceeded: planned?.plan.budgetExceeded === true,
+        extraHopShare: planned === undefined ? 0 : subnetExtraHopShare(planned.mine, planned.nodes, subnet),
+        warnings,
+      },
+      this.now(),
+    );
+    const fingerprint = statusFingerprint(status);
+    if (fingerprint === this.lastStatus && this.now() - this.lastStatusAt < this.options.verifyIntervalMs) return;
+    try {
+      await this.options.writeStatus(status);
+      this.lastStatus = fingerprint;
+      this.lastStatusAt = this.now();
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'writing the VPC status to etcd failed');
+    }
+  }
+
+  private scheduleRetry(): void {
+    this.retryMs = Math.min(this.retryMs === 0 ? 1000 : this.retryMs * 2, this.options.verifyIntervalMs);
+    const t = setTimeout(() => this.markDirty(true), this.retryMs);
+    t.unref?.();
+  }
+
+  /** Stops passes; resolves when the running one is over (it writes nothing more once not leader). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.verifyTimer !== undefined) clearInterval(this.verifyTimer);
+    this.options.health.stop();
+    await this.running?.catch(() => undefined);
+  }
+}

@@ -1,0 +1,225 @@
+// The EC2 adapter of the VPC advertiser: read the cluster's route tables,
+// write single routes, turn off this instance's source/destination check.
+//
+// * One DescribeRouteTables (following NextToken pages) per read, for every
+//   table of the topology at once; instance targets are filtered here, not by
+//   the API (moto lacks the route.instance-id filter). The topology's "main"
+//   is the VPC's main table, found through the vpc-id filter.
+// * Writes are idempotent: a create that finds the destination taken
+//   replaces it, a replace that finds none creates, a delete of a missing
+//   route succeeds.
+// * Every write's destination must lie inside the pod network: anything else
+//   (0.0.0.0/0, the local route, NAT or gateway routes) is refused before a
+//   request is made.
+// * Throttling (RequestLimitExceeded, Throttling…), 5xx answers and network
+//   errors are retried with capped exponential backoff and full jitter, at
+//   most `maxAttempts` attempts per call; the SDK's own retries are off so
+//   that every attempt is counted by the observer.
+
+import { CreateRouteCommand, DeleteRouteCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, type Filter, type Route, type RouteTable } from '@aws-sdk/client-ec2';
+import type { Logger } from 'pino';
+import { contains, formatPrefix, type Prefix } from '../core/cidr.js';
+import type { VpcEntry, VpcStep } from '../core/vpc-diff.js';
+import { ErrorCode, TrellisError } from '../errors.js';
+import type { DescribedRoute, DescribedTable } from './table-state.js';
+
+export type CallResult = 'ok' | 'throttled' | 'error';
+
+/** Told about every attempt (for metrics and tests). */
+export interface Ec2CallObserver {
+  call(action: string, result: CallResult): void;
+  retry(action: string): void;
+  /** A call failed with a retryable error on its last allowed attempt. */
+  exhausted(action: string): void;
+}
+
+export interface RetryPolicy {
+  readonly maxAttempts: number;
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 200, maxDelayMs: 5000 };
+
+export interface Ec2Settings {
+  /** "" = the regional AWS endpoint. */
+  readonly endpoint: string;
+  readonly region: string;
+}
+
+export interface Ec2RoutesOptions {
+  readonly client: EC2Client;
+  /** Needed only for the topology's "main" table. */
+  readonly vpcId: string;
+  readonly log: Logger;
+  readonly observer?: Ec2CallObserver;
+  readonly retry?: Partial<RetryPolicy>;
+  readonly random?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export interface DescribeResult {
+  readonly tables: readonly DescribedTable[];
+  /** Tables of the topology that EC2 does not know. */
+  readonly missing: readonly string[];
+}
+
+const THROTTLE_CODES = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'TooManyRequestsException', 'SlowDown']);
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+interface AwsErrorShape {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** The AWS error code of a failure ("RouteAlreadyExists"…), or the error's name. */
+export function awsCode(err: unknown): string {
+  const e = err as AwsErrorShape;
+  return e?.name ?? e?.code ?? 'Error';
+}
+
+export function isThrottle(err: unknown): boolean {
+  return THROTTLE_CODES.has(awsCode(err));
+}
+
+/** Worth another attempt: throttling, server errors, timeouts, broken connections. */
+export function isRetryable(err: unknown): boolean {
+  const e = err as AwsErrorShape;
+  const status = e?.$metadata?.httpStatusCode ?? 0;
+  return isThrottle(err) || status >= 500 || NETWORK_CODES.has(e?.code ?? '') || e?.name === 'TimeoutError' || /socket hang up/i.test(e?.message ?? '');
+}
+
+/** An EC2 client with the SDK's retries off and request deadlines. */
+export function ec2Client(settings: Ec2Settings): EC2Client {
+  return new EC2Client({
+    region: settings.region,
+    ...(settings.endpoint !== '' ? { endpoint: settings.endpoint } : {}),
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 3000, requestTimeout: 10_000 },
+  });
+}
+
+function toDescribed(r: Route): DescribedRoute {
+  const other =
+    r.GatewayId ?? r.NatGatewayId ?? r.TransitGatewayId ?? r.VpcPeeringConnectionId ?? r.EgressOnlyInternetGatewayId ??
+    r.LocalGatewayId ?? r.CarrierGatewayId ?? r.CoreNetworkArn ?? (r.InstanceId === undefined ? r.NetworkInterfaceId : undefined);
+  return { destination: r.DestinationCidrBlock, instanceId: r.InstanceId, otherTarget: other, state: r.State };
+}
+
+export class Ec2Routes {
+  private readonly retry: RetryPolicy;
+  private readonly random: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(private readonly options: Ec2RoutesOptions) {
+    this.retry = { ...DEFAULT_RETRY, ...(options.retry ?? {}) };
+    this.random = options.random ?? Math.random;
+    this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  /** One attempt loop of `action`; throws a TrellisError once retries are spent or on a final error. */
+  private async call<T>(action: string, send: () => Promise<T>, tolerate: (code: string) => boolean = () => false): Promise<T | undefined> {
+    const { observer, log } = this.options;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const out = await send();
+        observer?.call(action, 'ok');
+        return out;
+      } catch (err) {
+        const code = awsCode(err);
+        if (tolerate(code)) {
+          observer?.call(action, 'ok');
+          return undefined;
+        }
+        observer?.call(action, isThrottle(err) ? 'throttled' : 'error');
+        if (!isRetryable(err) || attempt >= this.retry.maxAttempts) {
+          if (isRetryable(err)) observer?.exhausted(action);
+          const spent = isRetryable(err) ? ` after ${attempt} attempts` : '';
+          throw new TrellisError(isRetryable(err) ? ErrorCode.Unavailable : ErrorCode.Cloud, `EC2 ${action} failed${spent}: ${code}: ${(err as Error).message}`, {
+            cause: err,
+            details: { action, awsCode: code, attempts: attempt },
+          });
+        }
+        const ceiling = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+        const wait = Math.round(this.random() * ceiling);
+        observer?.retry(action);
+        log.debug({ action, code, attempt, waitMs: wait }, 'EC2 call failed; retrying');
+        await this.sleep(wait);
+      }
+    }
+  }
+
+  /** The topology's tables as EC2 has them, with one DescribeRouteTables (and its pages). */
+  async describe(names: readonly string[]): Promise<DescribeResult> {
+    const wanted = [...new Set(names)];
+    const ids = wanted.filter((n) => n !== 'main');
+    const needMain = wanted.includes('main');
+    if (needMain && this.options.vpcId === '') {
+      throw new TrellisError(ErrorCode.Config, 'a subnet of the topology names no route table, so the VPC main table is used: set vpc.vpcId');
+    }
+    if (wanted.length === 0) return { tables: [], missing: [] };
+    const filters: Filter[] = needMain ? [{ Name: 'vpc-id', Values: [this.options.vpcId] }] : [{ Name: 'route-table-id', Values: ids }];
+    const found: RouteTable[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.call('DescribeRouteTables', () =>
+        this.options.client.send(new DescribeRouteTablesCommand({ Filters: filters, ...(token === undefined ? {} : { NextToken: token }) })),
+      );
+      found.push(...(page?.RouteTables ?? []));
+      token = page?.NextToken;
+    } while (token !== undefined && token !== '');
+    const tables: DescribedTable[] = [];
+    const missing: string[] = [];
+    for (const name of wanted) {
+      const t = name === 'main' ? found.find((rt) => (rt.Associations ?? []).some((a) => a.Main === true)) : found.find((rt) => rt.RouteTableId === name);
+      if (t?.RouteTableId === undefined) missing.push(name);
+      else tables.push({ name, id: t.RouteTableId, routes: (t.Routes ?? []).map(toDescribed) });
+    }
+    return { tables, missing };
+  }
+
+  private guard(entry: VpcEntry, network: Prefix): void {
+    if (!contains(network, entry.destination)) {
+      throw new TrellisError(ErrorCode.Internal, `refusing to write ${formatPrefix(entry.destination)}: outside the pod network ${formatPrefix(network)}`, {
+        details: { destination: formatPrefix(entry.destination) },
+      });
+    }
+  }
+
+  private create(tableId: string, e: VpcEntry): Promise<unknown> {
+    const input = { RouteTableId: tableId, DestinationCidrBlock: formatPrefix(e.destination), InstanceId: e.target };
+    return this.call('CreateRoute', () => this.options.client.send(new CreateRouteCommand(input)), (c) => c === 'RouteAlreadyExists').then(async (out) => {
+      if (out === undefined) await this.replace(tableId, e, false);
+    });
+  }
+
+  private replace(tableId: string, e: VpcEntry, fallback = true): Promise<unknown> {
+    const input = { RouteTableId: tableId, DestinationCidrBlock: formatPrefix(e.destination), InstanceId: e.target };
+    const missing = (c: string): boolean => fallback && (c === 'InvalidRoute.NotFound' || c === 'InvalidParameterValue');
+    return this.call('ReplaceRoute', () => this.options.client.send(new ReplaceRouteCommand(input)), missing).then(async (out) => {
+      if (out === undefined) await this.create(tableId, e);
+    });
+  }
+
+  private remove(tableId: string, e: VpcEntry): Promise<unknown> {
+    const input = { RouteTableId: tableId, DestinationCidrBlock: formatPrefix(e.destination) };
+    return this.call('DeleteRoute', () => this.options.client.send(new DeleteRouteCommand(input)), (c) => c === 'InvalidRoute.NotFound');
+  }
+
+  /** Applies one step to the table whose EC2 id is `tableId`; `network` is the pod network. */
+  async apply(step: VpcStep, tableId: string, network: Prefix): Promise<void> {
+    this.guard(step.entry, network);
+    if (step.kind === 'create') await this.create(tableId, step.entry);
+    else if (step.kind === 'replace') await this.replace(tableId, step.entry);
+    else await this.remove(tableId, step.entry);
+  }
+
+  /** Lets the instance forward traffic that is not addressed to it (ModifyInstanceAttribute). */
+  async disableSourceDestCheck(instanceId: string): Promise<void> {
+    await this.call('ModifyInstanceAttribute', () =>
+      this.options.client.send(new ModifyInstanceAttributeCommand({ InstanceId: instanceId, SourceDestCheck: { Value: false } })),
+    );
+  }
+}

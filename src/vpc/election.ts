@@ -1,0 +1,216 @@
+// Election of a subnet's VPC advertiser over etcd.
+//
+// Every trellisd of the subnet with vpc.enabled is a candidate: it puts
+// `<prefix>/v1/advertisers/<subnet>/<lease id hex>` (value: its node name)
+// under its node lease (LeaseKeeper, TTL = holdTime), so the candidacy
+// vanishes with the node. The leader is the candidate key with the lowest
+// create revision; every candidate watches the prefix and re-reads it on any
+// change, so when the leader's key goes (lease expired, or resigned) the next
+// one takes over within a watch round trip.
+// States: follower → leader (this key is the lowest) → follower (lease not
+// alive, key gone, a lower key appeared); resigning (graceful stop: the key
+// is deleted so a successor takes over at once) → stopped.
+// Invariants:
+//  * isLeader() is true only while the state is leader AND the node lease is
+//    alive AND our key lives under the lease's current id: a leader whose
+//    lease is lost or unconfirmed stops at once, without waiting for etcd.
+//  * confirm() makes a fresh (linearizable) read before answering; callers
+//    run it before every batch of EC2 writes.
+//  * A new lease (the old one was lost) means a new candidacy at the back of
+//    the queue: the old key died with the old lease. A trellisd restarted
+//    within the hold time re-attaches to its lease, finds its key and keeps
+//    its place (a leader stays the leader).
+
+import { EventEmitter } from 'node:events';
+import type { Etcd3, IKeyValue } from 'etcd3';
+import type { Logger } from 'pino';
+import { hex, type LeaseKeeperEvents } from '../etcd/lease-keeper.js';
+import type { LeaseState } from '../etcd/lease-keeper.js';
+import { PrefixMirror } from '../etcd/prefix-mirror.js';
+import type { Keys } from '../state/keys.js';
+
+export type ElectionState = 'follower' | 'leader' | 'resigning' | 'stopped';
+
+/** What the election needs of the node lease (a LeaseKeeper). */
+export interface LeaseSource extends EventEmitter<LeaseKeeperEvents> {
+  readonly id: string | undefined;
+  readonly state: LeaseState;
+}
+
+export interface ElectionOptions {
+  readonly client: Etcd3;
+  readonly keys: Keys;
+  readonly subnet: string;
+  /** This node's name (the value of its candidacy key). */
+  readonly node: string;
+  readonly lease: LeaseSource;
+  readonly log: Logger;
+  /** Period of a re-read besides watch events (default 2 s). */
+  readonly recheckMs?: number;
+}
+
+export interface ElectionEvents {
+  state: [state: ElectionState];
+}
+
+interface Candidate {
+  readonly key: string;
+  readonly node: string;
+  readonly lease: string;
+  readonly createRevision: bigint;
+}
+
+function candidates(kvs: readonly IKeyValue[]): Candidate[] {
+  return kvs
+    .map((kv) => ({ key: kv.key.toString(), node: kv.value.toString(), lease: String(kv.lease), createRevision: BigInt(kv.create_revision) }))
+    .sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+}
+
+export class AdvertiserElection extends EventEmitter<ElectionEvents> {
+  private current: ElectionState = 'follower';
+  /** Lease id our candidacy key was put under. */
+  private campaignLease: string | undefined;
+  private mirror: PrefixMirror | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+  private again = false;
+  private leaderNode: string | undefined;
+  private readonly prefix: string;
+  private readonly onLeaseState = (state: LeaseState): void => this.leaseChanged(state);
+  private readonly onGranted = (): void => void this.recheck();
+
+  constructor(private readonly options: ElectionOptions) {
+    super();
+    this.prefix = options.keys.advertisersPrefix(options.subnet);
+  }
+
+  get state(): ElectionState {
+    return this.current;
+  }
+
+  /** Node name of the leader as last read (undefined when there is no candidate). */
+  get leader(): string | undefined {
+    return this.leaderNode;
+  }
+
+  /** Our candidacy key, once campaigning. */
+  get key(): string | undefined {
+    return this.campaignLease === undefined ? undefined : `${this.prefix}${hex(this.campaignLease)}`;
+  }
+
+  /** Synchronous gate: leader, lease alive, candidacy under the current lease. */
+  isLeader(): boolean {
+    const { lease } = this.options;
+    return this.current === 'leader' && lease.state === 'alive' && lease.id !== undefined && lease.id === this.campaignLease;
+  }
+
+  async start(): Promise<void> {
+    const { lease, client, log } = this.options;
+    lease.on('state', this.onLeaseState);
+    lease.on('granted', this.onGranted);
+    this.mirror = new PrefixMirror(client, this.prefix, log.child({ component: 'election-watch' }));
+    this.mirror.on('changes', () => void this.recheck());
+    await this.mirror.start();
+    await this.recheck();
+    this.timer = setInterval(() => void this.recheck(), this.options.recheckMs ?? 2000);
+    this.timer.unref?.();
+  }
+
+  /** Fresh read of the candidates; campaigns if our key is missing; updates the state. Never throws. */
+  recheck(): Promise<void> {
+    if (this.checking !== undefined) {
+      this.again = true;
+      return this.checking;
+    }
+    this.checking = this.check()
+      .catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, 'advertiser election: reading candidates failed'))
+      .finally(() => {
+        this.checking = undefined;
+        if (this.again) {
+          this.again = false;
+          void this.recheck();
+        }
+      });
+    return this.checking;
+  }
+
+  /** Before a batch of EC2 writes: true only if a fresh read shows us as leader under a live lease. */
+  async confirm(): Promise<boolean> {
+    if (!this.isLeader()) return false;
+    try {
+      await this.check();
+    } catch (err) {
+      this.options.log.warn({ err: (err as Error).message }, 'advertiser election: cannot confirm leadership; not writing');
+      return false;
+    }
+    return this.isLeader();
+  }
+
+  /** Resigning or stopped: no more campaigning. */
+  private closed(): boolean {
+    return this.current === 'resigning' || this.current === 'stopped';
+  }
+
+  private async check(): Promise<void> {
+    if (this.closed()) return;
+    const { client, lease, node, log } = this.options;
+    let list = candidates((await client.getAll().prefix(this.prefix).exec()).kvs);
+    const leaseId = lease.id;
+    const mine = leaseId === undefined ? undefined : `${this.prefix}${hex(leaseId)}`;
+    if (leaseId !== undefined && lease.state === 'alive' && mine !== undefined && !list.some((c) => c.key === mine) && !this.closed()) {
+      await client.put(mine).value(node).lease(leaseId).exec();
+      if (this.campaignLease !== leaseId) log.info({ key: mine }, 'advertiser election: candidate');
+      this.campaignLease = leaseId;
+      list = candidates((await client.getAll().prefix(this.prefix).exec()).kvs);
+    }
+    if (this.closed()) return;
+    // A key under our lease that we did not put in this run: a restart re-attached to the lease; keep our place.
+    if (leaseId !== undefined && list.some((c) => c.key === mine)) this.campaignLease = leaseId;
+    const first = list[0];
+    this.leaderNode = first?.node;
+    const leading = first !== undefined && first.key === mine && first.lease === leaseId && leaseId === this.campaignLease && lease.state === 'alive';
+    this.setState(leading ? 'leader' : 'follower');
+  }
+
+  private leaseChanged(state: LeaseState): void {
+    if (state === 'alive') {
+      void this.recheck();
+    } else if (this.current === 'leader') {
+      this.options.log.warn({ lease: state }, 'advertiser election: node lease not alive; stepping down');
+      this.setState('follower');
+    }
+  }
+
+  private setState(state: ElectionState): void {
+    if (state === this.current) return;
+    const was = this.current;
+    this.current = state;
+    this.options.log.info({ subnet: this.options.subnet, from: was, to: state }, state === 'leader' ? 'became VPC advertiser of the subnet' : 'VPC advertiser election state');
+    this.emit('state', state);
+  }
+
+  /** Graceful stop: delete our candidacy key (a successor takes over at once), then stop. */
+  async resign(): Promise<void> {
+    if (this.current === 'stopped') return;
+    this.setState('resigning');
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.options.lease.off('state', this.onLeaseState);
+    this.options.lease.off('granted', this.onGranted);
+    await this.checking?.catch(() => undefined);
+    const key = this.key;
+    if (key !== undefined) {
+      const deadline = new Promise<void>((r) => setTimeout(r, 2000).unref());
+      await Promise.race([
+        this.options.client
+          .delete()
+          .key(key)
+          .exec()
+          .then(() => this.options.log.info({ key }, 'advertiser election: resigned'))
+          .catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, 'advertiser election: resigning failed; the key expires with the lease')),
+        deadline,
+      ]);
+    }
+    await this.mirror?.stop();
+    this.setState('stopped');
+  }
+}

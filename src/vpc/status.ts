@@ -1,0 +1,75 @@
+// The VpcStatus record at <prefix>/v1/vpc/<subnet>: what the subnet's
+// advertiser planned and found, written by the leader after each pass in
+// which something changed (and at least every verification pass, so its
+// `updatedAt` shows the leader is at work). Not leased: it outlives the
+// leader, and the next leader reads it to keep failed forwarders in
+// recovery (hysteresis survives a change of leader).
+
+import type { Etcd3 } from 'etcd3';
+import { formatPrefix } from '../core/cidr.js';
+import type { PlannedEntry } from '../core/vpc-plan.js';
+import type { VpcEntry } from '../core/vpc-diff.js';
+import { ForwarderHealthSchema, VpcRouteSchema, VpcStatusSchema, type VpcRoute, type VpcStatus } from '../gen/trellis/v1/records_pb.js';
+import { create } from '@bufbuild/protobuf';
+import type { Keys } from '../state/keys.js';
+import { decodeRecord, encodeRecord, makeRecord, msToTimestamp, timestampToMs } from '../state/records.js';
+import type { ForwarderVerdict } from './health.js';
+
+export interface StatusInput {
+  readonly subnet: string;
+  readonly leader: string;
+  readonly plan: readonly PlannedEntry[];
+  /** The subnet's entries in the tables after the pass, with node names where known. */
+  readonly applied: readonly (VpcEntry & { node?: string })[];
+  readonly forwarders: readonly ForwarderVerdict[];
+  readonly lastError: string;
+  readonly budgetExceeded: boolean;
+  readonly extraHopShare: number;
+  readonly warnings: readonly string[];
+}
+
+function route(e: VpcEntry & { node?: string; subnet?: string }, subnet: string): VpcRoute {
+  return create(VpcRouteSchema, { table: e.table, destination: formatPrefix(e.destination), target: e.target, node: e.node ?? '', subnet: e.subnet ?? subnet });
+}
+
+export function makeStatus(input: StatusInput, now: number): VpcStatus {
+  return makeRecord(VpcStatusSchema, {
+    subnet: input.subnet,
+    leader: input.leader,
+    updatedAt: msToTimestamp(now),
+    plan: input.plan.map((e) => route(e, input.subnet)),
+    applied: input.applied.map((e) => route(e, input.subnet)),
+    forwarders: input.forwarders.map((f) =>
+      create(ForwarderHealthSchema, {
+        node: f.node,
+        instanceId: f.instanceId,
+        healthy: f.healthy,
+        consecutiveMisses: f.consecutiveMisses,
+        ...(f.changedAt > 0 ? { changedAt: msToTimestamp(f.changedAt) } : {}),
+      }),
+    ),
+    lastError: input.lastError,
+    budgetExceeded: input.budgetExceeded,
+    extraHopShare: input.extraHopShare,
+    warnings: [...input.warnings],
+  });
+}
+
+/** The record without its timestamp, to tell whether anything changed. */
+export function statusFingerprint(status: VpcStatus): string {
+  const copy: VpcStatus = { ...status, updatedAt: undefined, forwarders: status.forwarders.map((f) => ({ ...f, consecutiveMisses: 0 })) };
+  return encodeRecord(VpcStatusSchema, copy);
+}
+
+export async function writeStatus(client: Etcd3, keys: Keys, status: VpcStatus): Promise<void> {
+  await client.put(keys.vpcStatus(status.subnet)).value(encodeRecord(VpcStatusSchema, status)).exec();
+}
+
+/** Failed forwarders of the last status, with when they failed (ms). */
+export async function readFailedForwarders(client: Etcd3, keys: Keys, subnet: string): Promise<Array<{ node: string; changedAt: number }>> {
+  const text = await client.get(keys.vpcStatus(subnet)).string();
+  if (text === null) return [];
+  const decoded = decodeRecord(VpcStatusSchema, text);
+  if (!decoded.ok) return [];
+  return decoded.value.forwarders.filter((f) => !f.healthy).map((f) => ({ node: f.node, changedAt: timestampToMs(f.changedAt) ?? 0 }));
+}

@@ -1,0 +1,80 @@
+// The vpc.* configuration keys: defaults, flags and environment, and the
+// problems reported for bad values.
+import t from 'tap';
+import { loadConfig } from '../../src/config/load.js';
+import { hasCode, ErrorCode } from '../../src/errors.js';
+
+const base = new Map([
+  ['hostIP', '198.18.1.10'],
+  ['interface', 'eth0'],
+  ['nodeName', 'n1'],
+]);
+
+t.test('defaults: VPC mode off, AWS limits and the real metadata address', async (t) => {
+  const c = loadConfig({ flags: base, env: {} });
+  t.same(c.vpc, {
+    enabled: false,
+    endpoint: '',
+    region: '',
+    vpcId: '',
+    routeLimit: 50,
+    metadataEndpoint: 'http://169.254.169.254',
+    disableSourceDestCheck: true,
+    verifyInterval: 30_000,
+    probeInterval: 1000,
+    probeMisses: 2,
+    recoverAfter: 10_000,
+  });
+});
+
+t.test('flags and environment', async (t) => {
+  const flags = new Map([
+    ...base,
+    ['vpc.enabled', 'true'],
+    ['vpc.endpoint', 'http://198.18.1.1:5000'],
+    ['vpc.vpcId', 'vpc-0abc123'],
+    ['vpc.routeLimit', '8'],
+    ['vpc.probeInterval', '500ms'],
+  ]);
+  const c = loadConfig({
+    flags,
+    env: { TRELLIS_VPC_REGION: 'eu-west-3', TRELLIS_VPC_METADATA_ENDPOINT: 'http://198.18.1.1:5000', TRELLIS_VPC_RECOVER_AFTER: '2s', TRELLIS_VPC_DISABLE_SOURCE_DEST_CHECK: 'false' },
+  });
+  t.match(c.vpc, {
+    enabled: true,
+    endpoint: 'http://198.18.1.1:5000',
+    region: 'eu-west-3',
+    vpcId: 'vpc-0abc123',
+    routeLimit: 8,
+    metadataEndpoint: 'http://198.18.1.1:5000',
+    disableSourceDestCheck: false,
+    probeInterval: 500,
+    recoverAfter: 2000,
+  });
+});
+
+t.test('bad values are reported together', async (t) => {
+  const flags = new Map([
+    ...base,
+    ['vpc.endpoint', 'ec2.example'],
+    ['vpc.region', 'Mars'],
+    ['vpc.vpcId', 'subnet-1'],
+    ['vpc.routeLimit', '0'],
+    ['vpc.metadataEndpoint', 'http://169.254.169.254/latest'],
+    ['vpc.probeMisses', 'two'],
+  ]);
+  let err: unknown;
+  try {
+    loadConfig({ flags, env: {} });
+  } catch (e) {
+    err = e;
+  }
+  t.ok(hasCode(err, ErrorCode.Config));
+  const text = String((err as Error).message);
+  t.match(text, /--vpc-route-limit: 0 is out of range 1\.\.1000/);
+  t.match(text, /--vpc-probe-misses: expected an integer, got "two"/);
+  t.match(text, /vpc\.endpoint must be a URL like http:\/\/host:port \(no path\), got "ec2\.example"/);
+  t.match(text, /vpc\.metadataEndpoint must be a URL like http:\/\/host:port \(no path\)/);
+  t.match(text, /vpc\.region must look like us-east-1, got "Mars"/);
+  t.match(text, /vpc\.vpcId must look like vpc-0abc123, got "subnet-1"/);
+});
