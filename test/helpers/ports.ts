@@ -4,7 +4,7 @@
 // never get the same port — even while a server that owns it is stopped for a
 // while and restarted on it. Lock files of dead processes are taken over.
 
-import { mkdirSync, openSync, closeSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,10 +48,10 @@ function kernelPort(): Promise<number> {
 
 function reserve(port: number): boolean {
   if (reserved.has(port)) return false;
-  mkdirSync(lockDir, { recursive: true });
   const file = join(lockDir, String(port));
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
+      mkdirSync(lockDir, { recursive: true });
       const fd = openSync(file, 'wx');
       writeSync(fd, String(process.pid));
       closeSync(fd);
@@ -59,7 +59,9 @@ function reserve(port: number): boolean {
       unregister ??= registerCleanup(releaseAll);
       return true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue; // the directory was removed by a process leaving: make it again
+      if (code !== 'EEXIST') throw err;
       const owner = Number(readOwner(file));
       if (owner > 0 && isAlive(owner)) return false;
       // Stale (owner dead, or the file is half-written and empty): take it over.
@@ -85,4 +87,9 @@ function releaseAll(): void {
   }
   reserved.clear();
   unregister = undefined;
+  try {
+    rmdirSync(lockDir); // the last process out removes the shared directory
+  } catch {
+    // still in use by another process, or already gone
+  }
 }

@@ -43,6 +43,8 @@ export const AWS_ENV = {
 export interface VpcLabOptions {
   subnets?: number;
   hostsPerSubnet?: number;
+  /** Add 0.0.0.0/0 to an internet gateway and a NAT-gateway route to every table (default true). */
+  gatewayRoutes?: boolean;
 }
 
 /** A route of a table, reduced for comparisons. */
@@ -83,7 +85,7 @@ export class VpcLab {
   }
 
   /** @internal */
-  async provision(): Promise<void> {
+  async provision(gatewayRoutes = true): Promise<void> {
     const ec2 = this.ec2;
     const vpc = (await ec2.send(new CreateVpcCommand({ CidrBlock: '198.18.0.0/16' }))).Vpc;
     this.vpcId = vpc?.VpcId as string;
@@ -105,7 +107,7 @@ export class VpcLab {
     }
     const eip = await ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }));
     const nat = (await ec2.send(new CreateNatGatewayCommand({ SubnetId: natSubnet, AllocationId: eip.AllocationId }))).NatGateway?.NatGatewayId as string;
-    for (const rtb of this.tables.values()) {
+    for (const rtb of gatewayRoutes ? this.tables.values() : []) {
       await ec2.send(new CreateRouteCommand({ RouteTableId: rtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
       await ec2.send(new CreateRouteCommand({ RouteTableId: rtb, DestinationCidrBlock: NAT_DESTINATION, NatGatewayId: nat }));
     }
@@ -246,7 +248,7 @@ export async function buildVpcLab(t: Teardown | undefined, opts: VpcLabOptions =
     const ec2 = new EC2Client({ ...moto.clientConfig(), maxAttempts: 2 });
     vlab = new VpcLab(lab, moto, proxy, `http://198.18.1.1:${port}`, ec2);
     vlab.forward = await fromNamespace(undefined, lab.router.name, '198.18.1.1', port, proxy.port);
-    await vlab.provision();
+    await vlab.provision(opts.gatewayRoutes ?? true);
   } catch (err) {
     await vlab?.destroy();
     await proxy?.close();

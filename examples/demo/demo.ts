@@ -1,0 +1,209 @@
+// `npm run demo`: a whole Trellis cluster on this machine, on real packets.
+//
+// etcd and moto_server (the EC2 API) run in a "VPC router" network namespace
+// whose kernel forwards between three subnets exactly as moto's route tables
+// say (see vpc-router.ts); N host namespaces, three subnets of them, each run
+// trellisd (VPC advertisers on); a few pods per host get their addresses and
+// veths from the trellis CNI plugin. Once the route tables and the hosts'
+// routes have converged, it prints the topology, the advertisements, every
+// VPC route table and a pod-to-pod ping matrix, same subnet and across.
+// Everything it creates goes away on exit, Ctrl-C included.
+
+import { parseArgs } from 'node:util';
+import { comparePrefix, contains, parsePrefix } from '../../src/core/cidr.js';
+import { main as trellisctl } from '../../src/cli/main.js';
+import { sweepStaleNamespaces, type Netns } from '../../test/helpers/netns.js';
+import { which } from '../../test/helpers/pids.js';
+import { buildVpcLab, until, type VpcLab } from '../../test/helpers/vpc-lab.js';
+import { addPod, pingMatrix, type DemoPod } from './pods.js';
+import { VpcRouter } from './vpc-router.js';
+
+const USAGE = `Usage: npm run demo -- [--nodes N] [--pods-per-node N] [--route-limit N] [--keep]
+
+Builds a Trellis cluster in network namespaces on this machine (as root):
+etcd and moto_server (EC2) in a VPC-router namespace that forwards by moto's
+route tables, N hosts in three subnets running trellisd, pods wired by the
+trellis CNI plugin; waits for convergence, prints the topology, the
+advertisements, the VPC route tables and a pod-to-pod ping matrix, and
+removes everything it made.
+
+Options:
+  --nodes N           hosts, spread over three subnets (default 9)
+  --pods-per-node N   pods per host (default 2)
+  --route-limit N     entries per VPC route table (default 50; e.g. 4 forces
+                      aggregation: pods are then reached through forwarding hosts)
+  --keep              stay up for inspection with trellisctl and etcdctl until Ctrl-C
+  --cleanup           remove what an interrupted demo left behind, and exit
+  -h, --help          this help
+`;
+
+// The AWS SDK warns about Node 20 on its first use; the demo's readers need not see it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+const started = Date.now();
+const step = (what: string): void => void process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${what}\n`);
+const section = (title: string): void => void process.stdout.write(`\n== ${title}\n`);
+
+function parse(argv: string[]): { nodes: number; pods: number; limit: number; keep: boolean; cleanup: boolean } | string {
+  let v;
+  try {
+    v = parseArgs({
+      args: argv,
+      options: {
+        nodes: { type: 'string' },
+        'pods-per-node': { type: 'string' },
+        'route-limit': { type: 'string' },
+        keep: { type: 'boolean' },
+        cleanup: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    return `${(err as Error).message}\n\n${USAGE}`;
+  }
+  if (v.help === true) return USAGE;
+  const num = (name: string, text: string | undefined, def: number, min: number, max: number): number => {
+    const n = text === undefined ? def : Number(text);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}, got ${text}`);
+    return n;
+  };
+  try {
+    return {
+      nodes: num('nodes', v.nodes, 9, 3, 60),
+      pods: num('pods-per-node', v['pods-per-node'], 2, 1, 10),
+      limit: num('route-limit', v['route-limit'], 50, 4, 1000),
+      keep: v.keep === true,
+      cleanup: v.cleanup === true,
+    };
+  } catch (err) {
+    return `${(err as Error).message}\n`;
+  }
+}
+
+async function converged(v: VpcLab, router: VpcRouter, pods: readonly DemoPod[]): Promise<boolean> {
+  const tables = await v.entries();
+  const blocks = await v.lab.blocksOf();
+  for (const entries of tables.values()) {
+    for (const b of blocks) if (!entries.some((e) => contains(parsePrefix(e.destination), parsePrefix(b.prefix)))) return false;
+  }
+  await router.sync();
+  return pods.length > 0;
+}
+
+async function run(opts: { nodes: number; pods: number; limit: number; keep: boolean }): Promise<number> {
+  const perSubnet = Math.ceil(opts.nodes / 3);
+  if (perSubnet * 3 !== opts.nodes) step(`--nodes ${opts.nodes}: using ${perSubnet * 3}, three subnets of ${perSubnet}`);
+  step('building the lab: VPC router, three subnet bridges, host namespaces, etcd and moto_server');
+  const v = await buildVpcLab(undefined, { subnets: 3, hostsPerSubnet: perSubnet, gatewayRoutes: false });
+  let router: VpcRouter | undefined;
+  try {
+    const subnets = [...v.tables.keys()];
+    step(`VPC ${v.vpcId} with route tables ${[...v.tables.values()].join(', ')}; ${v.hosts.length} instances`);
+    router = new VpcRouter({
+      lab: v.lab.lab,
+      router: v.lab.router as Netns,
+      ec2: v.ec2,
+      tables: subnets.map((s, i) => ({ id: v.tables.get(s) as string, bridge: `br${i + 1}` })),
+      instances: new Map(v.hosts.map((h) => [v.instances.get(h.name) as string, { ip: h.hostIP, bridge: `br${subnets.indexOf(h.subnet) + 1}` }])),
+      network: v.lab.topology.network,
+    });
+    await router.start();
+    step(`starting ${v.hosts.length} trellisd (route limit ${opts.limit} per table)`);
+    await v.start(v.hosts, ['--vpc-route-limit', String(opts.limit), '--vpc-recover-after', '2s']);
+    step(`adding ${opts.pods} pod(s) per host through the trellis CNI plugin`);
+    const pods: DemoPod[] = [];
+    for (const h of v.hosts) for (let k = 0; k < opts.pods; k++) pods.push(await addPod(v, h, k));
+    step('waiting for the VPC route tables to cover every block and for the hosts to converge');
+    const took = await until('convergence', () => converged(v, router as VpcRouter, pods), 90_000, 250);
+    step(`converged in ${(took / 1000).toFixed(1)} s`);
+
+    const etcd = ['--etcd', v.lab.endpoint];
+    const inRouter = async (argv: string[]): Promise<void> => {
+      process.stdout.write(await v.lab.lab.exec(v.lab.router, process.execPath, [process.argv[1] as string, '--ctl', ...argv]));
+    };
+    section('topology (trellisctl topology show)');
+    await inRouter(['topology', 'show', ...etcd]);
+    section('advertisements (trellisctl routes)');
+    await inRouter(['routes', ...etcd]);
+    section(`VPC route tables (limit ${opts.limit}; entries owned by Trellis)`);
+    const blocks = await v.lab.blocksOf();
+    let forwarded = 0;
+    for (const [rtb, entries] of await v.entries()) {
+      const subnet = [...v.tables].find(([, id]) => id === rtb)?.[0];
+      process.stdout.write(`${rtb} (${subnet}):\n`);
+      const sorted = [...entries].sort((a, b) => comparePrefix(parsePrefix(a.destination), parsePrefix(b.destination)));
+      for (const e of sorted) {
+        const target = v.hostOfInstance(e.target)?.name ?? '?';
+        const owners = [...new Set(blocks.filter((b) => contains(parsePrefix(e.destination), parsePrefix(b.prefix))).map((b) => b.node))];
+        const others = owners.filter((o) => o !== target);
+        forwarded += others.length;
+        const note = others.length > 0 ? `, forwarding for ${others.join(' ')}` : '';
+        process.stdout.write(`  ${e.destination.padEnd(18)} -> ${e.target} (${target}${note})\n`);
+      }
+    }
+    if (forwarded > 0) {
+      process.stdout.write('Aggregated entries: traffic for those pods enters their subnet at the forwarding host, which delivers on its direct route.\n');
+    }
+    section('pod-to-pod ping matrix (one echo each; rows ping columns)');
+    const { text, ok, total } = await pingMatrix(v, pods);
+    process.stdout.write(text);
+    process.stdout.write(`\n${ok}/${total} pings answered${ok === total ? ': all green' : ''}\n`);
+    if (opts.keep) {
+      section('kept running');
+      process.stdout.write(
+        `etcd and trellisctl from the router namespace:\n` +
+          `  ip netns exec ${v.lab.router.name} etcdctl --endpoints ${v.lab.endpoint} get --prefix /trellis/v1/routes/\n` +
+          `  ip netns exec ${v.lab.router.name} node dist/src/cli/trellisctl.js nodes --etcd ${v.lab.endpoint}\n` +
+          `a host:  ip netns exec ${v.hosts[0]?.ns.name} ip route show proto 84\n` +
+          'teardown: press Ctrl-C here (if this process was killed instead: npm run demo -- --cleanup)\n',
+      );
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+    }
+    return ok === total ? 0 : 1;
+  } finally {
+    step('tearing down');
+    await router?.stop();
+    await v.destroy();
+    step('done: nothing left behind');
+  }
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--ctl') return trellisctl(argv.slice(1)); // trellisctl run inside the router namespace
+  const opts = parse(argv);
+  if (typeof opts === 'string') {
+    if (opts === USAGE) process.stdout.write(opts);
+    else process.stderr.write(`demo: ${opts}`);
+    return opts === USAGE ? 0 : 2;
+  }
+  if (opts.cleanup) {
+    const gone = sweepStaleNamespaces();
+    process.stdout.write(`removed ${gone.length} namespace(s) left by interrupted runs${gone.length > 0 ? `: ${gone.join(' ')}` : ''}\n`);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('demo: needs root (it creates network namespaces); run: sudo npm run demo\n');
+    return 1;
+  }
+  const missing = ['ip', 'nsenter', 'ping', 'etcd', 'etcdctl', 'moto_server', 'curl'].filter((c) => which(c) === undefined);
+  if (missing.length > 0) {
+    process.stderr.write(`demo: not installed: ${missing.join(', ')} (run: bash .ci/install-packages)\n`);
+    return 1;
+  }
+  return run(opts);
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`demo: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

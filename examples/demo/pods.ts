@@ -1,0 +1,86 @@
+// The demo's pods: each a network namespace wired by the trellis CNI plugin,
+// called exactly as a container runtime calls it (CNI_* environment, network
+// configuration on stdin) inside its host's namespace, against that host's
+// trellisd. And the ping matrix between them.
+
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import type { LabHost } from '../../test/helpers/cluster-lab.js';
+import type { Netns } from '../../test/helpers/netns.js';
+import { bin } from '../../test/helpers/trellis.js';
+import type { VpcLab } from '../../test/helpers/vpc-lab.js';
+
+export interface DemoPod {
+  readonly name: string;
+  readonly host: LabHost;
+  readonly ns: Netns;
+  readonly address: string;
+}
+
+function runPlugin(host: LabHost, env: Record<string, string>, conf: unknown): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', host.ns.name, process.execPath, bin('cni-plugin/trellis')], {
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`CNI ADD on ${host.name} failed: ${out.trim()}`))));
+    child.stdin.end(JSON.stringify(conf));
+  });
+}
+
+/** Pod `k` of `host`: a namespace, then CNI ADD for it. */
+export async function addPod(v: VpcLab, host: LabHost, k: number): Promise<DemoPod> {
+  const name = `${host.name}-p${k}`;
+  const ns = await v.lab.lab.ns(`pod${host.index}x${k}`);
+  const daemon = v.daemons.get(host.name);
+  if (daemon === undefined) throw new Error(`no trellisd on ${host.name}`);
+  const result = await runPlugin(
+    host,
+    {
+      CNI_COMMAND: 'ADD',
+      CNI_CONTAINERID: `demo-${name}`,
+      CNI_NETNS: `/var/run/netns/${ns.name}`,
+      CNI_IFNAME: 'eth0',
+      CNI_ARGS: `K8S_POD_NAMESPACE=demo;K8S_POD_NAME=${name}`,
+      CNI_PATH: '/usr/lib/cni',
+    },
+    { cniVersion: '1.0.0', name: 'trellis-demo', type: 'trellis', socket: join(daemon.stateDir, 'trellisd.sock') },
+  );
+  const address = ((JSON.parse(result) as { ips: Array<{ address: string }> }).ips[0]?.address ?? '').split('/')[0] ?? '';
+  return { name, host, ns, address };
+}
+
+/** Every pod pings every other pod once (16 at a time); a matrix of hosts' first pods and the totals. */
+export async function pingMatrix(v: VpcLab, pods: readonly DemoPod[]): Promise<{ text: string; ok: number; total: number }> {
+  const pairs = pods.flatMap((a) => pods.filter((b) => b !== a).map((b) => [a, b] as const));
+  const result = new Map<string, boolean>();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < pairs.length) {
+      const [a, b] = pairs[next++]!;
+      const r = await v.lab.ping(a.ns, b.address, { count: 1 });
+      result.set(`${a.name}>${b.name}`, r.received === 1);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  const firsts = pods.filter((p) => p.name.endsWith('-p0'));
+  const width = Math.max(...firsts.map((p) => p.name.length));
+  const lines = [`${''.padEnd(width)}  ${firsts.map((p) => p.host.name.padStart(5)).join(' ')}`];
+  for (const a of firsts) {
+    const cells = firsts.map((b) => (a === b ? '  -  ' : result.get(`${a.name}>${b.name}`) === true ? '  ok ' : ' FAIL'));
+    lines.push(`${a.name.padEnd(width)}  ${cells.join(' ')}`);
+  }
+  const ok = [...result.values()].filter(Boolean).length;
+  const sameSubnet = pairs.filter(([a, b]) => a.host.subnet === b.host.subnet);
+  const okSame = sameSubnet.filter(([a, b]) => result.get(`${a.name}>${b.name}`) === true).length;
+  lines.push(
+    '',
+    `all ${pods.length} pods (${pairs.length} pairs): same subnet ${okSame}/${sameSubnet.length}, ` +
+      `across subnets ${ok - okSame}/${pairs.length - sameSubnet.length}`,
+  );
+  for (const [k, good] of result) if (!good) lines.push(`  no answer: ${k.replace('>', ' -> ')}`);
+  return { text: `${lines.join('\n')}\n`, ok, total: pairs.length };
+}
