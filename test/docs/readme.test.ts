@@ -15,10 +15,12 @@ t.test('configuration reference is generated from the schema', async (t) => {
 });
 
 t.test('quick start and referenced files', async (t) => {
-  t.match(readme, /```sh\nnpm ci[^\n]*\nnpm test/, 'quick start shows install and test');
+  t.match(readme, /## Quick start[^#]*```sh\nnpm run demo[^\n]*\nnpm test[^\n]*\n```/, 'quick start: exactly two commands, the demo and the tests');
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   t.ok(pkg.scripts.test, 'npm test exists');
-  for (const file of ['examples/topology.yaml', 'proto/trellis/v1/records.proto', '.ci/run']) {
+  t.ok(pkg.scripts.demo, 'npm run demo exists');
+  t.ok(pkg.scripts.bench, 'npm run bench exists');
+  for (const file of ['examples/topology.yaml', 'examples/10-trellis.conflist', 'proto/trellis/v1/records.proto', '.ci/run', '.ci/install-packages', 'systemd/trellisd.service']) {
     t.ok(existsSync(join(ROOT, file)), `${file} exists`);
   }
 });
