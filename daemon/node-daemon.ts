@@ -28,7 +28,7 @@ import { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
 import { makeRecord, msToTimestamp } from '../src/state/records.js';
 import { decodeStoredTopology } from '../src/state/topology-record.js';
-import { parseListen, type TrellisConfig } from '../src/config/load.js';
+import { probeEndpoint, type TrellisConfig } from '../src/config/load.js';
 import { VERSION } from '../src/version.js';
 import { desiredRoutes, isPodRoute } from '../src/core/desired-routes.js';
 import type { KernelRoute } from '../src/core/route.js';
@@ -207,7 +207,7 @@ export class NodeDaemon implements IpamHost {
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
-    const vpc = config.vpc.enabled ? await (await import('../src/vpc/vpc-service.js')).prepareVpc(config, topology, this.healthEndpoint(), log) : undefined;
+    const vpc = config.vpc.enabled ? await (await import('../src/vpc/vpc-service.js')).prepareVpc(config, topology, probeEndpoint(config.http.listen, config.hostIP), log) : undefined;
     this.phase = 'registering';
     if (config.routes.enabled) await this.startRouting();
     else log.warn('routes.enabled is false: no kernel routes will be installed');
@@ -230,7 +230,7 @@ export class NodeDaemon implements IpamHost {
         zone: subnet.zone,
         hostIp: config.hostIP,
         instanceId: config.instanceId,
-        healthEndpoint: this.healthEndpoint(),
+        healthEndpoint: probeEndpoint(this.config.http.listen, this.config.hostIP),
         startedAt: msToTimestamp(Date.now()),
         agentVersion: VERSION,
       }),
@@ -284,17 +284,6 @@ export class NodeDaemon implements IpamHost {
       this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }));
       await this.ipamService.listen(config.ipam.socket);
     }
-  }
-
-  /** host:port peers may probe, or "" when the endpoint is loopback-only or off. */
-  private healthEndpoint(): string {
-    const where = parseListen(this.config.http.listen);
-    if (where === undefined) return '';
-    const host = parseAddress(where.host);
-    const loopback = host.family === 4 ? host.addr >> 24n === 127n : host.addr === 1n;
-    if (loopback) return '';
-    if (host.addr === 0n) return this.config.hostIP.includes(':') ? `[${this.config.hostIP}]:${where.port}` : `${this.config.hostIP}:${where.port}`;
-    return this.config.http.listen;
   }
 
   /** True once every watch has completed its first list. */

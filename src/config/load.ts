@@ -342,3 +342,18 @@ export function parseListen(text: string): { host: string; port: number } | unde
   }
   return port >= 0 && port <= 65535 ? { host, port } : undefined;
 }
+
+/**
+ * The host:port that peers may probe for this node's HTTP endpoint, or ""
+ * when it listens on loopback only (or not at all); a wildcard listen
+ * address is published as the host IP.
+ */
+export function probeEndpoint(listen: string, hostIP: string): string {
+  const where = parseListen(listen);
+  if (where === undefined) return '';
+  const host = parseAddress(where.host);
+  const loopback = host.family === 4 ? host.addr >> 24n === 127n : host.addr === 1n;
+  if (loopback) return '';
+  if (host.addr !== 0n) return listen;
+  return hostIP.includes(':') ? `[${hostIP}]:${where.port}` : `${hostIP}:${where.port}`;
+}

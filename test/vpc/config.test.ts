@@ -1,7 +1,7 @@
 // The vpc.* configuration keys: defaults, flags and environment, and the
 // problems reported for bad values.
 import t from 'tap';
-import { loadConfig } from '../../src/config/load.js';
+import { loadConfig, probeEndpoint } from '../../src/config/load.js';
 import { hasCode, ErrorCode } from '../../src/errors.js';
 
 const base = new Map([
@@ -77,4 +77,12 @@ t.test('bad values are reported together', async (t) => {
   t.match(text, /vpc\.metadataEndpoint must be a URL like http:\/\/host:port \(no path\)/);
   t.match(text, /vpc\.region must look like us-east-1, got "Mars"/);
   t.match(text, /vpc\.vpcId must look like vpc-0abc123, got "subnet-1"/);
+});
+
+t.test('the endpoint peers probe', async (t) => {
+  t.equal(probeEndpoint('127.0.0.1:9653', '198.18.1.10'), '', 'loopback is not probeable');
+  t.equal(probeEndpoint('[::1]:9653', '198.18.1.10'), '');
+  t.equal(probeEndpoint('0.0.0.0:9653', '198.18.1.10'), '198.18.1.10:9653', 'wildcard becomes the host IP');
+  t.equal(probeEndpoint('198.18.1.10:9700', '198.18.1.10'), '198.18.1.10:9700');
+  t.equal(probeEndpoint('', '198.18.1.10'), '', 'endpoint off');
 });
