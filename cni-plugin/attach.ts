@@ -15,20 +15,9 @@
 //  * DEL is idempotent: a missing veth, netns or allocation is success.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { Code, CniError, GATEWAY, formatResult, vethAlias, vethNames, type CniEnv, type NetConf } from './cni.js';
+import { Code, CniError, GATEWAY, allocateRequest, formatResult, vethAlias, vethNames, type CniEnv, type NetConf } from './cni.js';
 import { IpBatch, checkNetns, classify, isMissingDevice, q, runBatch } from './ip-batch.js';
 import { TrellisdClient, Unreachable, type Allocation } from './trellisd-client.js';
-
-function allocateRequest(env: CniEnv, conf: NetConf) {
-  return {
-    containerId: env.containerId,
-    ifName: env.ifName,
-    netns: env.netns,
-    podNamespace: env.args.K8S_POD_NAMESPACE ?? '',
-    podName: env.args.K8S_POD_NAME ?? '',
-    network: conf.name,
-  };
-}
 
 /** sysctls of the host end: proxy ARP, answered at once (a pod whose neighbour entry for the gateway was flushed still reaches it), and IPv4 forwarding on: the host routes its pods. */
 function hostSysctls(veth: string): void {

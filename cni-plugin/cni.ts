@@ -325,3 +325,22 @@ export function vethNames(containerId: string, ifName: string): VethNames {
 export function vethAlias(network: string, containerId: string, ifName: string): string {
   return `trellis/${network}/${containerId}/${ifName}`;
 }
+
+/** The trellisd /v1/allocate request for this invocation (pod from CNI_ARGS, network from the config). */
+export function allocateRequest(env: CniEnv, conf: NetConf): {
+  containerId: string;
+  ifName: string;
+  netns: string;
+  podNamespace: string;
+  podName: string;
+  network: string;
+} {
+  return {
+    containerId: env.containerId,
+    ifName: env.ifName,
+    netns: env.netns,
+    podNamespace: env.args.K8S_POD_NAMESPACE ?? '',
+    podName: env.args.K8S_POD_NAME ?? '',
+    network: conf.name,
+  };
+}

@@ -10,19 +10,12 @@
 //    puts on its host veth. For ptp the address is returned as a /31 with the
 //    gateway 169.254.1.1: no broadcast address, no other pod's address on-link.
 
-import { GATEWAY, formatResult, type CniEnv, type NetConf } from './cni.js';
+import { GATEWAY, allocateRequest, formatResult, type CniEnv, type NetConf } from './cni.js';
 import { TrellisdClient } from './trellisd-client.js';
 
 export async function ipamAdd(env: CniEnv, conf: NetConf): Promise<Record<string, unknown>> {
   const client = new TrellisdClient(conf.socket, conf.timeoutMs);
-  const got = await client.allocate({
-    containerId: env.containerId,
-    ifName: env.ifName,
-    netns: env.netns,
-    podNamespace: env.args.K8S_POD_NAMESPACE ?? '',
-    podName: env.args.K8S_POD_NAME ?? '',
-    network: conf.name,
-  });
+  const got = await client.allocate(allocateRequest(env, conf));
   const ptp = conf.type === 'ptp' && !got.address.includes(':');
   const ip = ptp ? { address: `${got.address}/31`, gateway: GATEWAY } : { address: `${got.address}/${got.prefixLength}` };
   return formatResult(conf.cniVersion, { interfaces: [], ips: [ip], routes: [] }, undefined);

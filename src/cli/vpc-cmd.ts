@@ -13,22 +13,13 @@ import { routeTables } from '../core/topology.js';
 import { planVpcRoutes, type Plan } from '../core/vpc-plan.js';
 import { describeError } from '../errors.js';
 import { parseNodesFile } from '../vpc/nodes-file.js';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIO, type CommandGroup, type LeafCommand, type OptionSpec } from './command.js';
-import { formatJSON, formatTable } from './output.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
+import { formatJSON, formatTable, outputOption } from './output.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
 import { Keys } from '../state/keys.js';
 import { VpcStatusSchema } from '../gen/trellis/v1/records_pb.js';
 import { decodeRecord, timestampToIso } from '../state/records.js';
-
-export const outputOption: OptionSpec = {
-  type: 'string',
-  short: 'o',
-  valueName: 'FORMAT',
-  doc: 'output format: table or json',
-  default: 'table',
-  choices: ['table', 'json'],
-};
 
 function wholeNumber(io: CliIO, option: string, text: string, min: number): number | undefined {
   const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
