@@ -26,7 +26,7 @@ for (const [label, args] of [
     t.equal(r.status, 0, r.stderr || r.stdout.slice(-3000));
     t.match(r.stdout, /pings answered: all green/);
     t.match(r.stdout, /same subnet (\d+)\/\1, across subnets (\d+)\/\2/);
-    if (args.includes('4')) t.match(r.stdout, /forwarding for/, 'aggregated entries target forwarding hosts');
+    if ((args as readonly string[]).includes('4')) t.match(r.stdout, /forwarding for/, 'aggregated entries target forwarding hosts');
     else t.notMatch(r.stdout, /forwarding for/, 'every node has its own entry');
     t.same(listNamespaces().filter((n) => !namespaces.has(n)), [], 'no namespace left');
     t.same(trellisTemp().filter((n) => !temps.has(n)), [], 'no temp dir left');
