@@ -12,8 +12,10 @@
 import { parseArgs } from 'node:util';
 import { comparePrefix, contains, parsePrefix } from '../../src/core/cidr.js';
 import { main as trellisctl } from '../../src/cli/main.js';
+import { registerCleanup, sweepTempDirs } from '../../test/helpers/cleanup.js';
 import { sweepStaleNamespaces, type Netns } from '../../test/helpers/netns.js';
 import { which } from '../../test/helpers/pids.js';
+import { sweepStalePortLocks } from '../../test/helpers/ports.js';
 import { buildVpcLab, until, type VpcLab } from '../../test/helpers/vpc-lab.js';
 import { addPod, pingMatrix, type DemoPod } from './pods.js';
 import { VpcRouter } from './vpc-router.js';
@@ -94,6 +96,13 @@ async function converged(v: VpcLab, router: VpcRouter, pods: readonly DemoPod[])
 async function run(opts: { nodes: number; pods: number; limit: number; keep: boolean }): Promise<number> {
   const perSubnet = Math.ceil(opts.nodes / 3);
   if (perSubnet * 3 !== opts.nodes) step(`--nodes ${opts.nodes}: using ${perSubnet * 3}, three subnets of ${perSubnet}`);
+  // Ctrl-C: the helpers' cleanup registry removes namespaces, processes and
+  // directories synchronously, newest first; this one, registered first, runs last.
+  let interrupted = false;
+  const unregister = registerCleanup(() => {
+    interrupted = true;
+    step('interrupted: removed everything the demo had created');
+  });
   step('building the lab: VPC router, three subnet bridges, host namespaces, etcd and moto_server');
   const v = await buildVpcLab(undefined, { subnets: 3, hostsPerSubnet: perSubnet, gatewayRoutes: false });
   let router: VpcRouter | undefined;
@@ -165,10 +174,13 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
     }
     return ok === total ? 0 : 1;
   } finally {
-    step('tearing down');
-    await router?.stop();
-    await v.destroy();
-    step('done: nothing left behind');
+    unregister();
+    if (!interrupted) {
+      step('tearing down');
+      await router?.stop();
+      await v.destroy();
+      step('done: nothing left behind');
+    }
   }
 }
 
@@ -184,6 +196,9 @@ async function main(): Promise<number> {
   if (opts.cleanup) {
     const gone = sweepStaleNamespaces();
     process.stdout.write(`removed ${gone.length} namespace(s) left by interrupted runs${gone.length > 0 ? `: ${gone.join(' ')}` : ''}\n`);
+    const dirs = sweepTempDirs();
+    sweepStalePortLocks();
+    process.stdout.write(`removed ${dirs.length} temporary director${dirs.length === 1 ? 'y' : 'ies'} of processes that are gone${dirs.length > 0 ? `: ${dirs.join(' ')}` : ''}\n`);
     return 0;
   }
   if (process.getuid?.() !== 0) {

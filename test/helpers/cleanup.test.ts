@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { onTeardown, ownedTempDir, pendingCleanups, registerCleanup, runCleanups } from './cleanup.js';
+import { onTeardown, ownedTempDir, pendingCleanups, registerCleanup, runCleanups, sweepTempDirs } from './cleanup.js';
 import { waitForExit } from './pids.js';
 import { runFixture } from './run-fixture.js';
 
@@ -91,4 +91,9 @@ t.test('ownedTempDir sweeps directories of dead processes only', async (t) => {
   t.ok(existsSync(live), 'live process\'s directory kept');
   t.ok(existsSync(other), 'other kinds untouched');
   t.throws(() => ownedTempDir('../x'), /bad kind/);
+  const swept = sweepTempDirs();
+  t.ok(swept.includes(`trellis-othertest-${dead.pid}-abc`), 'sweeping every kind removes the other kind too');
+  t.notOk(existsSync(other));
+  t.ok(existsSync(live) && existsSync(mine), 'live processes\' directories kept');
+  t.throws(() => sweepTempDirs('a/b'), /bad kind/);
 });

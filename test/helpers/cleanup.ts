@@ -114,6 +114,7 @@ function uninstallSignals(): void {
 }
 
 const sweptKinds = new Set<string>();
+const KIND = /^[a-z0-9]+$/;
 
 /**
  * Creates a temp directory `trellis-<kind>-<pid>-XXXXXX`. The first call for a
@@ -121,18 +122,27 @@ const sweptKinds = new Set<string>();
  * test process cannot clean up). The caller removes its own directory.
  */
 export function ownedTempDir(kind: string): string {
-  if (!/^[a-z0-9]+$/.test(kind)) throw new Error(`ownedTempDir: bad kind ${JSON.stringify(kind)}`);
+  if (!KIND.test(kind)) throw new Error(`ownedTempDir: bad kind ${JSON.stringify(kind)}`);
   if (!sweptKinds.has(kind)) {
     sweptKinds.add(kind);
-    const pattern = new RegExp(`^trellis-${kind}-(\\d+)-`);
-    for (const entry of readdirSync(tmpdir())) {
-      const pid = Number(pattern.exec(entry)?.[1] ?? 0);
-      if (pid > 0 && pid !== process.pid && !pidExists(pid)) {
-        rmSync(join(tmpdir(), entry), { recursive: true, force: true });
-      }
-    }
+    sweepTempDirs(kind);
   }
   return mkdtempSync(join(tmpdir(), `trellis-${kind}-${process.pid}-`));
+}
+
+/** Removes the `ownedTempDir` directories of dead processes (of `kind`, or of every kind); returns their names. */
+export function sweepTempDirs(kind?: string): string[] {
+  if (kind !== undefined && !KIND.test(kind)) throw new Error(`sweepTempDirs: bad kind ${JSON.stringify(kind)}`);
+  const pattern = new RegExp(`^trellis-${kind ?? '[a-z0-9]+'}-(\\d+)-`);
+  const gone: string[] = [];
+  for (const entry of readdirSync(tmpdir())) {
+    const pid = Number(pattern.exec(entry)?.[1] ?? 0);
+    if (pid > 0 && pid !== process.pid && !pidExists(pid)) {
+      rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+      gone.push(entry);
+    }
+  }
+  return gone;
 }
 
 function pidExists(pid: number): boolean {

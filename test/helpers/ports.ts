@@ -4,7 +4,7 @@
 // never get the same port — even while a server that owns it is stopped for a
 // while and restarted on it. Lock files of dead processes are taken over.
 
-import { mkdirSync, openSync, closeSync, readFileSync, rmdirSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,4 +92,28 @@ function releaseAll(): void {
   } catch {
     // still in use by another process, or already gone
   }
+}
+
+/** Removes port lock files of dead processes (and the directory once empty); returns how many went. */
+export function sweepStalePortLocks(): number {
+  let entries: string[];
+  try {
+    entries = readdirSync(lockDir);
+  } catch {
+    return 0;
+  }
+  let gone = 0;
+  for (const entry of entries) {
+    const owner = Number(readOwner(join(lockDir, entry)));
+    if (owner > 0 && owner !== process.pid && !isAlive(owner)) {
+      rmSync(join(lockDir, entry), { force: true });
+      gone++;
+    }
+  }
+  try {
+    rmdirSync(lockDir);
+  } catch {
+    // still in use by a live process
+  }
+  return gone;
 }

@@ -3,8 +3,7 @@
 // stopped by PID when the test ends.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
@@ -14,7 +13,7 @@ import { TopologySchema } from '../../src/gen/trellis/v1/records_pb.js';
 import { Keys } from '../../src/state/keys.js';
 import { encodeRecord } from '../../src/state/records.js';
 import { topologyToRecord } from '../../src/state/topology-record.js';
-import { onTeardown, registerCleanup, type Teardown } from './cleanup.js';
+import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
 import { delay, dieWithParent, killSync, stopChild } from './pids.js';
 
 /** The repository root: the nearest directory up with Trellis's package.json (works from dist/ too). */
@@ -112,7 +111,7 @@ export class Daemon {
   private readonly unregister: () => void;
 
   constructor(readonly options: DaemonOptions) {
-    this.stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), `trellisd-${options.nodeName}-`));
+    this.stateDir = options.stateDir ?? ownedTempDir('trellisd');
     const owned = options.stateDir === undefined;
     this.unregister = registerCleanup(() => {
       if (this.running && this.child?.pid !== undefined) killSync(this.child.pid);

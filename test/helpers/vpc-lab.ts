@@ -15,14 +15,12 @@
 // credentials come from the environment.
 
 import { AllocateAddressCommand, AssociateRouteTableCommand, AttachInternetGatewayCommand, CreateInternetGatewayCommand, CreateNatGatewayCommand, CreateRouteCommand, CreateRouteTableCommand, CreateSubnetCommand, CreateVpcCommand, DescribeRouteTablesCommand, EC2Client, RunInstancesCommand, type Route } from '@aws-sdk/client-ec2';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { loadTopology } from '../../src/core/topology-parse.js';
 import { TopologySchema } from '../../src/gen/trellis/v1/records_pb.js';
 import { encodeRecord } from '../../src/state/records.js';
 import { topologyToRecord } from '../../src/state/topology-record.js';
-import { onTeardown, type Teardown } from './cleanup.js';
+import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
 import { buildClusterLab, LAB_NETWORK, LAB_SUBNET_SIZE, type ClusterLab, type LabHost } from './cluster-lab.js';
 import { startEc2Proxy, type Ec2Proxy } from './ec2-proxy.js';
 import { startMoto, type MotoServer } from './moto.js';
@@ -63,6 +61,11 @@ export class VpcLab {
   /** The routes Trellis does not own, per table, as created. */
   readonly foreign = new Map<string, TableRoute[]>();
   private readonly stateDirs = new Map<string, string>();
+  /** Removes every state directory now; registered so that a signal (Ctrl-C in the demo) removes them too. */
+  private readonly removeStateDirs = (): void => {
+    for (const dir of this.stateDirs.values()) rmSync(dir, { recursive: true, force: true });
+  };
+  private unregisterStateDirs: (() => void) | undefined;
   /** The proxy's forward into the router namespace. */
   forward: NsForward | undefined;
 
@@ -150,8 +153,9 @@ export class VpcLab {
   daemon(host: LabHost, args: readonly string[]): Daemon {
     let dir = this.stateDirs.get(host.name);
     if (dir === undefined) {
-      dir = mkdtempSync(join(tmpdir(), `trellisd-vpc-${host.name}-`));
+      dir = ownedTempDir('trellisd');
       this.stateDirs.set(host.name, dir);
+      this.unregisterStateDirs ??= registerCleanup(this.removeStateDirs);
     }
     const d = new Daemon({
       etcd: this.lab.endpoint,
@@ -216,7 +220,8 @@ export class VpcLab {
   /** Stops the daemons, the proxy and moto, and destroys the lab. Idempotent. */
   async destroy(): Promise<void> {
     await Promise.all([...this.daemons.values()].map((d) => d.destroy()));
-    for (const dir of this.stateDirs.values()) rmSync(dir, { recursive: true, force: true });
+    this.removeStateDirs();
+    this.unregisterStateDirs?.();
     this.ec2.destroy();
     await this.forward?.close();
     await this.proxy.close();
