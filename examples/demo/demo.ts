@@ -167,10 +167,9 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
           `a host:  ip netns exec ${v.hosts[0]?.ns.name} ip route show proto 84\n` +
           'teardown: press Ctrl-C here (if this process was killed instead: npm run demo -- --cleanup)\n',
       );
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      // Until Ctrl-C (or SIGTERM): the cleanup registry then removes everything
+      // and the process ends by that signal. Only a timer keeps it waiting.
+      await new Promise<void>(() => setInterval(() => undefined, 1 << 30));
     }
     return ok === total ? 0 : 1;
   } finally {

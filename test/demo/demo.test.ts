@@ -1,18 +1,39 @@
 // `npm run demo` end to end: the whole cluster in namespaces, pings on real
 // packets, with one route per node and with a route limit that forces
-// aggregation; nothing left behind afterwards.
+// aggregation; nothing left behind afterwards, nor after a Ctrl-C.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { listNamespaces, needRoot } from '../helpers/netns.js';
 import { needMoto } from '../helpers/moto.js';
+import { isAlive } from '../helpers/pids.js';
 import { bin } from '../helpers/trellis.js';
 
 const skip = needRoot() || needMoto();
 
 function trellisTemp(): string[] {
   return existsSync(tmpdir()) ? readdirSync(tmpdir()).filter((n) => /^trellis(d)?-/.test(n) && !n.startsWith('trellis-test-ports')) : [];
+}
+
+/** Every descendant of `pid` (from /proc), at this moment. */
+function childPids(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const [c, pp] of parent) if (pp === p) (out.push(c), walk(c));
+  };
+  walk(pid);
+  return out;
 }
 
 for (const [label, args] of [
@@ -30,6 +51,31 @@ for (const [label, args] of [
     else t.notMatch(r.stdout, /forwarding for/, 'every node has its own entry');
     t.same(listNamespaces().filter((n) => !namespaces.has(n)), [], 'no namespace left');
     t.same(trellisTemp().filter((n) => !temps.has(n)), [], 'no temp dir left');
+  });
+}
+
+for (const [label, args, after] of [
+  ['Ctrl-C while pods are being added', ['--nodes', '3', '--pods-per-node', '2'], /adding \d+ pod\(s\) per host/],
+  ['Ctrl-C while kept running', ['--nodes', '3', '--pods-per-node', '1', '--keep'], /press Ctrl-C here/],
+] as const) {
+  t.test(`demo: ${label} removes everything`, { skip, timeout: 120_000 }, async (t) => {
+    const namespaces = new Set(listNamespaces());
+    const temps = new Set(trellisTemp());
+    const child = spawn(process.execPath, [bin('examples/demo/demo'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<string | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    const deadline = Date.now() + 100_000;
+    while (!after.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    t.match(out, after, 'reached the step to interrupt');
+    const pids = childPids(child.pid as number);
+    child.kill('SIGINT');
+    t.equal(await exited, 'SIGINT', 'ended by the signal, as an interrupted program does');
+    t.match(out, /interrupted: removed everything the demo had created/);
+    t.same(listNamespaces().filter((n) => !namespaces.has(n)), [], 'no namespace left');
+    t.same(trellisTemp().filter((n) => !temps.has(n)), [], 'no temp dir left');
+    t.same(pids.filter(isAlive), [], 'no process it started is left (etcd, moto_server, trellisd)');
   });
 }
 
