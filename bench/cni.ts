@@ -3,7 +3,8 @@
 // (the same work in Go: a veth, a /32, a host route; IPAM in a local file).
 // One run measures everything, interleaved round by round so machine noise
 // falls on all of them alike, then prints p50/p99 per command, the ratio
-// trellis ADD p50 / node -e 0 p50, and a breakdown of the trellis ADD path.
+// trellis ADD p50 / node -e 0 p50, and a breakdown of the trellis ADD path
+// (including the same plugin run unbundled, as ES modules: what the bundle saves).
 // Prints numbers; asserts nothing.
 //
 // Run as root:  npm run build && node dist/bench/cni.js
@@ -21,7 +22,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeLauncher } from '../test/cni/harness.js';
+import { installPlugin } from '../test/cni/harness.js';
 import { startEtcd } from '../test/helpers/etcd.js';
 import { Lab, needRoot } from '../test/helpers/netns.js';
 import { daemon, seedTopology } from '../test/helpers/trellis.js';
@@ -32,8 +33,10 @@ const SELF = fileURLToPath(import.meta.url);
 
 interface Plan {
   socket: string;
-  launcher: string;
+  /** The plugin as installed (the bundle, first line naming node). */
   plugin: string;
+  /** The same plugin unbundled: dist/cni-plugin/trellis.js and the ES modules it imports. */
+  modules: string;
   hostNetns: string;
   pods: string[];
   dataDir: string;
@@ -103,26 +106,25 @@ async function inside(plan: Plan): Promise<void> {
   const node = process.execPath;
   // Warm the page cache and trellisd once before measuring.
   await run(node, ['-e', '0'], env);
-  must('warm-up ADD', await cni(plan.launcher, 'ADD', 'warm', plan.pods[2 * RUNS]!, trellisConf));
-  must('warm-up DEL', await cni(plan.launcher, 'DEL', 'warm', plan.pods[2 * RUNS]!, trellisConf));
+  const spare = plan.pods[3 * RUNS]!;
+  must('warm-up ADD', await cni(plan.plugin, 'ADD', 'warm', spare, trellisConf));
+  must('warm-up DEL', await cni(plan.plugin, 'DEL', 'warm', spare, trellisConf));
 
   for (let i = 0; i < RUNS; i++) {
     add('node -e 0', must('node -e 0', await run(node, ['-e', '0'], env)));
-    add('trellis ADD', must(`trellis ADD ${i}`, await cni(plan.launcher, 'ADD', `bench-${i}`, plan.pods[i]!, trellisConf)));
+    add('trellis ADD', must(`trellis ADD ${i}`, await cni(plan.plugin, 'ADD', `bench-${i}`, plan.pods[i]!, trellisConf)));
     add('ptp + host-local ADD', must(`ptp ADD ${i}`, await cni('/usr/lib/cni/ptp', 'ADD', `ptp-${i}`, plan.pods[RUNS + i]!, ptpConf)));
+    add('  trellis ADD, unbundled ES modules', must(`unbundled ADD ${i}`, await cni([node, plan.modules], 'ADD', `modules-${i}`, plan.pods[2 * RUNS + i]!, trellisConf)));
   }
   for (let i = 0; i < RUNS; i++) {
-    add('trellis DEL', must(`trellis DEL ${i}`, await cni(plan.launcher, 'DEL', `bench-${i}`, plan.pods[i]!, trellisConf)));
+    add('trellis DEL', must(`trellis DEL ${i}`, await cni(plan.plugin, 'DEL', `bench-${i}`, plan.pods[i]!, trellisConf)));
     add('ptp + host-local DEL', must(`ptp DEL ${i}`, await cni('/usr/lib/cni/ptp', 'DEL', `ptp-${i}`, plan.pods[RUNS + i]!, ptpConf)));
+    must(`unbundled DEL ${i}`, await cni([node, plan.modules], 'DEL', `modules-${i}`, plan.pods[2 * RUNS + i]!, trellisConf));
   }
 
   // Where a trellis ADD spends its time, piece by piece.
-  const spare = plan.pods[2 * RUNS]!;
   for (let i = 0; i < RUNS; i++) {
-    add('  sh launcher + node -e 0', must('sh', await run('/bin/sh', ['-c', `exec '${node}' -e 0`], env)));
-    add('  plugin load (VERSION via launcher)', must('VERSION', await cni(plan.launcher, 'VERSION', '', '', {})));
-    add('  trellis ADD, node without launcher', must('direct ADD', await cni([node, plan.plugin], 'ADD', 'direct', spare, trellisConf)));
-    must('direct DEL', await cni([node, plan.plugin], 'DEL', 'direct', spare, trellisConf));
+    add('  plugin load (VERSION)', must('VERSION', await cni(plan.plugin, 'VERSION', '', '', {})));
     add('  /v1/allocate round trip', await api(plan.socket, '/v1/allocate', { containerId: `api-${i}`, ifName: 'eth0', network: 'trellis' }));
     await api(plan.socket, '/v1/release', { containerId: `api-${i}`, ifName: 'eth0' });
     add('  ip -batch (no commands)', must('ip', await run('ip', ['-batch', '-'], env)));
@@ -167,11 +169,11 @@ async function outside(): Promise<void> {
     const host = await lab.ns('bench-host');
     await lab.addr(host, 'lo', '198.18.1.60/32');
     const pods: string[] = [];
-    for (let i = 0; i < 2 * RUNS + 1; i++) pods.push(`/var/run/netns/${(await lab.ns(`bp${i}`)).name}`);
+    for (let i = 0; i < 3 * RUNS + 1; i++) pods.push(`/var/run/netns/${(await lab.ns(`bp${i}`)).name}`);
     const plan: Plan = {
       socket: join(d.stateDir, 'trellisd.sock'),
-      launcher: writeLauncher(bin),
-      plugin: join(SELF, '..', '..', 'cni-plugin', 'trellis.js'),
+      plugin: installPlugin(bin),
+      modules: join(SELF, '..', '..', 'cni-plugin', 'trellis.js'),
       hostNetns: `/var/run/netns/${host.name}`,
       pods,
       dataDir: join(bin, 'host-local'),

@@ -19,7 +19,7 @@ export interface DemoPod {
 
 function runPlugin(host: LabHost, env: Record<string, string>, conf: unknown): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', host.ns.name, process.execPath, bin('cni-plugin/trellis')], {
+    const child = spawn('ip', ['netns', 'exec', host.ns.name, process.execPath, bin('cni/trellis.cjs')], {
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

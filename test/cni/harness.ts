@@ -1,5 +1,6 @@
 // A minimal container runtime for the CNI tests: it installs the built plugin
-// behind a launcher script in a temporary CNI_PATH directory (next to the
+// (the one-file bundle, as the README installs it) in a temporary CNI_PATH
+// directory (next to the
 // reference plugins in /usr/lib/cni) and execs plugins exactly as libcni does —
 // the executable named by `type`, found on CNI_PATH, with the CNI_* variables
 // and the configuration on stdin — inside the namespace that plays the node's
@@ -7,12 +8,12 @@
 // result passed on as `prevResult`, CHECK in order with the final result, DEL
 // in reverse order.
 //
-// Invariants: the launcher directory is removed when the test ends; nothing
+// Invariants: the plugin directory is removed when the test ends; nothing
 // runs in this machine's own network namespace (every call names a lab
 // namespace as the host).
 
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -34,19 +35,23 @@ export function haveReferencePlugins(): boolean {
   }
 }
 
-/** Writes `dir/trellis`: `exec node dist/cni-plugin/trellis.js`, as the README installs it. */
-export function writeLauncher(dir: string): string {
+/**
+ * Installs the plugin as `dir/trellis` the way the README does: the bundle
+ * dist/cni/trellis.cjs with its first line naming this node by absolute path.
+ */
+export function installPlugin(dir: string): string {
   const path = join(dir, 'trellis');
-  writeFileSync(path, `#!/bin/sh\nexec '${process.execPath}' '${bin('cni-plugin/trellis')}' "$@"\n`);
+  const bundle = readFileSync(bin('cni/trellis.cjs'), 'utf8');
+  writeFileSync(path, `#!${process.execPath}\n${bundle.slice(bundle.indexOf('\n') + 1)}`);
   chmodSync(path, 0o755);
   return path;
 }
 
-/** A temporary CNI_PATH holding the trellis launcher, then /usr/lib/cni; removed at teardown. */
+/** A temporary CNI_PATH holding the installed trellis plugin, then /usr/lib/cni; removed at teardown. */
 export function cniPath(t: Teardown): string {
   const dir = mkdtempSync(join(tmpdir(), 'trellis-cni-bin-'));
   onTeardown(t, () => rmSync(dir, { recursive: true, force: true }));
-  writeLauncher(dir);
+  installPlugin(dir);
   return `${dir}:${REFERENCE_PLUGINS}`;
 }
 
@@ -220,7 +225,7 @@ export interface CniNode {
   lab: Lab;
   /** The namespace playing the node's host namespace (198.18.1.60/32 on its loopback). */
   host: Netns;
-  /** CNI_PATH: the trellis launcher, then the reference plugins. */
+  /** CNI_PATH: the installed trellis plugin, then the reference plugins. */
   path: string;
 }
 

@@ -41,21 +41,25 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-let checked = false;
+const checked = new Set<string>();
 
-/** Path of a built program, e.g. bin('daemon/trellisd'); fails clearly when missing, warns when stale. */
+/**
+ * Path of a built program under dist/: bin('daemon/trellisd') for an ES module
+ * (`.js` is added), bin('cni/trellis.cjs') for the bundled CNI plugin. Fails
+ * clearly when missing, warns when older than the sources.
+ */
 export function bin(name: string): string {
-  const path = join(ROOT, 'dist', `${name}.js`);
-  if (!checked) {
+  const path = join(ROOT, 'dist', /\.c?js$/.test(name) ? name : `${name}.js`);
+  if (!checked.has(path)) {
     let built = 0;
     try {
       built = statSync(path).mtimeMs;
     } catch {
       throw new Error(`${path} is missing: run "npm run build" (npm test does it first)`);
     }
-    const sources = Math.max(...['src', 'daemon'].map((d) => newestMtime(join(ROOT, d))));
+    const sources = Math.max(...['src', 'daemon', 'cni-plugin'].map((d) => newestMtime(join(ROOT, d))));
     if (sources > built + 1000) console.error(`# warning: ${path} is older than the sources; run "npm run build" (npm test does)`);
-    checked = true;
+    checked.add(path);
   }
   return path;
 }
