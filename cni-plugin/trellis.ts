@@ -7,6 +7,9 @@
 //  * Loads only what the command needs: this module and ./cni.js always,
 //    the command's module (and through it node:net / node:child_process)
 //    only for that command. Never the daemon, etcd, pino or protobuf code.
+//    `npm run build` bundles it into dist/cni/trellis.cjs (esbuild, CommonJS:
+//    no ES module loader at start-up); the dynamic imports below become lazy
+//    initialisers there, so the bundle keeps this property.
 //  * Exit 0 with the result (ADD), the version info (VERSION) or nothing;
 //    otherwise exit 1 with `{"cniVersion","code","msg","details"}` on stdout
 //    and never a stack trace, whatever went wrong.
