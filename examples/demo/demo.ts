@@ -164,6 +164,7 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
         `etcd and trellisctl from the router namespace:\n` +
           `  ip netns exec ${v.lab.router.name} etcdctl --endpoints ${v.lab.endpoint} get --prefix /trellis/v1/routes/\n` +
           `  ip netns exec ${v.lab.router.name} node dist/src/cli/trellisctl.js nodes --etcd ${v.lab.endpoint}\n` +
+          `  ip netns exec ${v.lab.router.name} node dist/src/cli/trellisctl.js ipam --etcd ${v.lab.endpoint}\n` +
           `a host:  ip netns exec ${v.hosts[0]?.ns.name} ip route show proto 84\n` +
           'teardown: press Ctrl-C here (if this process was killed instead: npm run demo -- --cleanup)\n',
       );

@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { describeError } from '../errors.js';
 import { dispatch, EXIT_FAILURE, type CliIO, type CommandGroup } from './command.js';
 import { topologyCommand } from './topology-cmd.js';
+import { ipamCommand } from './ipam-cmd.js';
 import { blocksCommand, nodesCommand, routesCommand } from './state-cmd.js';
 import { vpcCommand } from './vpc-cmd.js';
 
@@ -19,8 +20,9 @@ export const root: CommandGroup = {
   description:
     'trellisctl inspects and manages Trellis: the topology of pod prefixes, zones\n' +
     'and subnets that trellisd advertises routes for, and the live state in etcd\n' +
-    '(nodes, block claims, advertisements, VPC route-table entries).',
-  commands: [topologyCommand, nodesCommand, blocksCommand, routesCommand, vpcCommand],
+    '(nodes, block claims, pod address allocations, advertisements, VPC\n' +
+    'route-table entries).',
+  commands: [topologyCommand, nodesCommand, blocksCommand, ipamCommand, routesCommand, vpcCommand],
   examples: ['trellisctl topology validate examples/topology.yaml', 'trellisctl topology apply examples/topology.yaml', 'trellisctl routes -o json'],
 };
 

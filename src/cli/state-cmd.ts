@@ -13,7 +13,8 @@ import { etcdOptions, openEtcd } from './etcd-options.js';
 import { formatJSON, formatTable, outputOption } from './output.js';
 import type { AdvertisementInfo, BlockInfo, NodeInfo } from '../state/validate.js';
 
-async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapshot) => unknown[] | string): Promise<number> {
+/** Reads a snapshot, prints what `show` makes of it; exit 1 when no usable topology is stored. */
+export async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapshot) => unknown[] | string): Promise<number> {
   const session = await openEtcd(inv.options);
   try {
     const snapshot = await readSnapshot(session);
@@ -26,11 +27,12 @@ async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapshot) => u
   }
 }
 
-function ignoredReason(s: Snapshot, key: string): string | undefined {
+export function ignoredReason(s: Snapshot, key: string): string | undefined {
   return s.ignored.find((i) => i.key === key && i.kind !== 'advertised-prefix')?.reason;
 }
 
-const table = (header: string[], rows: string[][], right: number[] = []): string =>
+/** An aligned table, or "(none)" when there are no rows. */
+export const table = (header: string[], rows: string[][], right: number[] = []): string =>
   rows.length === 0 ? '(none)\n' : `${formatTable(header, rows, { right }).join('\n')}\n`;
 
 export const nodesCommand: LeafCommand = {

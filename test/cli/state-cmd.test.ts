@@ -1,4 +1,4 @@
-// trellisctl against a real etcd: topology apply/show, nodes, blocks, routes.
+// trellisctl against a real etcd: topology apply/show, nodes, blocks, ipam, routes.
 import t from 'tap';
 import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -84,6 +84,48 @@ t.test('trellisctl with etcd', async (t) => {
     t.match(x?.rejected, [{ prefix: '100.96.0.0/26', reason: /not covered exactly by blocks that node-x owns/ }]);
     const table = await run(['routes', ...e]);
     t.match(table.stdout, /node-x\s+198\.18\.0\.66\s+-\s+rejected 100\.96\.0\.0\/26/);
+  });
+
+  t.test('ipam lists allocations per node and block', async (t) => {
+    const long = 'f'.repeat(8) + '0123456789abcdef'.repeat(3) + '01234567';
+    await client.put('/trellis/v1/blocks/100.96.0.64-26').value(
+      encodeRecord(BlockSchema, makeRecord(BlockSchema, {
+        prefix: '100.96.0.64/26', subnet: 'subnet-0a1', node: 'node-a',
+        allocations: {
+          '100.96.0.70': { containerId: long, ifName: 'eth0', network: 'trellis', podNamespace: 'web', podName: 'front-1' },
+          '100.96.0.66': { containerId: 'c2', ifName: 'net1', network: 'trellis' },
+        },
+        released: { '100.96.0.65': {} },
+      })),
+    );
+    await client.put('/trellis/v1/blocks/100.96.1.0-26').value(encodeRecord(BlockSchema, makeRecord(BlockSchema, { prefix: '100.96.1.0/26', subnet: 'subnet-0a1', node: 'node-b' })));
+    t.teardown(async () => {
+      await client.delete().key('/trellis/v1/blocks/100.96.0.64-26');
+      await client.delete().key('/trellis/v1/blocks/100.96.1.0-26');
+    });
+    const r = await run(['ipam', ...e]);
+    t.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split('\n');
+    t.match(lines[0], /^NODE\s+BLOCK\s+ADDRESS\s+CONTAINER\s+IFNAME\s+NETWORK\s+POD\s+ALLOCATED$/);
+    t.match(lines[1], /^node-a\s+100\.96\.0\.0\/26\s+100\.96\.0\.5\s+c1\s+eth0\s+-\s+-/);
+    t.match(lines[2], /^node-a\s+100\.96\.0\.64\/26\s+100\.96\.0\.66\s+c2\s+net1\s+trellis\s+-/, 'addresses in numeric order');
+    t.match(lines[3], /^node-a\s+100\.96\.0\.64\/26\s+100\.96\.0\.70\s+ffffffff0123\s+eth0\s+trellis\s+web\/front-1/, 'long ids shortened, pod shown');
+    t.match(lines[4], /^node-b\s+100\.96\.1\.0\/26\s+-.*none of 64 in use$/, 'an empty block says so');
+    t.equal(lines.length, 5);
+
+    const json = await run(['ipam', '--node', 'node-a', '-o', 'json', ...e]);
+    t.equal(json.code, 0, json.stderr);
+    const parsed = JSON.parse(json.stdout) as Array<{ node: string; blocks: Array<{ prefix: string; resting: number; valid: boolean; allocations: Array<{ address: string; containerId: string }> }> }>;
+    t.same(parsed.map((n) => n.node), ['node-a']);
+    t.same(parsed[0]?.blocks.map((b) => [b.prefix, b.resting, b.valid]), [['100.96.0.0/26', 0, true], ['100.96.0.64/26', 1, true]]);
+    t.equal(parsed[0]?.blocks[1]?.allocations[1]?.containerId, long, 'JSON keeps the whole id');
+
+    const one = await run(['ipam', '--container', 'ffffffff01', ...e]);
+    t.equal(one.code, 0);
+    t.equal(one.stdout.trimEnd().split('\n').length, 2, 'a container id prefix selects its allocation only');
+    t.match(one.stdout, /100\.96\.0\.70/);
+    const nobody = await run(['ipam', '--node', 'nobody', ...e]);
+    t.equal(nobody.stdout, '(none)\n');
   });
 
   t.test('apply refuses moving a claimed subnet, accepts appending a zone', async (t) => {

@@ -5,6 +5,7 @@
 // 100, leave nothing behind and succeed when retried).
 
 import t from 'tap';
+import { main as trellisctl } from '../../src/cli/main.js';
 import { delay } from '../helpers/pids.js';
 import { needRoot } from '../helpers/netns.js';
 import { cniNode, etcdAllocations, invoke, pluginVeths, type Outcome } from './harness.js';
@@ -31,6 +32,17 @@ t.test('bursts of ADD and DEL', { skip }, async (t) => {
       addresses.map((_, i) => `burst-${i}`),
       'etcd records each address for its container',
     );
+    let listed = '';
+    const io = { stdout: (x: string) => void (listed += x), stderr: () => undefined, readFile: () => Promise.reject(new Error('unused')) };
+    t.equal(await trellisctl(['ipam', '-o', 'json', '--etcd', node.etcd.endpoint], io), 0, 'trellisctl ipam succeeds');
+    const byNode = JSON.parse(listed) as Array<{ blocks: Array<{ allocations: Array<{ address: string; containerId: string; network: string }> }> }>;
+    const rows = byNode.flatMap((n) => n.blocks.flatMap((b) => b.allocations));
+    t.same(
+      new Map(rows.map((r) => [r.address, r.containerId])),
+      new Map(addresses.map((a, i) => [a, `burst-${i}`])),
+      'trellisctl ipam lists the same 50 allocations, each with its container',
+    );
+    t.ok(rows.every((r) => r.network === 'trellis'), 'with the CNI network name');
     t.equal((await pluginVeths(host.name)).length, 50, '50 host veths');
     const ms = adds.map((a) => a.ms).sort((a, b) => a - b);
     t.comment(`ADD under 50-way concurrency: median ${ms[25]!.toFixed(0)} ms, slowest ${ms[49]!.toFixed(0)} ms`);
