@@ -35,7 +35,7 @@ import type { Candidate, ForwarderHealth } from './health.js';
 import type { VpcMetrics } from './metrics.js';
 import { describeEntry, planNodes, subnetExtraHopShare, type ClusterState } from './plan-input.js';
 import { makeStatus, statusFingerprint } from './status.js';
-import { classifyTable, subnetEntries, type TableState } from './table-state.js';
+import { classifyTable, ownedBy, subnetEntries, type TableState } from './table-state.js';
 
 /** The EC2 side (Ec2Routes, or a fake in tests). */
 export interface RouteTables {
@@ -62,6 +62,13 @@ export interface AdvertiserOptions {
   readonly routeLimit: number;
   readonly verifyIntervalMs: number;
   readonly writeStatus: (status: VpcStatus) => Promise<void>;
+  /**
+   * The entries every subnet's status record lists (status.ts readEntryHistory):
+   * which instance routes of the tables Trellis made. Without it every instance
+   * route inside a subnet's pod prefix counts as Trellis's, and no plan is
+   * recorded before writing.
+   */
+  readonly history?: () => Promise<ReadonlySet<string>>;
   /** Failed forwarders of the previous leader's status, to keep them in recovery. */
   readonly previousFailures?: () => Promise<Array<{ node: string; changedAt: number }>>;
   readonly metrics?: VpcMetrics;
@@ -69,6 +76,17 @@ export interface AdvertiserOptions {
   readonly now?: () => number;
   /** Steps written between two leadership confirmations (default 10). */
   readonly batchSize?: number;
+}
+
+interface Planned {
+  readonly plan: Plan;
+  readonly nodes: PlanNode[];
+  /** This subnet's entries of the plan that it will make. */
+  readonly mine: PlannedEntry[];
+  /** This subnet's entries in the tables now. */
+  readonly current: VpcEntry[];
+  /** Why planned entries were left out (their destination is held by a route to a live node). */
+  readonly blocked: string[];
 }
 
 interface Snapshot {
@@ -170,11 +188,12 @@ export class VpcAdvertiser {
   }
 
   private async read(names: readonly string[], cluster: ClusterState): Promise<Snapshot> {
-    const result = await this.options.tables.describe(names);
-    return { at: this.now(), states: result.tables.map((t) => classifyTable(cluster.topology, t)), missing: result.missing };
+    const [result, history] = await Promise.all([this.options.tables.describe(names), this.options.history?.()]);
+    const isTrellis = history === undefined ? undefined : ownedBy(history);
+    return { at: this.now(), states: result.tables.map((t) => classifyTable(cluster.topology, t, isTrellis)), missing: result.missing };
   }
 
-  private plan(cluster: ClusterState, snap: Snapshot): { plan: Plan; nodes: PlanNode[]; mine: PlannedEntry[]; current: VpcEntry[] } {
+  private plan(cluster: ClusterState, snap: Snapshot): Planned {
     const { subnet, health, routeLimit } = this.options;
     const nodes = planNodes(cluster, subnet, (n) => health.healthy(n));
     const current = subnetEntries(snap.states, subnet);
@@ -185,8 +204,25 @@ export class VpcAdvertiser {
       current,
     });
     const present = new Set(snap.states.map((s) => s.table));
-    const mine = plan.entries.filter((e) => e.subnet === subnet && present.has(e.table));
-    return { plan, nodes, mine, current };
+    // A destination held by a route Trellis did not make is taken over only
+    // when that route's target is not a live node; otherwise it stays, and
+    // Trellis's entry for it is not made (reported).
+    const live = new Map([...cluster.nodes.values()].filter((n) => n.instanceId !== '').map((n) => [n.instanceId, n.name]));
+    const held = new Map<string, string>();
+    for (const st of snap.states) {
+      for (const u of st.unmanaged) {
+        const node = u.instanceId === undefined ? undefined : live.get(u.instanceId);
+        if (node !== undefined) held.set(`${u.table}|${u.destination}`, `route ${u.destination} → ${u.target} in ${u.table} was not made by Trellis and targets live node ${node}: left in place, Trellis's entry for it is not made`);
+      }
+    }
+    const blocked: string[] = [];
+    const mine = plan.entries.filter((e) => {
+      if (e.subnet !== subnet || !present.has(e.table)) return false;
+      const why = held.get(`${e.table}|${formatPrefix(e.destination)}`);
+      if (why !== undefined) blocked.push(why);
+      return why === undefined;
+    });
+    return { plan, nodes, mine, current, blocked };
   }
 
   private async pass(forceRead: boolean): Promise<void> {
@@ -197,7 +233,7 @@ export class VpcAdvertiser {
     if (health.hasUnjudged()) await health.probeAll();
     const names = routeTables(cluster.topology);
     let error = '';
-    let planned: ReturnType<VpcAdvertiser['plan']> | undefined;
+    let planned: Planned | undefined;
     try {
       const known = this.snapshot === undefined ? '' : [...this.snapshot.states.map((x) => x.table), ...this.snapshot.missing].sort().join();
       const stale = known !== [...names].sort().join() || forceRead || this.now() - (this.snapshot?.at ?? 0) >= this.options.verifyIntervalMs;
@@ -209,7 +245,7 @@ export class VpcAdvertiser {
         planned = this.plan(cluster, snap);
       }
       this.lastPlan = planned.plan;
-      const failed = await this.apply(cluster, snap, planned.mine, planned.current);
+      const failed = await this.apply(cluster, snap, planned);
       if (failed !== '') error = failed;
       this.retryMs = 0;
       this.options.metrics?.passes.inc({ result: error === '' ? 'ok' : 'error' });
@@ -227,10 +263,20 @@ export class VpcAdvertiser {
   }
 
   /** Applies the delta; returns "" or the first error. Updates the snapshot with every write made. */
-  private async apply(cluster: ClusterState, snap: Snapshot, mine: readonly PlannedEntry[], current: readonly VpcEntry[]): Promise<string> {
+  private async apply(cluster: ClusterState, snap: Snapshot, planned: Planned): Promise<string> {
     const { election, tables, log } = this.options;
-    const delta = diffVpcEntries({ entries: mine }, current);
+    const delta = diffVpcEntries({ entries: planned.mine }, planned.current);
     if (delta.steps.length === 0) return '';
+    if (this.options.history !== undefined) {
+      // Record the plan first: the entries about to be written must be known
+      // as Trellis's even if this process dies before its next status write.
+      if (!election.isLeader()) return 'lost leadership during the pass';
+      try {
+        await this.options.writeStatus(this.status(cluster, planned, ''));
+      } catch (err) {
+        return `recording the plan in etcd before writing to EC2: ${describeError(err)}`;
+      }
+    }
     const room = new Map<string, TableRoom>(snap.states.map((s) => [s.table, { limit: this.options.routeLimit, total: s.total }]));
     const present = snap.states.flatMap((s) => s.owned);
     const steps = orderSteps(delta, room, present);
@@ -276,14 +322,14 @@ export class VpcAdvertiser {
     });
   }
 
-  private warnings(cluster: ClusterState, plan: Plan | undefined): string[] {
+  private warnings(cluster: ClusterState, planned: Planned | undefined): string[] {
     const { subnet } = this.options;
-    const out: string[] = [];
-    for (const u of plan?.uncovered ?? []) if (u.subnet === subnet || u.reason === 'over-budget') out.push(u.message);
+    const out: string[] = [...(planned?.blocked ?? [])];
+    for (const u of planned?.plan.uncovered ?? []) if (u.subnet === subnet || u.reason === 'over-budget') out.push(u.message);
     for (const t of this.snapshot?.missing ?? []) out.push(`route table ${t} of the topology does not exist in EC2`);
     for (const s of this.snapshot?.states ?? []) {
       for (const u of s.unmanaged) {
-        if (u.subnet === subnet || u.subnet === undefined) out.push(`route ${u.destination} → ${u.target} in ${u.table} is in the pod network but not Trellis's: left alone`);
+        if (u.subnet === subnet || u.subnet === undefined) out.push(`route ${u.destination} → ${u.target} in ${u.table} is in the pod network but was not made by Trellis`);
       }
     }
     for (const n of cluster.nodes.values()) {
@@ -294,21 +340,37 @@ export class VpcAdvertiser {
     return [...new Set(out)];
   }
 
-  private async publish(cluster: ClusterState, planned: ReturnType<VpcAdvertiser['plan']> | undefined, error: string): Promise<void> {
-    const { subnet, node, health, log } = this.options;
-    const warnings = this.warnings(cluster, planned?.plan);
+  private async publish(cluster: ClusterState, planned: Planned | undefined, error: string): Promise<void> {
+    const { subnet, log } = this.options;
+    const status = this.status(cluster, planned, error);
+    const warnings = status.warnings;
     const text = warnings.join('\n');
     if (text !== this.lastWarnings) {
       this.lastWarnings = text;
       if (planned?.plan.budgetExceeded === true) log.warn({ subnet, warnings }, 'VPC route budget exceeded: some subnets get no entry, their pods are not routed');
       else if (warnings.length > 0) log.warn({ subnet, warnings }, 'VPC advertiser warnings');
     }
+    const fingerprint = statusFingerprint(status);
+    if (fingerprint === this.lastStatus && this.now() - this.lastStatusAt < this.options.verifyIntervalMs) return;
+    try {
+      await this.options.writeStatus(status);
+      this.lastStatus = fingerprint;
+      this.lastStatusAt = this.now();
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'writing the VPC status to etcd failed');
+    }
+  }
+
+  /** The status record: the plan, the subnet's entries as the tables hold them now, forwarder verdicts, warnings. */
+  private status(cluster: ClusterState, planned: Planned | undefined, error: string): VpcStatus {
+    const { subnet, node, health } = this.options;
+    const warnings = this.warnings(cluster, planned);
     const byInstance = new Map([...cluster.nodes.values()].map((n) => [n.instanceId, n.name]));
     const applied = subnetEntries(this.snapshot?.states ?? [], subnet)
       .sort(compareEntry)
       .map((e) => ({ ...e, node: byInstance.get(e.target) ?? '' }));
     this.entriesOwned = applied.length;
-    const status = makeStatus(
+    return makeStatus(
       {
         subnet,
         leader: node,
@@ -322,15 +384,6 @@ export class VpcAdvertiser {
       },
       this.now(),
     );
-    const fingerprint = statusFingerprint(status);
-    if (fingerprint === this.lastStatus && this.now() - this.lastStatusAt < this.options.verifyIntervalMs) return;
-    try {
-      await this.options.writeStatus(status);
-      this.lastStatus = fingerprint;
-      this.lastStatusAt = this.now();
-    } catch (err) {
-      log.warn({ err: describeError(err) }, 'writing the VPC status to etcd failed');
-    }
   }
 
   private scheduleRetry(): void {

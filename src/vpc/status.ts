@@ -1,9 +1,11 @@
 // The VpcStatus record at <prefix>/v1/vpc/<subnet>: what the subnet's
 // advertiser planned and found, written by the leader after each pass in
 // which something changed (and at least every verification pass, so its
-// `updatedAt` shows the leader is at work). Not leased: it outlives the
-// leader, and the next leader reads it to keep failed forwarders in
-// recovery (hysteresis survives a change of leader).
+// `updatedAt` shows the leader is at work), and before any EC2 write with the
+// plan about to be applied. Not leased: it outlives the leader. The next
+// leader reads it to keep failed forwarders in recovery (hysteresis survives
+// a change of leader), and every advertiser reads all of them to tell the
+// entries Trellis made from routes somebody else made (table-state.ts).
 
 import type { Etcd3 } from 'etcd3';
 import { formatPrefix } from '../core/cidr.js';
@@ -14,6 +16,7 @@ import { create } from '@bufbuild/protobuf';
 import type { Keys } from '../state/keys.js';
 import { decodeRecord, encodeRecord, makeRecord, msToTimestamp, timestampToMs } from '../state/records.js';
 import type { ForwarderVerdict } from './health.js';
+import { entryKey } from './table-state.js';
 
 export interface StatusInput {
   readonly subnet: string;
@@ -63,6 +66,22 @@ export function statusFingerprint(status: VpcStatus): string {
 
 export async function writeStatus(client: Etcd3, keys: Keys, status: VpcStatus): Promise<void> {
   await client.put(keys.vpcStatus(status.subnet)).value(encodeRecord(VpcStatusSchema, status)).exec();
+}
+
+/**
+ * Every entry that any subnet's status record lists as planned or applied, as
+ * entry keys (table-state.ts): the entries Trellis made or is about to make.
+ * A record that does not decode contributes nothing.
+ */
+export async function readEntryHistory(client: Etcd3, keys: Keys): Promise<Set<string>> {
+  const values = await client.getAll().prefix(keys.vpcPrefix()).strings();
+  const out = new Set<string>();
+  for (const text of Object.values(values)) {
+    const decoded = decodeRecord(VpcStatusSchema, text);
+    if (!decoded.ok) continue;
+    for (const r of [...decoded.value.plan, ...decoded.value.applied]) out.add(entryKey(r.subnet || decoded.value.subnet, r.table, r.destination, r.target));
+  }
+  return out;
 }
 
 /** Failed forwarders of the last status, with when they failed (ms). */

@@ -1,16 +1,19 @@
 // Which routes of a VPC route table are Trellis's, decided from what
-// DescribeRouteTables returns alone (EC2 routes carry no tags), so that every
-// subnet's advertiser classifies a table the same way and computes the same
-// budget split.
+// DescribeRouteTables returns (EC2 routes carry no tags) and from what the
+// subnets' advertisers recorded in etcd, so that every subnet's advertiser
+// classifies a table the same way and computes the same budget split.
 //
 // A route is Trellis's ("owned") when its destination is an IPv4 CIDR inside
-// the pod prefix of a topology subnet and its target is an instance and
-// nothing else. Every other route is foreign: it counts against the table's
-// budget and is never deleted. Foreign routes whose destination lies inside
-// the pod network are "unmanaged": they are reported (something other than
-// Trellis routes pod addresses), and the advertiser replaces one only when the
-// plan needs exactly its destination (its target, a gateway or an interface,
-// is never a live node).
+// the pod prefix of a topology subnet, its target is an instance and nothing
+// else, and the ownership test says Trellis planned it: the advertisers pass
+// a test against the entries every subnet's status record lists as planned or
+// applied (the plan is recorded before any EC2 write, so nothing Trellis
+// writes is missing from it). Every other route is foreign: it counts against
+// the table's budget and is never deleted. Foreign routes whose destination
+// lies inside the pod network are "unmanaged": they are reported (something
+// other than Trellis routes pod addresses), and the advertiser replaces one
+// only when the plan needs exactly its destination and its target is not a
+// live node.
 // Invariants: owned + foreign = every route of the table; nothing outside the
 // pod network is ever owned (0.0.0.0/0, the local route, NAT and gateway
 // routes are always foreign).
@@ -48,6 +51,8 @@ export interface UnmanagedRoute {
   readonly table: string;
   readonly destination: string;
   readonly target: string;
+  /** The target instance, when the route targets one. */
+  readonly instanceId: string | undefined;
   /** Subnet whose pod prefix holds the destination, if any. */
   readonly subnet: string | undefined;
 }
@@ -70,8 +75,25 @@ function subnetOf(topology: Topology, p: Prefix): string | undefined {
   return allSubnets(topology).find((s) => contains(s.podPrefix, p))?.id;
 }
 
-/** Splits a described table into Trellis's entries and foreign routes; see the module comment. */
-export function classifyTable(topology: Topology, table: DescribedTable): TableState {
+/** Whether Trellis planned the instance route `destination` → `target` of `subnet` in `table`. */
+export type OwnershipTest = (subnet: string, table: string, destination: string, target: string) => boolean;
+
+/** The key of an entry in an ownership history. */
+export function entryKey(subnet: string, table: string, destination: string, target: string): string {
+  return `${subnet}|${table}|${destination}|${target}`;
+}
+
+/** The ownership test of a history of entry keys. */
+export function ownedBy(history: ReadonlySet<string>): OwnershipTest {
+  return (subnet, table, destination, target) => history.has(entryKey(subnet, table, destination, target));
+}
+
+/**
+ * Splits a described table into Trellis's entries and foreign routes; see the
+ * module comment. Without `isTrellis`, every instance route inside a subnet's
+ * pod prefix counts as Trellis's (offline planning, and tests of the rest).
+ */
+export function classifyTable(topology: Topology, table: DescribedTable, isTrellis: OwnershipTest = () => true): TableState {
   const owned: OwnedEntry[] = [];
   const unmanaged: UnmanagedRoute[] = [];
   let foreign = 0;
@@ -81,14 +103,14 @@ export function classifyTable(topology: Topology, table: DescribedTable): TableS
     const inNetwork = prefix !== undefined && contains(topology.network, prefix);
     const subnet = inNetwork ? subnetOf(topology, prefix) : undefined;
     const instanceOnly = route.instanceId !== undefined && route.instanceId !== '' && route.otherTarget === undefined;
-    if (prefix !== undefined && subnet !== undefined && instanceOnly) {
+    if (prefix !== undefined && subnet !== undefined && instanceOnly && isTrellis(subnet, table.name, formatPrefix(prefix), route.instanceId as string)) {
       owned.push({ table: table.name, destination: prefix, target: route.instanceId as string, subnet });
       continue;
     }
     foreign++;
     if (inNetwork) {
       const target = route.otherTarget ?? route.instanceId ?? '(none)';
-      unmanaged.push({ table: table.name, destination: formatPrefix(prefix), target, subnet });
+      unmanaged.push({ table: table.name, destination: formatPrefix(prefix), target, instanceId: instanceOnly ? route.instanceId : undefined, subnet });
     }
   }
   return { table: table.name, id: table.id, owned, foreign, total: table.routes.length, unmanaged };

@@ -27,7 +27,7 @@ import { ForwarderHealth } from './health.js';
 import { resolveIdentity, type InstanceIdentity } from './metadata.js';
 import { VpcMetrics } from './metrics.js';
 import type { ClusterState } from './plan-input.js';
-import { readFailedForwarders, writeStatus } from './status.js';
+import { readEntryHistory, readFailedForwarders, writeStatus } from './status.js';
 
 /** Fills instanceId, region and (when a subnet uses the main table) the VPC id from IMDS when not configured. */
 export async function resolveVpcIdentity(config: TrellisConfig, topology: Topology): Promise<InstanceIdentity> {
@@ -97,6 +97,7 @@ export class VpcService {
       routeLimit: config.vpc.routeLimit,
       verifyIntervalMs: config.vpc.verifyInterval,
       writeStatus: (status) => writeStatus(client, keys, status),
+      history: () => readEntryHistory(client, keys),
       previousFailures: () => readFailedForwarders(client, keys, subnet),
       metrics,
       log: log.child({ component: 'vpc-advertiser' }),

@@ -2,14 +2,14 @@
 // (table-state.ts), the order of the writes (apply-order.ts), and the planner
 // input built from the cluster view (plan-input.ts).
 import t from 'tap';
-import { parsePrefix } from '../../src/core/cidr.js';
+import { formatPrefix, parsePrefix } from '../../src/core/cidr.js';
 import { loadTopology } from '../../src/core/topology-parse.js';
 import { diffVpcEntries, planVpcRoutes, type VpcEntry } from '../../src/core/vpc-plan.js';
 import type { BlockInfo, NodeInfo } from '../../src/state/validate.js';
 import { parseAddress } from '../../src/core/cidr.js';
 import { orderSteps } from '../../src/vpc/apply-order.js';
 import { planNodes, subnetExtraHopShare } from '../../src/vpc/plan-input.js';
-import { classifyTable, subnetEntries, type DescribedRoute } from '../../src/vpc/table-state.js';
+import { classifyTable, entryKey, ownedBy, subnetEntries, type DescribedRoute } from '../../src/vpc/table-state.js';
 
 const topology = loadTopology(
   `network: 100.96.0.0/16
@@ -61,6 +61,32 @@ t.test('classifyTable: Trellis owns instance routes inside a subnet pod prefix, 
     'routes in the pod network Trellis did not make are reported',
   );
   t.same(subnetEntries([state], 'subnet-b').map((e) => e.target), ['i-b0']);
+});
+
+t.test('classifyTable with a history: only instance routes Trellis recorded are its own', async (t) => {
+  const history = new Set([entryKey('subnet-a', 'rtb-1', '100.96.0.0/26', 'i-a0')]);
+  const state = classifyTable(
+    topology,
+    {
+      name: 'rtb-1',
+      id: 'rtb-0abc',
+      routes: [
+        route('100.96.0.0/26', { instanceId: 'i-a0' }), // recorded: Trellis's
+        route('100.96.0.64/26', { instanceId: 'i-a0' }), // same target, not recorded
+        route('100.96.16.0/24', { instanceId: 'i-b0' }), // not recorded
+      ],
+    },
+    ownedBy(history),
+  );
+  t.same(state.owned.map((e) => formatPrefix(e.destination)), ['100.96.0.0/26']);
+  t.equal(state.foreign, 2, 'routes Trellis did not record count against the budget');
+  t.same(
+    state.unmanaged.map((u) => [u.destination, u.instanceId, u.subnet]),
+    [['100.96.0.64/26', 'i-a0', 'subnet-a'], ['100.96.16.0/24', 'i-b0', 'subnet-b']],
+    'and are reported, with the instance they target',
+  );
+  const other = classifyTable(topology, { name: 'rtb-2', id: 'rtb-0def', routes: [route('100.96.0.0/26', { instanceId: 'i-a0' })] }, ownedBy(history));
+  t.equal(other.owned.length, 0, 'the history names the table too');
 });
 
 t.test('orderSteps: replaces, then creates, then deletes; a full table deletes first, losslessly when it can', async (t) => {
