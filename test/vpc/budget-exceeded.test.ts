@@ -5,6 +5,8 @@
 // ends with exactly 5 routes, two subnets covered by an entry to their own
 // host, and the subnet left out reports it in its status (budgetExceeded,
 // a warning naming the table), in its log and in trellis_vpc_budget_exceeded.
+// Then, in steady state, the advertisers only read, once per verification
+// interval each.
 import t from 'tap';
 import { contains, parsePrefix } from '../../src/core/cidr.js';
 import { needMoto } from '../helpers/moto.js';
@@ -42,4 +44,14 @@ t.test('budget smaller than the number of subnets', { skip, timeout: 180_000 }, 
   t.match(v.daemons.get(host.name)?.logs ?? '', /VPC route budget exceeded/, 'and its log says so');
   const served = v.hostsOf([...v.tables.keys()].find((s) => s !== out) as string)[0]!;
   t.equal(await v.metricSum([served], 'trellis_vpc_budget_exceeded'), 1, 'a covered subnet\'s advertiser sees the shortage too');
+
+  // Steady state: no write, and one DescribeRouteTables per leader per verification interval (1 s here).
+  v.proxy.resetCounts();
+  const windowMs = 6000;
+  await new Promise((r) => setTimeout(r, windowMs));
+  const counts = v.proxy.counts();
+  t.same(v.proxy.routeWrites(), [], `steady state: no route write in ${windowMs / 1000} s`);
+  const reads = counts.DescribeRouteTables ?? 0;
+  t.ok(reads >= 3 && reads <= 3 * (windowMs / 1000 + 1), `steady state: ${reads} DescribeRouteTables from 3 leaders in ${windowMs / 1000} s (verification every 1 s)`);
+  t.same(Object.keys(counts).filter((a) => a !== 'DescribeRouteTables'), [], 'and no other EC2 call');
 });
