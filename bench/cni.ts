@@ -142,6 +142,7 @@ async function inside(plan: Plan): Promise<void> {
   const ratio = percentile(t['trellis ADD']!, 0.5) / base;
   console.log(`\ntrellis ADD p50 / node -e 0 p50 = ${ratio.toFixed(2)} (target ≤ 1.5)`);
   console.log(`trellis DEL p50 / node -e 0 p50 = ${(percentile(t['trellis DEL']!, 0.5) / base).toFixed(2)}`);
+  console.log(`trellis DEL p50 / ptp + host-local DEL p50 = ${(percentile(t['trellis DEL']!, 0.5) / percentile(t['ptp + host-local DEL']!, 0.5)).toFixed(2)}`);
   console.log(`trellis ADD p50 / ptp + host-local ADD p50 = ${(percentile(t['trellis ADD']!, 0.5) / percentile(t['ptp + host-local ADD']!, 0.5)).toFixed(2)}`);
   const figures: Record<string, number> = {};
   for (const r of rows) {
@@ -150,6 +151,10 @@ async function inside(plan: Plan): Promise<void> {
     figures[`cni_${key}_p99_ms`] = round(r.p99);
   }
   figures.cni_add_p50_over_node_p50 = round(ratio, 2);
+  figures.cni_del_p50_over_node_p50 = round(percentile(t['trellis DEL']!, 0.5) / base, 2);
+  figures.cni_add_p50_over_ptp_add_p50 = round(percentile(t['trellis ADD']!, 0.5) / percentile(t['ptp + host-local ADD']!, 0.5), 2);
+  figures.cni_del_p50_over_ptp_del_p50 = round(percentile(t['trellis DEL']!, 0.5) / percentile(t['ptp + host-local DEL']!, 0.5), 2);
+  figures.cni_add_unbundled_p50_over_node_p50 = round(percentile(t['  trellis ADD, unbundled ES modules']!, 0.5) / base, 2);
   record(figures);
 }
 
