@@ -97,14 +97,17 @@ export function connectEtcd(settings: EtcdSettings): Etcd3 {
 
 /** Explain a failed first contact with etcd in terms of the configuration. */
 export function explainEtcdError(err: unknown, settings: EtcdSettings): TrellisError {
-  const text = String((err as Error)?.message ?? err).replace(/\s*Resolution note:\s*$/, '');
+  // gRPC breaks its message over lines (" (timestamp)" on a line of its own): keep it one line.
+  const text = String((err as Error)?.message ?? err)
+    .replace(/\s*Resolution note:\s*$/, '')
+    .replace(/\s*\n\s*/g, ' ');
   const where = settings.endpoints.join(', ');
   const secure = settings.endpoints.some((e) => e.startsWith('https://'));
   let hint = '';
   if (/certificate|handshake|SSL|TLS|alert/i.test(text) || (secure && /UNAVAILABLE|No connection established/i.test(text))) {
     hint =
       settings.tls?.cert === undefined
-        ? ' (the server may require a client certificate: set etcd.tls.cert and etcd.tls.key, or --etcd-cert/--etcd-key)'
+        ? ' (the server may require a client certificate: set etcd.tls.cert and etcd.tls.key, or --etcd-tls-cert/--etcd-tls-key)'
         : ' (check that etcd.tls.ca signed the server certificate and that the server trusts the client certificate)';
   } else if (/authenticat|invalid auth token|user name|password/i.test(text)) {
     hint = ' (check etcd.username and etcd.password)';

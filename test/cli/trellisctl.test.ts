@@ -57,6 +57,12 @@ t.test('validate: invalid files print FILE: PATH: message per problem and exit 1
       'too-small.yaml',
       /^\S+too-small\.yaml: zones\[1\]\.subnets\[1\]: the network 100\.96\.0\.0\/14 is too small: it has room for 4 carved \/16 pod prefixes beside the explicit ones, but 5 subnets need one; subnet subnet-e is the first that does not fit/,
     ],
+    // Exactly one line each: the file, the field path, and the rule broken.
+    [
+      'block-larger-than-pod-prefix.yaml',
+      /^\S+block-larger-than-pod-prefix\.yaml: zones\[1\]\.subnets\[0\]\.podPrefix: 100\.112\.0\.0\/25 cannot hold one \/24 block \(blockSize is 24\): use a pod prefix of length 24 or shorter\n$/,
+    ],
+    ['duplicate-zone.yaml', /^\S+duplicate-zone\.yaml: zones\[1\]\.name: duplicate zone name "us-east-1a" \(first used by zones\[0\]\)\n$/],
   ];
   for (const [name, stderr] of cases) {
     const r = await run(['topology', 'validate', fixture(name)]);
