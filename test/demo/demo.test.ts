@@ -5,15 +5,36 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { listNamespaces, needRoot } from '../helpers/netns.js';
+import { listNamespaces, NETNS_PREFIX, needRoot } from '../helpers/netns.js';
 import { needMoto } from '../helpers/moto.js';
 import { isAlive } from '../helpers/pids.js';
 import { bin } from '../helpers/trellis.js';
 
 const skip = needRoot() || needMoto();
 
-function trellisTemp(): string[] {
-  return existsSync(tmpdir()) ? readdirSync(tmpdir()).filter((n) => /^trellis(d)?-/.test(n) && !n.startsWith('trellis-test-ports')) : [];
+/** Temp dirs made by process `pid` (the helpers name them trellis-<kind>-<pid>-…). */
+function trellisTemp(pid: number): string[] {
+  return existsSync(tmpdir()) ? readdirSync(tmpdir()).filter((n) => n.startsWith('trellis-') && n.includes(`-${pid}-`)) : [];
+}
+
+/** Namespaces made by process `pid` (the Lab names them trl<pid>-…). Other tests may run meanwhile: only the demo's count. */
+function namespacesOf(pid: number): string[] {
+  return listNamespaces().filter((n) => n.startsWith(`${NETNS_PREFIX}${pid}-`));
+}
+
+/** Processes whose command line names a temp dir of process `pid` (etcd's data dir, trellisd's state dir…). */
+function processesOf(pid: number): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(`trellis-etcd-${pid}-`) || cmd.includes(`trellis-trellisd-${pid}-`) || cmd.includes(`trellis-moto-${pid}-`)) out.push(`${e}: ${cmd}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 /** Every descendant of `pid` (from /proc), at this moment. */
@@ -37,20 +58,19 @@ function childPids(pid: number): number[] {
 }
 
 for (const [label, args] of [
-  ['one entry per node', ['--nodes', '6', '--pods-per-node', '1']],
+  ['defaults: 9 nodes, 2 pods each, one entry per node', []],
   ['route limit 4 forces aggregation', ['--nodes', '6', '--pods-per-node', '2', '--route-limit', '4']],
 ] as const) {
   t.test(`demo: ${label}`, { skip, timeout: 180_000 }, async (t) => {
-    const namespaces = new Set(listNamespaces());
-    const temps = new Set(trellisTemp());
     const r = spawnSync(process.execPath, [bin('examples/demo/demo'), ...args], { encoding: 'utf8', timeout: 170_000 });
     t.equal(r.status, 0, r.stderr || r.stdout.slice(-3000));
     t.match(r.stdout, /pings answered: all green/);
     t.match(r.stdout, /same subnet (\d+)\/\1, across subnets (\d+)\/\2/);
     if ((args as readonly string[]).includes('4')) t.match(r.stdout, /forwarding for/, 'aggregated entries target forwarding hosts');
     else t.notMatch(r.stdout, /forwarding for/, 'every node has its own entry');
-    t.same(listNamespaces().filter((n) => !namespaces.has(n)), [], 'no namespace left');
-    t.same(trellisTemp().filter((n) => !temps.has(n)), [], 'no temp dir left');
+    t.same(namespacesOf(r.pid as number), [], 'no namespace left');
+    t.same(trellisTemp(r.pid as number), [], 'no temp dir left');
+    t.same(processesOf(r.pid as number), [], 'no process it started is left (their command lines name its temp dirs)');
   });
 }
 
@@ -59,8 +79,6 @@ for (const [label, args, after] of [
   ['Ctrl-C while kept running', ['--nodes', '3', '--pods-per-node', '1', '--keep'], /press Ctrl-C here/],
 ] as const) {
   t.test(`demo: ${label} removes everything`, { skip, timeout: 120_000 }, async (t) => {
-    const namespaces = new Set(listNamespaces());
-    const temps = new Set(trellisTemp());
     const child = spawn(process.execPath, [bin('examples/demo/demo'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -73,8 +91,8 @@ for (const [label, args, after] of [
     child.kill('SIGINT');
     t.equal(await exited, 'SIGINT', 'ended by the signal, as an interrupted program does');
     t.match(out, /interrupted: removed everything the demo had created/);
-    t.same(listNamespaces().filter((n) => !namespaces.has(n)), [], 'no namespace left');
-    t.same(trellisTemp().filter((n) => !temps.has(n)), [], 'no temp dir left');
+    t.same(namespacesOf(child.pid as number), [], 'no namespace left');
+    t.same(trellisTemp(child.pid as number), [], 'no temp dir left');
     t.same(pids.filter(isAlive), [], 'no process it started is left (etcd, moto_server, trellisd)');
   });
 }

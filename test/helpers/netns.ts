@@ -160,7 +160,16 @@ export class Lab {
       sweepStaleNamespaces();
     }
     const name = `${NETNS_PREFIX}${process.pid}-${nsSeq++}${label === '' ? '' : `-${label}`}`;
-    await ip(['netns', 'add', name]);
+    // Made synchronously and recorded at once: a signal's cleanup (which runs
+    // on this thread) can never fall between the namespace existing and the
+    // Lab knowing it, as it could while an `ip netns add` child was running.
+    try {
+      execFileSync('ip', ['netns', 'add', name], { stdio: 'pipe' });
+    } catch (err) {
+      const e = err as { status?: number | null; stdout?: Buffer; stderr?: Buffer };
+      const stderr = e.stderr?.toString() ?? '';
+      throw new NetnsExecError(`ip netns add ${name} failed (${e.status ?? null}): ${stderr.trim() || (err as Error).message}`, e.stdout?.toString() ?? '', stderr, e.status ?? null);
+    }
     const ns: Netns = { name, label };
     this.spaces.push(ns);
     await ip(['-n', name, 'link', 'set', 'lo', 'up']);
