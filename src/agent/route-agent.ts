@@ -127,9 +127,13 @@ export class RouteAgent {
     const started = this.now();
     const end = this.o.metrics.reconcileDuration.startTimer();
     let ok = false;
+    let skipped = false;
     try {
       const desired = this.o.compute();
-      if (desired === undefined) return; // not synced from etcd yet: touch nothing
+      if (desired === undefined) {
+        skipped = true; // not synced from etcd yet: touch nothing, and count no pass (nothing failed)
+        return;
+      }
       const listed = this.needList || this.observed === undefined;
       if (listed) {
         this.needList = false;
@@ -174,7 +178,7 @@ export class RouteAgent {
       this.markDirty('retry after failure', retryMs);
     } finally {
       end();
-      this.o.metrics.reconcilePasses.inc({ result: ok ? 'ok' : 'error' });
+      if (!skipped) this.o.metrics.reconcilePasses.inc({ result: ok ? 'ok' : 'error' });
       this.running = false;
       if (this.dirty && this.timer === undefined) this.markDirty('changes during the pass');
     }
