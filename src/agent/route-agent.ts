@@ -101,7 +101,8 @@ export class RouteAgent {
     if (e.kind === 'resync') return true;
     const key = routeKey(e.route);
     const want = this.desired.get(key);
-    if (e.kind === 'delete') return want !== undefined && e.route.protocol === this.o.protocol;
+    // Ours deleted by someone else, or a foreign route that held a desired destination gone: either way, (re)install.
+    if (e.kind === 'delete') return want !== undefined;
     if (e.route.protocol !== this.o.protocol) return want !== undefined; // a foreign route took a desired destination
     return want === undefined ? !this.o.keep(e.route) : !sameRoute(e.route, want);
   }

@@ -90,6 +90,25 @@ t.test('route agent in a 3×3 lab', { skip }, async (t) => {
     await lab.lab.exec(h.ns, 'ip', ['route', 'del', '100.127.0.0/24']);
   });
 
+  t.test('a foreign route for a peer\'s prefix is a conflict: reported, counted, not fought', async (t) => {
+    const h = lab.hosts[0]!;
+    const [victim] = await peerRoutes(lab, h);
+    const metric = async (): Promise<string> => lab.lab.exec(h.ns, 'curl', ['-s', 'http://127.0.0.1:9653/metrics']);
+    t.match(await metric(), /^trellis_route_conflicts 0$/m);
+    // Somebody else's route takes the peer's prefix (same table, same metric).
+    await lab.lab.exec(h.ns, 'ip', ['route', 'replace', victim!, 'via', '198.18.1.1', 'proto', 'static']);
+    await until('conflict counted', async () => /^trellis_route_conflicts 1$/m.test(await metric()), 3000, 50);
+    t.match(await metric(), /^trellis_routes_managed 2$/m, 'the conflicting route is not counted as managed');
+    await new Promise((r) => setTimeout(r, 1500));
+    t.ok((await lab.kernelRoutes(h, { protocol: 4 })).some((r) => r.dst === victim), 'the foreign route is left as it is');
+    t.notOk((await lab.kernelRoutes(h, { protocol: 84 })).some((r) => r.dst === victim), 'and not replaced by Trellis');
+    t.match(h.daemon.logs, new RegExp(`${victim!.replace(/[./]/g, '\\$&')}[^\\n]*(conflict|foreign)|(conflict|foreign)[^\\n]*${victim!.replace(/[./]/g, '\\$&')}`), 'logged with the prefix');
+    // Gone again: Trellis's route returns, the conflict clears.
+    await lab.lab.exec(h.ns, 'ip', ['route', 'del', victim!, 'proto', 'static']);
+    await until('owned route back', async () => (await peerRoutes(lab, h)).includes(victim!), 3000, 50);
+    await until('conflict cleared', async () => /^trellis_route_conflicts 0$/m.test(await metric()), 3000, 50);
+  });
+
   t.test('SIGKILL: peers remove the routes within hold time + 1 s; restarted, they return', async (t) => {
     const victim = lab.hosts[4]!; // h2-1
     const watchers = peersOf(victim);
