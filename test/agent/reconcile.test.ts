@@ -19,7 +19,7 @@ import { Etcd3 } from 'etcd3';
 import { buildClusterLab, type ClusterLab, type LabHost } from '../helpers/cluster-lab.js';
 import { needRoot } from '../helpers/netns.js';
 import { intoNamespace } from '../helpers/ns-forward.js';
-import { delay, stopChild } from '../helpers/pids.js';
+import { delay, stopChild, until } from '../helpers/pids.js';
 import { Daemon } from '../helpers/trellis.js';
 
 const skip = needRoot();
@@ -28,14 +28,6 @@ const SUBNET = 'subnet-1';
 /** A destination only used to prove that a route monitor is listening. */
 const MONITOR_PROBE = '100.127.255.255/32';
 
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<number> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(stepMs);
-  }
-  return Date.now() - start;
-}
 
 /** `ip -n <ns> -4 route show proto 84`, one line per route. */
 async function proto84(h: LabHost): Promise<string[]> {

@@ -4,18 +4,10 @@ import t from 'tap';
 import { contains, parsePrefix } from '../../src/core/cidr.js';
 import { buildClusterLab, type ClusterLab, type LabHost, type LabPod } from '../helpers/cluster-lab.js';
 import { needRoot } from '../helpers/netns.js';
-import { delay } from '../helpers/pids.js';
+import { delay, until } from '../helpers/pids.js';
 
 const skip = needRoot();
 
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<number> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(stepMs);
-  }
-  return Date.now() - start;
-}
 
 /** Destinations of Trellis's peer routes (via a gateway) in a host. */
 async function peerRoutes(lab: ClusterLab, h: LabHost): Promise<string[]> {

@@ -7,7 +7,7 @@ import t from 'tap';
 import { request } from 'node:http';
 import { startEtcd } from '../helpers/etcd.js';
 import { daemon, seedTopology, type Daemon } from '../helpers/trellis.js';
-import { delay } from '../helpers/pids.js';
+import { until } from '../helpers/pids.js';
 
 interface Reply {
   status: number;
@@ -37,14 +37,6 @@ function httpPort(d: Daemon): number {
   throw new Error(`no "HTTP endpoint listening" line with a port in the log:\n${d.logs.slice(-2000)}`);
 }
 
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 20_000): Promise<number> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await delay(100);
-  }
-  return Date.now() - start;
-}
 
 t.test('/healthz, /readyz before and after the first sync from etcd, 404', async (t) => {
   const etcd = await startEtcd(t);

@@ -4,7 +4,7 @@ import t from 'tap';
 import { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer } from '../helpers/etcd.js';
 import { daemon, seedTopology, type Daemon } from '../helpers/trellis.js';
-import { delay } from '../helpers/pids.js';
+import { delay, until } from '../helpers/pids.js';
 import { parsePrefix, overlaps } from '../../src/core/cidr.js';
 
 interface KV {
@@ -21,14 +21,6 @@ async function getPrefix(etcd: EtcdServer, prefix: string): Promise<KV[]> {
   }));
 }
 
-async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<number> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await delay(50);
-  }
-  return Date.now() - start;
-}
 
 /** Number of overlapping pairs among the block records' prefixes. */
 function overlapsAmong(blocks: KV[]): number {

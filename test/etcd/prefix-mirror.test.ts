@@ -4,17 +4,10 @@ import { connectEtcd } from '../../src/etcd/client.js';
 import { PrefixMirror, type MirrorChange } from '../../src/etcd/prefix-mirror.js';
 import { startEtcd } from '../helpers/etcd.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
-import { delay } from '../helpers/pids.js';
+import { delay, until } from '../helpers/pids.js';
 
 const log = pino({ level: 'silent' });
 
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(20);
-  }
-}
 
 const snapshot = (m: PrefixMirror): Record<string, string> =>
   Object.fromEntries([...m.entries()].map(([k, v]) => [k, v.value]).sort());

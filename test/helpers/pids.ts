@@ -81,6 +81,16 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Polls `cond` every `stepMs` until it holds; resolves with the ms it took, rejects after `timeoutMs` naming `what`. */
+export async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 20_000, stepMs = 100): Promise<number> {
+  const start = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(stepMs);
+  }
+  return Date.now() - start;
+}
+
 /** The first existing executable named `name` on PATH, or undefined. */
 export function which(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':')) {

@@ -25,7 +25,7 @@ import { buildClusterLab, LAB_NETWORK, LAB_SUBNET_SIZE, type ClusterLab, type La
 import { startEc2Proxy, type Ec2Proxy } from './ec2-proxy.js';
 import { startMoto, type MotoServer } from './moto.js';
 import { fromNamespace, type NsForward } from './ns-forward.js';
-import { delay } from './pids.js';
+export { until } from './pids.js';
 import { freePort } from './ports.js';
 import { Daemon } from './trellis.js';
 
@@ -231,14 +231,6 @@ export class VpcLab {
 }
 
 /** Polls `cond` every `stepMs` until true; returns the ms it took; throws after `timeoutMs`. */
-export async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 20_000, stepMs = 100): Promise<number> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(stepMs);
-  }
-  return Date.now() - start;
-}
 
 /** Builds the VPC lab (see the module comment); with `t`, destroyed when the test ends. */
 export async function buildVpcLab(t: Teardown | undefined, opts: VpcLabOptions = {}): Promise<VpcLab> {
