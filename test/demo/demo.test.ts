@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { listNamespaces, NETNS_PREFIX, needRoot } from '../helpers/netns.js';
 import { needMoto } from '../helpers/moto.js';
-import { isAlive } from '../helpers/pids.js';
+import { isAlive, until } from '../helpers/pids.js';
 import { bin } from '../helpers/trellis.js';
 
 const skip = needRoot() || needMoto();
@@ -20,6 +20,14 @@ function trellisTemp(pid: number): string[] {
 /** Namespaces made by process `pid` (the Lab names them trl<pid>-…). Other tests may run meanwhile: only the demo's count. */
 function namespacesOf(pid: number): string[] {
   return listNamespaces().filter((n) => n.startsWith(`${NETNS_PREFIX}${pid}-`));
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+  } catch {
+    return '(gone)';
+  }
 }
 
 /** Processes whose command line names a temp dir of process `pid` (etcd's data dir, trellisd's state dir…). */
@@ -70,6 +78,7 @@ for (const [label, args] of [
     else t.notMatch(r.stdout, /forwarding for/, 'every node has its own entry');
     t.same(namespacesOf(r.pid as number), [], 'no namespace left');
     t.same(trellisTemp(r.pid as number), [], 'no temp dir left');
+    await until('its processes gone', () => processesOf(r.pid as number).length === 0, 3000, 100).catch(() => undefined);
     t.same(processesOf(r.pid as number), [], 'no process it started is left (their command lines name its temp dirs)');
   });
 }
@@ -93,7 +102,10 @@ for (const [label, args, after] of [
     t.match(out, /interrupted: removed everything the demo had created/);
     t.same(namespacesOf(child.pid as number), [], 'no namespace left');
     t.same(trellisTemp(child.pid as number), [], 'no temp dir left');
-    t.same(pids.filter(isAlive), [], 'no process it started is left (etcd, moto_server, trellisd)');
+    // Killed processes may take a moment to be reaped: give them 3 s, then name any that is left.
+    const left = (): string[] => pids.filter(isAlive).map((p) => `${p}: ${cmdline(p)}`);
+    await until('its processes gone', () => left().length === 0, 3000, 100).catch(() => undefined);
+    t.same(left(), [], 'no process it started is left (etcd, moto_server, trellisd)');
   });
 }
 
