@@ -34,7 +34,8 @@ import { encodeRecord } from '../../src/state/records.js';
 import { topologyToRecord } from '../../src/state/topology-record.js';
 import { onTeardown, type Teardown } from './cleanup.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
-import { Lab, NetnsExecError, isTestAddress, type Netns, type NsRef } from './netns.js';
+import { Lab, isTestAddress, type Netns, type NsRef } from './netns.js';
+import { CommandError } from './pids.js';
 import { Daemon, type DaemonOptions } from './trellis.js';
 
 export interface ClusterLabOptions {
@@ -365,7 +366,7 @@ export class ClusterLab {
     try {
       out = await this.lab.exec(ns, 'ping', args, { timeoutMs: count * intervalMs + 10_000 });
     } catch (err) {
-      if (!(err instanceof NetnsExecError)) throw err;
+      if (!(err instanceof CommandError)) throw err;
       out = err.stdout; // exit 1: some or all replies missing; the summary says how many
     }
     const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);

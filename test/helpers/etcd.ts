@@ -8,12 +8,12 @@
 // at the latest when the process ends (see cleanup.ts); with a tap `t` this
 // already happens when the test ends.
 
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ownedTempDir, registerCleanup, onTeardown, type Teardown } from './cleanup.js';
 import { freePorts } from './ports.js';
-import { delay, dieWithParent, isAlive, killChild, killSync, stopChild } from './pids.js';
+import { delay, dieWithParent, isAlive, killChild, killSync, runCommand, stopChild } from './pids.js';
 
 export interface EtcdOptions {
   /** Serve https with client-certificate auth (certificates generated with openssl). */
@@ -46,19 +46,6 @@ export interface EtcdctlOptions {
   timeoutMs?: number;
   /** Connection timeout; default 2 s. */
   dialTimeoutMs?: number;
-}
-
-/** Error of a failed etcdctl (or openssl) run, with its streams and exit code. */
-export class CommandError extends Error {
-  constructor(
-    message: string,
-    readonly stdout: string,
-    readonly stderr: string,
-    readonly code: number | string | null,
-  ) {
-    super(message);
-    this.name = 'CommandError';
-  }
 }
 
 /** Starts a fresh etcd; with `t`, destroys it when the test ends. */
@@ -320,17 +307,5 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 function run(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { env: cleanEnv(), timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      if (err === null) {
-        resolve(stdout);
-        return;
-      }
-      const code = (err as { code?: number | string | null }).code ?? null;
-      reject(
-        new CommandError(`${cmd} ${args.join(' ')} failed (${code}): ${stderr.trim() || err.message}`,
-          stdout, stderr, code),
-      );
-    });
-  });
+  return runCommand(cmd, args, { env: cleanEnv(), timeoutMs });
 }

@@ -13,9 +13,9 @@
 //   process ends, spawned processes are killed by PID and the namespaces deleted.
 // * `ping` only targets the test ranges 198.18.0.0/15 and 100.64.0.0/10.
 
-import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { registerCleanup, onTeardown, type Teardown } from './cleanup.js';
-import { dieWithParent, isAlive, killSync, stopChild } from './pids.js';
+import { CommandError, dieWithParent, isAlive, killSync, runCommand, stopChild } from './pids.js';
 
 export const NETNS_PREFIX = 'trl';
 const OWN_NAME = new RegExp(`^${NETNS_PREFIX}(\\d+)-`);
@@ -33,19 +33,6 @@ export interface ExecOptions {
   /** Added to (not replacing) this process's environment. */
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
-}
-
-/** Error of a failed command inside a namespace, with its streams. */
-export class NetnsExecError extends Error {
-  constructor(
-    message: string,
-    readonly stdout: string,
-    readonly stderr: string,
-    readonly code: number | string | null,
-  ) {
-    super(message);
-    this.name = 'NetnsExecError';
-  }
 }
 
 /** True when running as root. */
@@ -168,7 +155,7 @@ export class Lab {
     } catch (err) {
       const e = err as { status?: number | null; stdout?: Buffer; stderr?: Buffer };
       const stderr = e.stderr?.toString() ?? '';
-      throw new NetnsExecError(`ip netns add ${name} failed (${e.status ?? null}): ${stderr.trim() || (err as Error).message}`, e.stdout?.toString() ?? '', stderr, e.status ?? null);
+      throw new CommandError(`ip netns add ${name} failed (${e.status ?? null}): ${stderr.trim() || (err as Error).message}`, e.stdout?.toString() ?? '', stderr, e.status ?? null);
     }
     const ns: Netns = { name, label };
     this.spaces.push(ns);
@@ -279,16 +266,5 @@ function ip(args: readonly string[]): Promise<string> {
 }
 
 function run(cmd: string, args: readonly string[], opts: ExecOptions): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const env = opts.env === undefined ? process.env : { ...process.env, ...opts.env };
-    execFile(cmd, args, { env, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      if (err === null) {
-        resolve(stdout);
-        return;
-      }
-      const code = (err as { code?: number | string | null }).code ?? null;
-      reject(new NetnsExecError(`${cmd} ${args.join(' ')} failed (${code}): ${stderr.trim() || err.message}`,
-        stdout, stderr, code));
-    });
-  });
+  return runCommand(cmd, args, { env: opts.env === undefined ? process.env : { ...process.env, ...opts.env }, timeoutMs: opts.timeoutMs });
 }

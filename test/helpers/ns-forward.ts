@@ -18,6 +18,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
 import { dieWithParent, killSync, stopChild } from './pids.js';
+import { splice } from './tcp-proxy.js';
 
 /** The child: node -e SCRIPT <listen> <connect>, each "unix:<path>" or "tcp:<host>:<port>". */
 const SCRIPT = `
@@ -42,21 +43,7 @@ export interface NsForward {
 }
 
 function pipeServer(target: () => Socket, sockets: Set<Socket>): Server {
-  return createServer((c) => {
-    const u = target();
-    sockets.add(c);
-    sockets.add(u);
-    const drop = (): void => {
-      c.destroy();
-      u.destroy();
-      sockets.delete(c);
-      sockets.delete(u);
-    };
-    c.on('error', drop).on('close', drop);
-    u.on('error', drop).on('close', drop);
-    c.pipe(u);
-    u.pipe(c);
-  });
+  return createServer((c) => splice(c, target(), sockets));
 }
 
 async function startChild(netns: string, listen: string, target: string): Promise<ChildProcess> {

@@ -2,7 +2,7 @@
 // exit-time cleanup, and graceful stop (SIGTERM, then SIGKILL after a timeout)
 // of a child we spawned. Everything acts on one PID at a time, never on names.
 
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 
 /** True while `pid` exists and is not a zombie. */
@@ -116,4 +116,31 @@ const setpriv = which('setpriv');
 export function dieWithParent(cmd: string, args: readonly string[]): [string, string[]] {
   if (setpriv === undefined) return [cmd, [...args]];
   return [setpriv, ['--pdeathsig', 'KILL', '--', cmd, ...args]];
+}
+
+/** Error of a failed command (etcdctl, openssl, ip…), with its streams and exit code. */
+export class CommandError extends Error {
+  constructor(
+    message: string,
+    readonly stdout: string,
+    readonly stderr: string,
+    readonly code: number | string | null,
+  ) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+
+/** Runs `cmd` with exactly `env`; resolves with its stdout, rejects with a CommandError naming the command. */
+export function runCommand(cmd: string, args: readonly string[], options: { env: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { env: options.env, timeout: options.timeoutMs ?? 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err === null) {
+        resolve(stdout);
+        return;
+      }
+      const code = (err as { code?: number | string | null }).code ?? null;
+      reject(new CommandError(`${cmd} ${args.join(' ')} failed (${code}): ${stderr.trim() || err.message}`, stdout, stderr, code));
+    });
+  });
 }

@@ -12,6 +12,25 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
+/**
+ * Pipes `a` and `b` into each other, both tracked in `sockets` while open;
+ * when either ends or fails, both are destroyed and forgotten.
+ */
+export function splice(a: Socket, b: Socket, sockets: Set<Socket>): void {
+  sockets.add(a);
+  sockets.add(b);
+  const drop = (): void => {
+    a.destroy();
+    b.destroy();
+    sockets.delete(a);
+    sockets.delete(b);
+  };
+  a.on('error', drop).on('close', drop);
+  b.on('error', drop).on('close', drop);
+  a.pipe(b);
+  b.pipe(a);
+}
+
 export async function startTcpProxy(t: Teardown | undefined, target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let open = true;
@@ -20,19 +39,7 @@ export async function startTcpProxy(t: Teardown | undefined, target: { host: str
       client.destroy();
       return;
     }
-    const upstream = connect(target.port, target.host);
-    sockets.add(client);
-    sockets.add(upstream);
-    const drop = (): void => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    splice(client, connect(target.port, target.host), sockets);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
