@@ -22,10 +22,10 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { installPlugin } from '../test/cni/harness.js';
-import { startEtcd } from '../test/helpers/etcd.js';
-import { Lab, needRoot } from '../test/helpers/netns.js';
-import { daemon, seedTopology } from '../test/helpers/trellis.js';
+import { installPlugin } from '../lab/cni-harness.js';
+import { startEtcd } from '../lab/etcd.js';
+import { Lab, needRoot } from '../lab/netns.js';
+import { daemon, seedTopology } from '../lab/trellis.js';
 import { percentile, record, round } from './lib/report.js';
 
 const RUNS = Math.max(100, Number(process.env.BENCH_RUNS ?? 100));

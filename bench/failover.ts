@@ -1,6 +1,6 @@
 // bench/failover: how fast a failed forwarder's VPC entries move to a healthy
 // host, and what the VPC advertisers cost in EC2 calls when nothing changes.
-// A VPC lab (test/helpers/vpc-lab.ts: a cluster lab of SUBNETS × HOSTS hosts,
+// A VPC lab (lab/vpc-lab.ts: a cluster lab of SUBNETS × HOSTS hosts,
 // moto in the router, every EC2 call counted by a proxy) with every trellisd
 // in VPC mode and the default probe settings (1 s interval, 2 misses) and
 // verification interval (30 s); the recovery time is cut to 2 s so that
@@ -18,11 +18,11 @@
 // default 120), BENCH_SUBNETS (default 2), BENCH_HOSTS (per subnet, default 3).
 
 import { performance } from 'node:perf_hooks';
-import { needMoto } from '../test/helpers/moto.js';
-import { needRoot } from '../test/helpers/netns.js';
-import { delay } from '../test/helpers/pids.js';
-import type { LabHost } from '../test/helpers/cluster-lab.js';
-import { buildVpcLab, until, type VpcLab } from '../test/helpers/vpc-lab.js';
+import { needMoto } from '../lab/moto.js';
+import { needRoot } from '../lab/netns.js';
+import { delay } from '../lab/pids.js';
+import type { LabHost } from '../lab/cluster-lab.js';
+import { buildVpcLab, until, type VpcLab } from '../lab/vpc-lab.js';
 import { percentile, record, round } from './lib/report.js';
 
 const TRIALS = Math.max(5, Number(process.env.BENCH_TRIALS ?? 7));

@@ -12,11 +12,11 @@
 import { parseArgs } from 'node:util';
 import { comparePrefix, contains, parsePrefix } from '../../src/core/cidr.js';
 import { main as trellisctl } from '../../src/cli/main.js';
-import { registerCleanup, sweepTempDirs } from '../../test/helpers/cleanup.js';
-import { sweepStaleNamespaces, type Netns } from '../../test/helpers/netns.js';
-import { which } from '../../test/helpers/pids.js';
-import { sweepStalePortLocks } from '../../test/helpers/ports.js';
-import { buildVpcLab, until, type VpcLab } from '../../test/helpers/vpc-lab.js';
+import { registerCleanup, sweepTempDirs } from '../../lab/cleanup.js';
+import { sweepStaleNamespaces, type Netns } from '../../lab/netns.js';
+import { which } from '../../lab/pids.js';
+import { sweepStalePortLocks } from '../../lab/ports.js';
+import { buildVpcLab, until, type VpcLab } from '../../lab/vpc-lab.js';
 import { addPod, pingMatrix, type DemoPod } from './pods.js';
 import { VpcRouter } from './vpc-router.js';
 

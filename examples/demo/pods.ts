@@ -5,10 +5,10 @@
 
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import type { LabHost } from '../../test/helpers/cluster-lab.js';
-import type { Netns } from '../../test/helpers/netns.js';
-import { bin } from '../../test/helpers/trellis.js';
-import type { VpcLab } from '../../test/helpers/vpc-lab.js';
+import type { LabHost } from '../../lab/cluster-lab.js';
+import type { Netns } from '../../lab/netns.js';
+import { bin } from '../../lab/trellis.js';
+import type { VpcLab } from '../../lab/vpc-lab.js';
 
 export interface DemoPod {
   readonly name: string;

@@ -10,7 +10,7 @@
 
 import { DescribeRouteTablesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { contains, parsePrefix, type Prefix } from '../../src/core/cidr.js';
-import type { Lab, Netns } from '../../test/helpers/netns.js';
+import type { Lab, Netns } from '../../lab/netns.js';
 
 export interface RouterTable {
   /** EC2 route table id. */

@@ -16,11 +16,11 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { Etcd3 } from 'etcd3';
-import { buildClusterLab, type ClusterLab, type LabHost } from '../helpers/cluster-lab.js';
-import { needRoot } from '../helpers/netns.js';
-import { intoNamespace } from '../helpers/ns-forward.js';
-import { delay, stopChild, until } from '../helpers/pids.js';
-import { Daemon } from '../helpers/trellis.js';
+import { buildClusterLab, type ClusterLab, type LabHost } from '../../lab/cluster-lab.js';
+import { needRoot } from '../../lab/netns.js';
+import { intoNamespace } from '../../lab/ns-forward.js';
+import { delay, stopChild, until } from '../../lab/pids.js';
+import { Daemon } from '../../lab/trellis.js';
 
 const skip = needRoot();
 const run = promisify(execFile);

@@ -2,9 +2,9 @@
 // etcd in the router, one trellisd per host namespace.
 import t from 'tap';
 import { contains, parsePrefix } from '../../src/core/cidr.js';
-import { buildClusterLab, type ClusterLab, type LabHost, type LabPod } from '../helpers/cluster-lab.js';
-import { needRoot } from '../helpers/netns.js';
-import { delay, until } from '../helpers/pids.js';
+import { buildClusterLab, type ClusterLab, type LabHost, type LabPod } from '../../lab/cluster-lab.js';
+import { needRoot } from '../../lab/netns.js';
+import { delay, until } from '../../lab/pids.js';
 
 const skip = needRoot();
 

@@ -9,7 +9,7 @@ import { main } from '../../src/cli/main.js';
 import type { CliIO } from '../../src/cli/command.js';
 import { AdvertisementSchema, BlockSchema, NodeSchema } from '../../src/gen/trellis/v1/records_pb.js';
 import { encodeRecord, makeRecord } from '../../src/state/records.js';
-import { startEtcd } from '../helpers/etcd.js';
+import { startEtcd } from '../../lab/etcd.js';
 
 const example = fileURLToPath(new URL('../../examples/topology.yaml', import.meta.url));
 

@@ -9,8 +9,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Lab, needRoot } from '../helpers/netns.js';
-import { cniPath, invoke, pluginVeths } from './harness.js';
+import { Lab, needRoot } from '../../lab/netns.js';
+import { cniPath, invoke, pluginVeths } from '../../lab/cni-harness.js';
 
 const skip = needRoot();
 

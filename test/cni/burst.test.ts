@@ -6,9 +6,9 @@
 
 import t from 'tap';
 import { main as trellisctl } from '../../src/cli/main.js';
-import { delay } from '../helpers/pids.js';
-import { needRoot } from '../helpers/netns.js';
-import { cniNode, etcdAllocations, invoke, pluginVeths, type Outcome } from './harness.js';
+import { delay } from '../../lab/pids.js';
+import { needRoot } from '../../lab/netns.js';
+import { cniNode, etcdAllocations, invoke, pluginVeths, type Outcome } from '../../lab/cni-harness.js';
 
 const skip = needRoot();
 

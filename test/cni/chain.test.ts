@@ -5,9 +5,9 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from '../helpers/trellis.js';
-import { needRoot } from '../helpers/netns.js';
-import { addList, checkList, cniNode, delList, etcdAllocations, haveReferencePlugins, invoke, pluginVeths, type ConfList } from './harness.js';
+import { ROOT } from '../../lab/trellis.js';
+import { needRoot } from '../../lab/netns.js';
+import { addList, checkList, cniNode, delList, etcdAllocations, haveReferencePlugins, invoke, pluginVeths, type ConfList } from '../../lab/cni-harness.js';
 
 const root = needRoot();
 const skip = root !== false ? root : haveReferencePlugins() ? false : 'needs containernetworking-plugins in /usr/lib/cni';

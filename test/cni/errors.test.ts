@@ -5,9 +5,9 @@
 
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { needRoot } from '../helpers/netns.js';
-import { daemon } from '../helpers/trellis.js';
-import { cniNode, etcdAllocations, invoke, pluginVeths, type CniNode, type Outcome } from './harness.js';
+import { needRoot } from '../../lab/netns.js';
+import { daemon } from '../../lab/trellis.js';
+import { cniNode, etcdAllocations, invoke, pluginVeths, type CniNode, type Outcome } from '../../lab/cni-harness.js';
 
 const skip = needRoot();
 

@@ -6,8 +6,8 @@
 import t from 'tap';
 import { contains, parseAddress, parsePrefix } from '../../src/core/cidr.js';
 import { vethNames } from '../../cni-plugin/cni.js';
-import { needRoot } from '../helpers/netns.js';
-import { cniNode, etcdAllocations, invoke, pluginVeths } from './harness.js';
+import { needRoot } from '../../lab/netns.js';
+import { cniNode, etcdAllocations, invoke, pluginVeths } from '../../lab/cni-harness.js';
 
 const skip = needRoot();
 

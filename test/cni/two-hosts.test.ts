@@ -6,10 +6,10 @@
 
 import t from 'tap';
 import { join } from 'node:path';
-import { buildClusterLab } from '../helpers/cluster-lab.js';
-import { needRoot } from '../helpers/netns.js';
-import { delay } from '../helpers/pids.js';
-import { cniPath, invoke, pluginVeths } from './harness.js';
+import { buildClusterLab } from '../../lab/cluster-lab.js';
+import { needRoot } from '../../lab/netns.js';
+import { delay } from '../../lab/pids.js';
+import { cniPath, invoke, pluginVeths } from '../../lab/cni-harness.js';
 
 const skip = needRoot();
 

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from '../helpers/trellis.js';
+import { ROOT } from '../../lab/trellis.js';
 import { Code, CniError, formatError, formatResult, hash64, parseArgs, parseConf, readEnv, vethAlias, vethNames, type Command } from '../../cni-plugin/cni.js';
 import { classify, q } from '../../cni-plugin/ip-batch.js';
 import { staleVeths } from '../../cni-plugin/upkeep.js';

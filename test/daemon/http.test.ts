@@ -5,9 +5,9 @@
 // (no namespace needed), so readiness is the etcd sync alone.
 import t from 'tap';
 import { request } from 'node:http';
-import { startEtcd } from '../helpers/etcd.js';
-import { daemon, seedTopology, type Daemon } from '../helpers/trellis.js';
-import { until } from '../helpers/pids.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { daemon, seedTopology, type Daemon } from '../../lab/trellis.js';
+import { until } from '../../lab/pids.js';
 
 interface Reply {
   status: number;

@@ -5,8 +5,8 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { contains, parseAddress, parsePrefix } from '../../src/core/cidr.js';
-import { startEtcd } from '../helpers/etcd.js';
-import { daemon, seedTopology } from '../helpers/trellis.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { daemon, seedTopology } from '../../lab/trellis.js';
 
 interface Reply {
   status: number;

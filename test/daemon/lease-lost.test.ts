@@ -8,9 +8,9 @@ import t from 'tap';
 import { Etcd3 } from 'etcd3';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startEtcd } from '../helpers/etcd.js';
-import { daemon, seedTopology } from '../helpers/trellis.js';
-import { delay } from '../helpers/pids.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { daemon, seedTopology } from '../../lab/trellis.js';
+import { delay } from '../../lab/pids.js';
 import { hex } from '../../src/etcd/lease-keeper.js';
 
 const NODE_KEY = '/trellis/v1/nodes/node-l';

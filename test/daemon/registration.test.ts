@@ -2,9 +2,9 @@
 // under the hold-time lease, restarts, SIGKILL, etcd restarts, many nodes.
 import t from 'tap';
 import { Etcd3 } from 'etcd3';
-import { startEtcd, type EtcdServer } from '../helpers/etcd.js';
-import { daemon, seedTopology, type Daemon } from '../helpers/trellis.js';
-import { delay, until } from '../helpers/pids.js';
+import { startEtcd, type EtcdServer } from '../../lab/etcd.js';
+import { daemon, seedTopology, type Daemon } from '../../lab/trellis.js';
+import { delay, until } from '../../lab/pids.js';
 import { parsePrefix, overlaps } from '../../src/core/cidr.js';
 
 interface KV {

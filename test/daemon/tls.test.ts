@@ -4,8 +4,8 @@
 import t from 'tap';
 import { Etcd3 } from 'etcd3';
 import { readFileSync } from 'node:fs';
-import { startEtcd } from '../helpers/etcd.js';
-import { daemon, runCli, SAMPLE_TOPOLOGY } from '../helpers/trellis.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { daemon, runCli, SAMPLE_TOPOLOGY } from '../../lab/trellis.js';
 import { loadTopology } from '../../src/core/topology-parse.js';
 import { TopologySchema } from '../../src/gen/trellis/v1/records_pb.js';
 import { encodeRecord } from '../../src/state/records.js';

@@ -1,8 +1,8 @@
 // trellisd --withdraw, and username/password authentication against etcd.
 import t from 'tap';
 import { Etcd3 } from 'etcd3';
-import { startEtcd } from '../helpers/etcd.js';
-import { daemon, runCli, seedTopology } from '../helpers/trellis.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { daemon, runCli, seedTopology } from '../../lab/trellis.js';
 
 t.test('withdraw removes the node at once and gives its blocks back', async (t) => {
   const etcd = await startEtcd(t);

@@ -5,10 +5,10 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { listNamespaces, NETNS_PREFIX, needRoot } from '../helpers/netns.js';
-import { needMoto } from '../helpers/moto.js';
-import { isAlive, until } from '../helpers/pids.js';
-import { bin } from '../helpers/trellis.js';
+import { listNamespaces, NETNS_PREFIX, needRoot } from '../../lab/netns.js';
+import { needMoto } from '../../lab/moto.js';
+import { isAlive, until } from '../../lab/pids.js';
+import { bin } from '../../lab/trellis.js';
 
 const skip = needRoot() || needMoto();
 

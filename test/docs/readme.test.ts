@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withConfigTable } from '../../src/config/doc.js';
 import { CONFIG_KEYS } from '../../src/config/schema.js';
-import { ROOT } from '../helpers/trellis.js';
+import { ROOT } from '../../lab/trellis.js';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 

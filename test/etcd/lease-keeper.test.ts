@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { connectEtcd } from '../../src/etcd/client.js';
 import { LeaseKeeper, hex } from '../../src/etcd/lease-keeper.js';
-import { startEtcd } from '../helpers/etcd.js';
-import { delay } from '../helpers/pids.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { delay } from '../../lab/pids.js';
 
 const log = pino({ level: 'silent' });
 

@@ -2,9 +2,9 @@ import t from 'tap';
 import { pino } from 'pino';
 import { connectEtcd } from '../../src/etcd/client.js';
 import { PrefixMirror, type MirrorChange } from '../../src/etcd/prefix-mirror.js';
-import { startEtcd } from '../helpers/etcd.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
-import { delay, until } from '../helpers/pids.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { startTcpProxy } from '../../lab/tcp-proxy.js';
+import { delay, until } from '../../lab/pids.js';
 
 const log = pino({ level: 'silent' });
 

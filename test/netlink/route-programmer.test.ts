@@ -5,8 +5,8 @@
 // thousands of routes with bounded concurrency.
 
 import t from 'tap';
-import type { Teardown } from '../helpers/cleanup.js';
-import { Lab, needRoot, type Netns } from '../helpers/netns.js';
+import type { Teardown } from '../../lab/cleanup.js';
+import { Lab, needRoot, type Netns } from '../../lab/netns.js';
 import { parseAddress, parsePrefix } from '../../src/core/cidr.js';
 import { diffRoutes, type KernelRoute } from '../../src/core/route.js';
 import { RouteProgrammer, TRELLIS_RTPROT, type RouteProgrammerOptions } from '../../src/netlink/route-programmer.js';

@@ -5,8 +5,8 @@
 
 import t from 'tap';
 import { rm, writeFile } from 'node:fs/promises';
-import type { Teardown } from '../helpers/cleanup.js';
-import { Lab, needRoot, type Netns } from '../helpers/netns.js';
+import type { Teardown } from '../../lab/cleanup.js';
+import { Lab, needRoot, type Netns } from '../../lab/netns.js';
 import { formatPrefix } from '../../src/core/cidr.js';
 import type { RouteEvent } from '../../src/netlink/route-programmer.js';
 import { ProgrammerClient, render } from './fixtures/programmer-client.js';

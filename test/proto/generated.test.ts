@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { ROOT } from '../helpers/trellis.js';
-import { which } from '../helpers/pids.js';
+import { ROOT } from '../../lab/trellis.js';
+import { which } from '../../lab/pids.js';
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

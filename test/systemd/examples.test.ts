@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, type TrellisConfig } from '../../src/config/load.js';
 import { CONFIG_KEYS, envName } from '../../src/config/schema.js';
-import { ROOT } from '../helpers/trellis.js';
+import { ROOT } from '../../lab/trellis.js';
 
 const ENV_FILE = join(ROOT, 'systemd', 'trellisd.env');
 const YAML_FILE = join(ROOT, 'systemd', 'trellisd.yaml');

@@ -14,8 +14,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CONFIG_KEYS } from '../../src/config/schema.js';
-import { ownedTempDir, type Teardown } from '../helpers/cleanup.js';
-import { ROOT } from '../helpers/trellis.js';
+import { ownedTempDir, type Teardown } from '../../lab/cleanup.js';
+import { ROOT } from '../../lab/trellis.js';
 
 const UNIT_NAME = 'trellisd.service';
 const UNIT_TEXT = readFileSync(join(ROOT, 'systemd', UNIT_NAME), 'utf8');

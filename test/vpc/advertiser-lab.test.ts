@@ -19,11 +19,11 @@
 import t, { type Test } from 'tap';
 import { DeleteRouteCommand, DescribeInstanceAttributeCommand } from '@aws-sdk/client-ec2';
 import { contains, parsePrefix } from '../../src/core/cidr.js';
-import { needMoto } from '../helpers/moto.js';
-import { needRoot } from '../helpers/netns.js';
-import { delay } from '../helpers/pids.js';
-import type { LabHost } from '../helpers/cluster-lab.js';
-import { buildVpcLab, until, type TableRoute, type VpcLab } from '../helpers/vpc-lab.js';
+import { needMoto } from '../../lab/moto.js';
+import { needRoot } from '../../lab/netns.js';
+import { delay } from '../../lab/pids.js';
+import type { LabHost } from '../../lab/cluster-lab.js';
+import { buildVpcLab, until, type TableRoute, type VpcLab } from '../../lab/vpc-lab.js';
 
 const skip = needRoot() || needMoto();
 

@@ -9,9 +9,9 @@
 // interval each.
 import t from 'tap';
 import { contains, parsePrefix } from '../../src/core/cidr.js';
-import { needMoto } from '../helpers/moto.js';
-import { needRoot } from '../helpers/netns.js';
-import { buildVpcLab, until } from '../helpers/vpc-lab.js';
+import { needMoto } from '../../lab/moto.js';
+import { needRoot } from '../../lab/netns.js';
+import { buildVpcLab, until } from '../../lab/vpc-lab.js';
 
 const skip = needRoot() || needMoto();
 

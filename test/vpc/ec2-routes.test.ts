@@ -10,8 +10,8 @@ import { parsePrefix } from '../../src/core/cidr.js';
 import { ErrorCode, hasCode } from '../../src/errors.js';
 import { Ec2Routes } from '../../src/vpc/ec2-routes.js';
 import { resolveIdentity } from '../../src/vpc/metadata.js';
-import { startEc2Proxy } from '../helpers/ec2-proxy.js';
-import { needMoto, startMoto } from '../helpers/moto.js';
+import { startEc2Proxy } from '../../lab/ec2-proxy.js';
+import { needMoto, startMoto } from '../../lab/moto.js';
 
 const log = pino({ level: 'silent' });
 const network = parsePrefix('100.96.0.0/16');

@@ -20,9 +20,9 @@ import { AdvertiserElection, type ElectionState } from '../../src/vpc/election.j
 import { ForwarderHealth } from '../../src/vpc/health.js';
 import type { ClusterState } from '../../src/vpc/plan-input.js';
 import type { DescribedRoute } from '../../src/vpc/table-state.js';
-import { startEtcd } from '../helpers/etcd.js';
-import { delay } from '../helpers/pids.js';
-import { until } from '../helpers/vpc-lab.js';
+import { startEtcd } from '../../lab/etcd.js';
+import { delay } from '../../lab/pids.js';
+import { until } from '../../lab/vpc-lab.js';
 
 const log = pino({ level: 'silent' });
 const keys = new Keys();

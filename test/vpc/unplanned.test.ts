@@ -15,9 +15,9 @@ import t from 'tap';
 import { CreateRouteCommand, ReplaceRouteCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { formatPrefix, lastAddress, prefixOf, type Prefix } from '../../src/core/cidr.js';
 import { allSubnets } from '../../src/core/topology.js';
-import { needMoto } from '../helpers/moto.js';
-import { needRoot } from '../helpers/netns.js';
-import { buildVpcLab, until } from '../helpers/vpc-lab.js';
+import { needMoto } from '../../lab/moto.js';
+import { needRoot } from '../../lab/netns.js';
+import { buildVpcLab, until } from '../../lab/vpc-lab.js';
 
 const skip = needRoot() || needMoto();
 

@@ -11,7 +11,7 @@ import type { CliIO } from '../../src/cli/command.js';
 import { parsePrefix } from '../../src/core/cidr.js';
 import { Keys } from '../../src/state/keys.js';
 import { makeStatus, writeStatus } from '../../src/vpc/status.js';
-import { startEtcd } from '../helpers/etcd.js';
+import { startEtcd } from '../../lab/etcd.js';
 
 async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';

@@ -7,12 +7,12 @@ import { readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { loadTopology } from '../../src/core/topology-parse.js';
-import type { Topology } from '../../src/core/topology.js';
-import { TopologySchema } from '../../src/gen/trellis/v1/records_pb.js';
-import { Keys } from '../../src/state/keys.js';
-import { encodeRecord } from '../../src/state/records.js';
-import { topologyToRecord } from '../../src/state/topology-record.js';
+import { loadTopology } from '../src/core/topology-parse.js';
+import type { Topology } from '../src/core/topology.js';
+import { TopologySchema } from '../src/gen/trellis/v1/records_pb.js';
+import { Keys } from '../src/state/keys.js';
+import { encodeRecord } from '../src/state/records.js';
+import { topologyToRecord } from '../src/state/topology-record.js';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
 import { delay, dieWithParent, killSync, stopChild } from './pids.js';
 

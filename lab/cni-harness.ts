@@ -17,10 +17,10 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, accessSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { onTeardown, type Teardown } from '../helpers/cleanup.js';
-import { startEtcd, type EtcdServer } from '../helpers/etcd.js';
-import { Lab, type Netns } from '../helpers/netns.js';
-import { bin, daemon, seedTopology, type Daemon } from '../helpers/trellis.js';
+import { onTeardown, type Teardown } from './cleanup.js';
+import { startEtcd, type EtcdServer } from './etcd.js';
+import { Lab, type Netns } from './netns.js';
+import { bin, daemon, seedTopology, type Daemon } from './trellis.js';
 
 export const REFERENCE_PLUGINS = '/usr/lib/cni';
 

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, freePorts, sweepStalePortLocks } from './ports.js';
+import { freePort, freePorts, sweepStalePortLocks } from '../../lab/ports.js';
 
 function bindable(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -5,9 +5,9 @@
 
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
-import { isAlive, waitForExit } from './pids.js';
-import { Lab, NETNS_PREFIX, isTestAddress, listNamespaces, needRoot, sweepStaleNamespaces } from './netns.js';
-import { runFixture } from './run-fixture.js';
+import { isAlive, waitForExit } from '../../lab/pids.js';
+import { Lab, NETNS_PREFIX, isTestAddress, listNamespaces, needRoot, sweepStaleNamespaces } from '../../lab/netns.js';
+import { runFixture } from '../fixtures/run-fixture.js';
 
 const skip = needRoot();
 

@@ -6,9 +6,9 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CreateVpcCommand, DescribeVpcsCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { needMoto, startMoto } from './moto.js';
-import { isAlive } from './pids.js';
-import { Lab, needRoot } from './netns.js';
+import { needMoto, startMoto } from '../../lab/moto.js';
+import { isAlive } from '../../lab/pids.js';
+import { Lab, needRoot } from '../../lab/netns.js';
 
 t.test('needMoto', async (t) => {
   const reason = needMoto();

@@ -5,9 +5,9 @@
 
 import t from 'tap';
 import { contains, parseAddress, parsePrefix } from '../../src/core/cidr.js';
-import { buildClusterLab, clusterTopologyYaml } from './cluster-lab.js';
-import { listNamespaces, needRoot } from './netns.js';
-import { isAlive } from './pids.js';
+import { buildClusterLab, clusterTopologyYaml } from '../../lab/cluster-lab.js';
+import { listNamespaces, needRoot } from '../../lab/netns.js';
+import { isAlive } from '../../lab/pids.js';
 
 const skip = needRoot();
 

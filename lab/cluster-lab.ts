@@ -26,12 +26,12 @@
 //   here are touched.
 
 import { spawn } from 'node:child_process';
-import { loadTopology } from '../../src/core/topology-parse.js';
-import type { Topology } from '../../src/core/topology.js';
-import { TopologySchema } from '../../src/gen/trellis/v1/records_pb.js';
-import { Keys } from '../../src/state/keys.js';
-import { encodeRecord } from '../../src/state/records.js';
-import { topologyToRecord } from '../../src/state/topology-record.js';
+import { loadTopology } from '../src/core/topology-parse.js';
+import type { Topology } from '../src/core/topology.js';
+import { TopologySchema } from '../src/gen/trellis/v1/records_pb.js';
+import { Keys } from '../src/state/keys.js';
+import { encodeRecord } from '../src/state/records.js';
+import { topologyToRecord } from '../src/state/topology-record.js';
 import { onTeardown, type Teardown } from './cleanup.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { Lab, isTestAddress, type Netns, type NsRef } from './netns.js';

@@ -6,9 +6,9 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { execFile } from 'node:child_process';
-import { startEtcd, type EtcdServer } from './etcd.js';
-import { isAlive } from './pids.js';
-import { Lab, needRoot } from './netns.js';
+import { startEtcd, type EtcdServer } from '../../lab/etcd.js';
+import { isAlive } from '../../lab/pids.js';
+import { Lab, needRoot } from '../../lab/netns.js';
 
 function connectError(port: number, host = '127.0.0.1'): Promise<string | undefined> {
   return new Promise((resolve) => {

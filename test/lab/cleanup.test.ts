@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { onTeardown, ownedTempDir, pendingCleanups, registerCleanup, runCleanups, sweepTempDirs } from './cleanup.js';
-import { waitForExit } from './pids.js';
-import { runFixture } from './run-fixture.js';
+import { onTeardown, ownedTempDir, pendingCleanups, registerCleanup, runCleanups, sweepTempDirs } from '../../lab/cleanup.js';
+import { waitForExit } from '../../lab/pids.js';
+import { runFixture } from '../fixtures/run-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'trellis-cleanup-test-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -16,10 +16,10 @@
 
 import { AllocateAddressCommand, AssociateRouteTableCommand, AttachInternetGatewayCommand, CreateInternetGatewayCommand, CreateNatGatewayCommand, CreateRouteCommand, CreateRouteTableCommand, CreateSubnetCommand, CreateVpcCommand, DescribeRouteTablesCommand, EC2Client, RunInstancesCommand, type Route } from '@aws-sdk/client-ec2';
 import { rmSync } from 'node:fs';
-import { loadTopology } from '../../src/core/topology-parse.js';
-import { TopologySchema } from '../../src/gen/trellis/v1/records_pb.js';
-import { encodeRecord } from '../../src/state/records.js';
-import { topologyToRecord } from '../../src/state/topology-record.js';
+import { loadTopology } from '../src/core/topology-parse.js';
+import { TopologySchema } from '../src/gen/trellis/v1/records_pb.js';
+import { encodeRecord } from '../src/state/records.js';
+import { topologyToRecord } from '../src/state/topology-record.js';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
 import { buildClusterLab, LAB_NETWORK, LAB_SUBNET_SIZE, type ClusterLab, type LabHost } from './cluster-lab.js';
 import { startEc2Proxy, type Ec2Proxy } from './ec2-proxy.js';
