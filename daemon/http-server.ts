@@ -8,8 +8,8 @@
 
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Metrics } from '../src/agent/metrics.js';
-import { parseListen } from '../src/config/load.js';
+import type { Metrics } from './metrics.js';
+import { parseListen } from '../src/core/endpoints.js';
 
 export interface HealthSource {
   /** undefined when ready, else why not. */

@@ -22,25 +22,26 @@ import { connectEtcd, explainEtcdError, type EtcdSettings } from '../src/etcd/cl
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
-import { Publisher } from '../src/agent/publisher.js';
+import { Publisher } from './publisher.js';
 import { AdvertisementSchema, NodeSchema } from '../src/gen/trellis/v1/records_pb.js';
 import { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
 import { makeRecord, msToTimestamp } from '../src/state/records.js';
 import { decodeStoredTopology } from '../src/state/topology-record.js';
-import { probeEndpoint, type TrellisConfig } from '../src/config/load.js';
+import { probeEndpoint } from '../src/core/endpoints.js';
+import type { TrellisConfig } from '../src/config/load.js';
 import { VERSION } from '../src/version.js';
 import { desiredRoutes, isPodRoute } from '../src/core/desired-routes.js';
 import type { KernelRoute } from '../src/core/route.js';
-import { Metrics } from '../src/agent/metrics.js';
-import { RouteAgent } from '../src/agent/route-agent.js';
+import { Metrics } from './metrics.js';
+import { RouteAgent } from './route-agent.js';
 import { RouteProgrammer } from '../src/netlink/route-programmer.js';
 import { parseAddress } from '../src/core/cidr.js';
 import type { Server } from 'node:http';
 import { startHttpServer } from './http-server.js';
-import { OwnBlocks } from '../src/agent/own-blocks.js';
+import { OwnBlocks } from '../src/core/own-blocks.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
-import type { VpcService } from '../src/vpc/vpc-service.js';
+import type { VpcService } from './vpc/vpc-service.js';
 
 export function etcdSettings(config: TrellisConfig): EtcdSettings {
   return {
@@ -207,7 +208,7 @@ export class NodeDaemon implements IpamHost {
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
-    const vpc = config.vpc.enabled ? await (await import('../src/vpc/vpc-service.js')).prepareVpc(config, topology, probeEndpoint(config.http.listen, config.hostIP), log) : undefined;
+    const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, probeEndpoint(config.http.listen, config.hostIP), log) : undefined;
     this.phase = 'registering';
     if (config.routes.enabled) await this.startRouting();
     else log.warn('routes.enabled is false: no kernel routes will be installed');

@@ -7,10 +7,9 @@
 // from the command's own declaration, so help never drifts from behaviour.
 
 import { parseArgs } from 'node:util';
-import type { CommandNode, LeafCommand } from './command.js';
+import type { CommandNode, LeafCommand, OptionValues } from './spec.js';
 import { formatTable } from './output.js';
 
-export type OptionValues = Readonly<Record<string, string | boolean | undefined>>;
 
 export class UsageError extends Error {
   constructor(message: string) {

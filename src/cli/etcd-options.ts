@@ -9,7 +9,7 @@ import { loadEtcdConfig } from '../config/load.js';
 import { flagName, type ConfigKey } from '../config/schema.js';
 import { checkEtcd, connectEtcd } from '../etcd/client.js';
 import { Keys } from '../state/keys.js';
-import type { OptionValues } from './args.js';
+import type { OptionValues } from './spec.js';
 import type { OptionSpec } from './command.js';
 
 /** trellisctl flag → configuration key path. */

@@ -4,7 +4,7 @@
 // aligned, no trailing blanks); JSON is meant for programs (two-space
 // indentation, one trailing newline, stable key order as built by the caller).
 
-import type { OptionSpec } from './command.js';
+import type { OptionSpec } from './spec.js';
 
 /** The `-o table|json` option every listing command takes. */
 export const outputOption: OptionSpec = {

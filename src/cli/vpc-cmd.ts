@@ -12,7 +12,7 @@ import { formatPrefix } from '../core/cidr.js';
 import { routeTables } from '../core/topology.js';
 import { planVpcRoutes, type Plan } from '../core/vpc-plan.js';
 import { describeError } from '../errors.js';
-import { parseNodesFile } from '../vpc/nodes-file.js';
+import { parseNodesFile } from './vpc-nodes-file.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
 import { formatJSON, formatTable, outputOption } from './output.js';
 import { displayName, loadTopologyFile } from './topology-file.js';

@@ -1,4 +1,4 @@
-// The README's configuration reference, generated from config-schema.ts.
+// The README's configuration reference, generated from schema.ts.
 // `npm run docs` rewrites the section between the markers in README.md; a
 // test fails when the README and the schema disagree.
 import { readFileSync, writeFileSync } from 'node:fs';

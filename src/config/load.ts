@@ -2,7 +2,7 @@
 //
 // Sources, highest precedence first: command-line flags, TRELLIS_* environment
 // variables, the YAML file given with --config, the defaults of
-// config-schema.ts. Every problem is collected and reported together, each
+// schema.ts. Every problem is collected and reported together, each
 // naming where the bad value came from; nothing starts on a bad config.
 
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { ErrorCode, TrellisError } from '../errors.js';
 import { parseAddress } from '../core/cidr.js';
 import { checkKeyName } from '../state/keys.js';
-import { etcdSettingsProblems } from '../etcd/client.js';
+import { etcdSettingsProblems, parseListen } from '../core/endpoints.js';
 import { CONFIG_KEYS, envName, flagName, type ConfigKey } from './schema.js';
 
 export interface TrellisConfig {
@@ -327,33 +327,4 @@ export function describeConfig(config: TrellisConfig): Record<string, unknown> {
     ...config,
     etcd: { ...config.etcd, password: config.etcd.password === undefined ? undefined : '********' },
   };
-}
-
-/** "198.18.0.10:9653" / "[fd00::1]:9653" → host and port; undefined when malformed. */
-export function parseListen(text: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):([0-9]{1,5})$/.exec(text);
-  if (m === null) return undefined;
-  const host = m[1] ?? m[2] ?? '';
-  const port = Number(m[3]);
-  try {
-    parseAddress(host);
-  } catch {
-    return undefined;
-  }
-  return port >= 0 && port <= 65535 ? { host, port } : undefined;
-}
-
-/**
- * The host:port that peers may probe for this node's HTTP endpoint, or ""
- * when it listens on loopback only (or not at all); a wildcard listen
- * address is published as the host IP.
- */
-export function probeEndpoint(listen: string, hostIP: string): string {
-  const where = parseListen(listen);
-  if (where === undefined) return '';
-  const host = parseAddress(where.host);
-  const loopback = host.family === 4 ? host.addr >> 24n === 127n : host.addr === 1n;
-  if (loopback) return '';
-  if (host.addr !== 0n) return listen;
-  return hostIP.includes(':') ? `[${hostIP}]:${where.port}` : `${hostIP}:${where.port}`;
 }

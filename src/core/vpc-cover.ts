@@ -1,5 +1,5 @@
 // Cover of one subnet's claimed blocks by at most k disjoint VPC destinations
-// with the least extra-hop traffic (DESIGN.md, VPC route planning, objective 3).
+// with the least extra-hop traffic (docs/vpc.md, "Route planning", objective 3).
 //
 // The claimed blocks are the leaves of a path-compressed binary trie rooted in
 // the subnet's pod prefix: only branches holding claims exist. An entry for a

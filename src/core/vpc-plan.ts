@@ -1,4 +1,4 @@
-// VPC route planning (DESIGN.md, "VPC route planning"): which `prefix →
+// VPC route planning (docs/vpc.md, "Route planning"): which `prefix →
 // forwarder instance` entries each route table should hold, as a pure function
 // of the topology, the nodes (claimed blocks, health), the tables' limits and
 // the entries Trellis owns now. Objectives, in order:

@@ -8,26 +8,11 @@
 import { readFileSync } from 'node:fs';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry, ExponentialBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { etcdSettingsProblems, type EtcdSettings } from '../core/endpoints.js';
 import { ErrorCode, TrellisError } from '../errors.js';
 
-export interface EtcdTls {
-  /** CA bundle that signed the etcd server certificate. */
-  ca?: string | undefined;
-  /** Client certificate (for etcd's --client-cert-auth). */
-  cert?: string | undefined;
-  /** Client private key. */
-  key?: string | undefined;
-}
+export type { EtcdSettings, EtcdTls } from '../core/endpoints.js';
 
-export interface EtcdSettings {
-  endpoints: string[];
-  tls?: EtcdTls | undefined;
-  username?: string | undefined;
-  password?: string | undefined;
-  /** Deadline for unary calls (get, put, txn, lease grant), ms. */
-  requestTimeoutMs?: number | undefined;
-  dialTimeoutMs?: number | undefined;
-}
 
 function readPem(what: string, path: string): Buffer {
   try {
@@ -39,25 +24,6 @@ function readPem(what: string, path: string): Buffer {
   }
 }
 
-/** Every problem with the etcd settings that can be seen without connecting. */
-export function etcdSettingsProblems(settings: EtcdSettings): string[] {
-  const problems: string[] = [];
-  if (settings.endpoints.length === 0) problems.push('no etcd endpoint configured (etcd.endpoints)');
-  for (const e of settings.endpoints) {
-    if (!/^https?:\/\/[^/]+$/.test(e)) problems.push(`etcd endpoint ${JSON.stringify(e)} must look like http://host:port or https://host:port`);
-  }
-  const secure = settings.endpoints.some((e) => e.startsWith('https://'));
-  const tls = settings.tls ?? {};
-  if ((tls.cert === undefined) !== (tls.key === undefined)) problems.push('etcd.tls.cert and etcd.tls.key must be given together');
-  if (!secure && (tls.ca !== undefined || tls.cert !== undefined)) {
-    problems.push('etcd TLS files are configured but the endpoints use http://; use https:// endpoints');
-  }
-  if (secure && tls.ca === undefined) problems.push('etcd endpoints use https:// but no CA is configured (etcd.tls.ca)');
-  if ((settings.username === undefined) !== (settings.password === undefined)) {
-    problems.push('etcd.username and etcd.password must be given together');
-  }
-  return problems;
-}
 
 export function connectEtcd(settings: EtcdSettings): Etcd3 {
   const problems = etcdSettingsProblems(settings);

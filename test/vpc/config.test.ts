@@ -1,7 +1,8 @@
 // The vpc.* configuration keys: defaults, flags and environment, and the
 // problems reported for bad values.
 import t from 'tap';
-import { loadConfig, probeEndpoint } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
+import { probeEndpoint } from '../../src/core/endpoints.js';
 import { hasCode, ErrorCode } from '../../src/errors.js';
 
 const base = new Map([

@@ -8,8 +8,8 @@ import { AllocateAddressCommand, CreateInternetGatewayCommand, AttachInternetGat
 import { pino } from 'pino';
 import { parsePrefix } from '../../src/core/cidr.js';
 import { ErrorCode, hasCode } from '../../src/errors.js';
-import { Ec2Routes } from '../../src/vpc/ec2-routes.js';
-import { resolveIdentity } from '../../src/vpc/metadata.js';
+import { Ec2Routes } from '../../src/aws/ec2-routes.js';
+import { resolveIdentity } from '../../src/aws/metadata.js';
 import { startEc2Proxy } from '../../lab/ec2-proxy.js';
 import { needMoto, startMoto } from '../../lab/moto.js';
 

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { createServer } from 'node:net';
 import { pino } from 'pino';
-import { ForwarderHealth, tcpProbe, type Candidate } from '../../src/vpc/health.js';
+import { ForwarderHealth, tcpProbe, type Candidate } from '../../daemon/vpc/health.js';
 
 const log = pino({ level: 'silent' });
 

@@ -7,9 +7,9 @@ import { loadTopology } from '../../src/core/topology-parse.js';
 import { diffVpcEntries, planVpcRoutes, type VpcEntry } from '../../src/core/vpc-plan.js';
 import type { BlockInfo, NodeInfo } from '../../src/state/validate.js';
 import { parseAddress } from '../../src/core/cidr.js';
-import { orderSteps } from '../../src/vpc/apply-order.js';
-import { planNodes, subnetExtraHopShare } from '../../src/vpc/plan-input.js';
-import { classifyTable, entryKey, ownedBy, subnetEntries, type DescribedRoute } from '../../src/vpc/table-state.js';
+import { orderSteps } from '../../src/core/vpc-apply-order.js';
+import { planNodes, subnetExtraHopShare } from '../../daemon/vpc/plan-input.js';
+import { classifyTable, entryKey, ownedBy, subnetEntries, type DescribedRoute } from '../../src/core/vpc-table-state.js';
 
 const topology = loadTopology(
   `network: 100.96.0.0/16

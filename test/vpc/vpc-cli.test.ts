@@ -10,7 +10,7 @@ import { main } from '../../src/cli/main.js';
 import type { CliIO } from '../../src/cli/command.js';
 import { parsePrefix } from '../../src/core/cidr.js';
 import { Keys } from '../../src/state/keys.js';
-import { makeStatus, writeStatus } from '../../src/vpc/status.js';
+import { makeStatus, writeStatus } from '../../src/state/vpc-status.js';
 import { startEtcd } from '../../lab/etcd.js';
 
 async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -1,7 +1,7 @@
 // The advertised block set: claims show before the watch sees them, releases
 // are withdrawn before the record goes, stale views never undo either.
 import t from 'tap';
-import { OwnBlocks } from '../../src/agent/own-blocks.js';
+import { OwnBlocks } from '../../src/core/own-blocks.js';
 
 t.test('a claim is advertised before the view has it, and a stale view does not drop it', async (t) => {
   const own = new OwnBlocks();

@@ -13,10 +13,19 @@ import type { PlannedEntry } from '../core/vpc-plan.js';
 import type { VpcEntry } from '../core/vpc-diff.js';
 import { ForwarderHealthSchema, VpcRouteSchema, VpcStatusSchema, type VpcRoute, type VpcStatus } from '../gen/trellis/v1/records_pb.js';
 import { create } from '@bufbuild/protobuf';
-import type { Keys } from '../state/keys.js';
-import { decodeRecord, encodeRecord, makeRecord, msToTimestamp, timestampToMs } from '../state/records.js';
-import type { ForwarderVerdict } from './health.js';
-import { entryKey } from './table-state.js';
+import type { Keys } from './keys.js';
+import { decodeRecord, encodeRecord, makeRecord, msToTimestamp, timestampToMs } from './records.js';
+import { entryKey } from '../core/vpc-table-state.js';
+
+/** The advertiser's verdict on one forwarder, as recorded in the status. */
+export interface ForwarderVerdict {
+  readonly node: string;
+  readonly instanceId: string;
+  readonly healthy: boolean;
+  readonly consecutiveMisses: number;
+  /** When the verdict last flipped (ms since the epoch), 0 when it never did. */
+  readonly changedAt: number;
+}
 
 export interface StatusInput {
   readonly subnet: string;

@@ -11,9 +11,9 @@
 // Invariants: the output holds exactly the delta's steps, each once; tables
 // appear in name order; the result depends only on the inputs.
 
-import { contains, equal } from '../core/cidr.js';
-import { compareText } from '../core/vpc-budget.js';
-import type { VpcDelta, VpcEntry, VpcStep } from '../core/vpc-diff.js';
+import { contains, equal } from './cidr.js';
+import { compareText } from './vpc-budget.js';
+import type { VpcDelta, VpcEntry, VpcStep } from './vpc-diff.js';
 
 export interface TableRoom {
   /** Most routes the table may hold. */

@@ -24,10 +24,10 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
-import { hex, type LeaseKeeperEvents } from '../etcd/lease-keeper.js';
-import type { LeaseState } from '../etcd/lease-keeper.js';
-import { PrefixMirror } from '../etcd/prefix-mirror.js';
-import type { Keys } from '../state/keys.js';
+import { hex, type LeaseKeeperEvents } from '../src/etcd/lease-keeper.js';
+import type { LeaseState } from '../src/etcd/lease-keeper.js';
+import { PrefixMirror } from '../src/etcd/prefix-mirror.js';
+import type { Keys } from '../src/state/keys.js';
 
 export type ElectionState = 'follower' | 'leader' | 'resigning' | 'stopped';
 

@@ -19,9 +19,9 @@
 //    is removed; when it returns, passes converge with no manual step.
 
 import type { Logger } from 'pino';
-import { describeRoute, diffRoutes, isEmptyDiff, routeKey, sameRoute, type KernelRoute } from '../core/route.js';
-import type { RouteProgrammer } from '../netlink/route-programmer.js';
-import type { RouteEvent } from '../netlink/route-watch.js';
+import { describeRoute, diffRoutes, isEmptyDiff, routeKey, sameRoute, type KernelRoute } from '../src/core/route.js';
+import type { RouteProgrammer } from '../src/netlink/route-programmer.js';
+import type { RouteEvent } from '../src/netlink/route-watch.js';
 import type { Metrics } from './metrics.js';
 
 export interface RouteAgentOptions {

@@ -10,11 +10,11 @@
 // Invariants: node names in the result are unique; every block appears once,
 // under the subnet its record names; the result is independent of map order.
 
-import { formatPrefix, size, contains, type Prefix } from '../core/cidr.js';
-import type { Topology } from '../core/topology.js';
-import { compareText } from '../core/vpc-budget.js';
-import { extraHopShare, type PlanNode, type PlannedEntry } from '../core/vpc-plan.js';
-import type { BlockInfo, NodeInfo } from '../state/validate.js';
+import { formatPrefix, size, contains, type Prefix } from '../../src/core/cidr.js';
+import type { Topology } from '../../src/core/topology.js';
+import { compareText } from '../../src/core/vpc-budget.js';
+import { extraHopShare, type PlanNode, type PlannedEntry } from '../../src/core/vpc-plan.js';
+import type { BlockInfo, NodeInfo } from '../../src/state/validate.js';
 
 export interface ClusterState {
   readonly topology: Topology;

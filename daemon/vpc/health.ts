@@ -19,7 +19,8 @@
 import { EventEmitter } from 'node:events';
 import { connect } from 'node:net';
 import type { Logger } from 'pino';
-import { parseListen } from '../config/load.js';
+import type { ForwarderVerdict } from '../../src/state/vpc-status.js';
+import { parseListen } from '../../src/core/endpoints.js';
 
 export interface Candidate {
   readonly name: string;
@@ -36,15 +37,6 @@ export interface HealthOptions {
   readonly now?: () => number;
   /** One probe; resolves true when the endpoint accepts a connection (default: TCP connect). */
   readonly probe?: (endpoint: string, timeoutMs: number) => Promise<boolean>;
-}
-
-export interface ForwarderVerdict {
-  readonly node: string;
-  readonly instanceId: string;
-  readonly healthy: boolean;
-  readonly consecutiveMisses: number;
-  /** When the verdict last flipped (ms since the epoch), 0 when it never did. */
-  readonly changedAt: number;
 }
 
 interface Track {

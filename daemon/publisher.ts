@@ -12,9 +12,9 @@
 
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
-import { AdvertisementSchema, NodeSchema, type Advertisement, type Node } from '../gen/trellis/v1/records_pb.js';
-import type { LeaseKeeper } from '../etcd/lease-keeper.js';
-import { encodeRecord } from '../state/records.js';
+import { AdvertisementSchema, NodeSchema, type Advertisement, type Node } from '../src/gen/trellis/v1/records_pb.js';
+import type { LeaseKeeper } from '../src/etcd/lease-keeper.js';
+import { encodeRecord } from '../src/state/records.js';
 
 export interface PublishedKey {
   readonly key: string;

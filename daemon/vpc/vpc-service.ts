@@ -14,20 +14,20 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { TrellisConfig } from '../config/load.js';
-import { routeTables, type Topology } from '../core/topology.js';
-import { describeError, ErrorCode, TrellisError } from '../errors.js';
-import { formatPrefix } from '../core/cidr.js';
-import type { LeaseKeeper } from '../etcd/lease-keeper.js';
-import type { Keys } from '../state/keys.js';
+import type { TrellisConfig } from '../../src/config/load.js';
+import { routeTables, type Topology } from '../../src/core/topology.js';
+import { describeError, ErrorCode, TrellisError } from '../../src/errors.js';
+import { formatPrefix } from '../../src/core/cidr.js';
+import type { LeaseKeeper } from '../../src/etcd/lease-keeper.js';
+import type { Keys } from '../../src/state/keys.js';
 import { VpcAdvertiser } from './advertiser.js';
-import { ec2Client, Ec2Routes } from './ec2-routes.js';
-import { AdvertiserElection } from './election.js';
+import { ec2Client, Ec2Routes } from '../../src/aws/ec2-routes.js';
+import { AdvertiserElection } from '../election.js';
 import { ForwarderHealth } from './health.js';
-import { resolveIdentity, type InstanceIdentity } from './metadata.js';
+import { resolveIdentity, type InstanceIdentity } from '../../src/aws/metadata.js';
 import { VpcMetrics } from './metrics.js';
 import type { ClusterState } from './plan-input.js';
-import { readEntryHistory, readFailedForwarders, writeStatus } from './status.js';
+import { readEntryHistory, readFailedForwarders, writeStatus } from '../../src/state/vpc-status.js';
 
 /** Fills instanceId, region and (when a subnet uses the main table) the VPC id from IMDS when not configured. */
 export async function resolveVpcIdentity(config: TrellisConfig, topology: Topology): Promise<InstanceIdentity> {

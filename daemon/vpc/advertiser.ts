@@ -1,6 +1,6 @@
 // The VPC advertiser of one subnet: while this node is the subnet's elected
 // leader, keep the subnet's entries in every route table of the topology equal
-// to the plan (DESIGN.md, "VPC route planning").
+// to the plan (docs/vpc.md, "Route planning").
 //
 // A pass: judge the subnet's forwarders (probe the ones never judged) → read
 // the tables (DescribeRouteTables, see below) → classify routes (Trellis's
@@ -22,20 +22,20 @@
 // retried with backoff.
 
 import type { Logger } from 'pino';
-import { formatPrefix, type Prefix } from '../core/cidr.js';
-import { routeTables } from '../core/topology.js';
-import { diffVpcEntries, planVpcRoutes, type Plan, type PlannedEntry, type PlanNode, type VpcEntry, type VpcStep } from '../core/vpc-plan.js';
-import { describeError } from '../errors.js';
-import type { VpcStatus } from '../gen/trellis/v1/records_pb.js';
-import { compareEntry } from '../core/vpc-diff.js';
-import { orderSteps, type TableRoom } from './apply-order.js';
-import type { DescribeResult } from './ec2-routes.js';
-import type { ElectionState } from './election.js';
+import { formatPrefix, type Prefix } from '../../src/core/cidr.js';
+import { routeTables } from '../../src/core/topology.js';
+import { diffVpcEntries, planVpcRoutes, type Plan, type PlannedEntry, type PlanNode, type VpcEntry, type VpcStep } from '../../src/core/vpc-plan.js';
+import { describeError } from '../../src/errors.js';
+import type { VpcStatus } from '../../src/gen/trellis/v1/records_pb.js';
+import { compareEntry } from '../../src/core/vpc-diff.js';
+import { orderSteps, type TableRoom } from '../../src/core/vpc-apply-order.js';
+import type { DescribeResult } from '../../src/aws/ec2-routes.js';
+import type { ElectionState } from '../election.js';
 import type { Candidate, ForwarderHealth } from './health.js';
 import type { VpcMetrics } from './metrics.js';
 import { describeEntry, planNodes, subnetExtraHopShare, type ClusterState } from './plan-input.js';
-import { makeStatus, statusFingerprint } from './status.js';
-import { classifyTable, ownedBy, subnetEntries, type TableState } from './table-state.js';
+import { makeStatus, statusFingerprint } from '../../src/state/vpc-status.js';
+import { classifyTable, ownedBy, subnetEntries, type TableState } from '../../src/core/vpc-table-state.js';
 
 /** The EC2 side (Ec2Routes, or a fake in tests). */
 export interface RouteTables {

@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { contains, formatPrefix, type Prefix } from '../core/cidr.js';
 import type { VpcEntry, VpcStep } from '../core/vpc-diff.js';
 import { ErrorCode, TrellisError } from '../errors.js';
-import type { DescribedRoute, DescribedTable } from './table-state.js';
+import type { DescribedRoute, DescribedTable } from '../core/vpc-table-state.js';
 
 export type CallResult = 'ok' | 'throttled' | 'error';
 

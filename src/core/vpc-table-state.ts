@@ -18,9 +18,9 @@
 // pod network is ever owned (0.0.0.0/0, the local route, NAT and gateway
 // routes are always foreign).
 
-import { contains, formatPrefix, tryParsePrefix, type Prefix } from '../core/cidr.js';
-import { allSubnets, type Topology } from '../core/topology.js';
-import type { VpcEntry } from '../core/vpc-diff.js';
+import { contains, formatPrefix, tryParsePrefix, type Prefix } from './cidr.js';
+import { allSubnets, type Topology } from './topology.js';
+import type { VpcEntry } from './vpc-diff.js';
 
 /** One route as DescribeRouteTables reports it, reduced to what matters here. */
 export interface DescribedRoute {

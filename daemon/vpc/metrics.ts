@@ -3,7 +3,7 @@
 // advertiser; gauges that describe the current state are read on scrape.
 
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { CallResult, Ec2CallObserver } from './ec2-routes.js';
+import type { CallResult, Ec2CallObserver } from '../../src/aws/ec2-routes.js';
 
 export interface VpcGaugeSources {
   leader(): boolean;
