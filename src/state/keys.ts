@@ -5,6 +5,7 @@
 //   <prefix>/v1/topology
 //   <prefix>/v1/nodes/<node>
 //   <prefix>/v1/blocks/<a.b.c.d-len>
+//   <prefix>/v1/ipam/<node>/<a.b.c.d-len>/<address>
 //   <prefix>/v1/routes/<subnet>/<node>
 //   <prefix>/v1/advertisers/<subnet>/...
 //   <prefix>/v1/vpc/<subnet>
@@ -68,6 +69,22 @@ export class Keys {
     } catch {
       return undefined;
     }
+  }
+
+  /** Every pod address record of one node: the range only that node reads and writes. */
+  ipamPrefix(node: string): string {
+    return `${this.root}/ipam/${node}/`;
+  }
+
+  /** The pod address records of one block of a node. */
+  ipamBlockPrefix(node: string, block: Prefix | string): string {
+    const p = typeof block === 'string' ? parsePrefix(block) : block;
+    return `${this.ipamPrefix(node)}${prefixKey(p)}/`;
+  }
+
+  /** The record of one pod address (allocated or resting) of a node's block. */
+  podAddress(node: string, block: Prefix | string, address: string): string {
+    return `${this.ipamBlockPrefix(node, block)}${address}`;
   }
 
   routesPrefix(subnet?: string): string {

@@ -9,7 +9,9 @@
 // Key layout (under the configurable prefix, default /trellis):
 //   /trellis/v1/topology                  Topology        not leased
 //   /trellis/v1/nodes/<node>              Node            leased (hold time)
-//   /trellis/v1/blocks/<a.b.c.d-len>      Block           not leased
+//   /trellis/v1/blocks/<a.b.c.d-len>      Block           not leased: the claim (owner, subnet); what peers watch
+//   /trellis/v1/ipam/<node>/<a.b.c.d-len>/<address>   PodAddress   not leased: one pod address of the
+//                                         node's block, read and written by that node alone (peers never watch it)
 //   /trellis/v1/routes/<subnet>/<node>    Advertisement   leased (hold time)
 //   /trellis/v1/advertisers/<subnet>/<lease id hex>   election candidates (value: node name)
 //   /trellis/v1/vpc/<subnet>              VpcStatus       written by the subnet's elected advertiser
@@ -28,7 +30,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file trellis/v1/records.proto.
  */
 export const file_trellis_v1_records: GenFile = /*@__PURE__*/
-  fileDesc("Chh0cmVsbGlzL3YxL3JlY29yZHMucHJvdG8SCnRyZWxsaXMudjEi2QEKCFRvcG9sb2d5EhYKDnNjaGVtYV92ZXJzaW9uGAEgASgNEg8KB25ldHdvcmsYAiABKAkSEgoKYmxvY2tfc2l6ZRgDIAEoDRIWCg5ub2RlX2hvbWVfc2l6ZRgEIAEoDRITCgtzdWJuZXRfc2l6ZRgFIAEoDRIfCgV6b25lcxgGIAMoCzIQLnRyZWxsaXMudjEuWm9uZRISCgpnZW5lcmF0aW9uGAcgASgEEi4KCmFwcGxpZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKBFpvbmUSDAoEbmFtZRgBIAEoCRIjCgdzdWJuZXRzGAIgAygLMhIudHJlbGxpcy52MS5TdWJuZXQiaAoGU3VibmV0EgoKAmlkGAEgASgJEgwKBGNpZHIYAiABKAkSEgoKcG9kX3ByZWZpeBgDIAEoCRIbChNwb2RfcHJlZml4X2V4cGxpY2l0GAQgASgIEhMKC3JvdXRlX3RhYmxlGAUgASgJItABCgROb2RlEhYKDnNjaGVtYV92ZXJzaW9uGAEgASgNEgwKBG5hbWUYAiABKAkSDgoGc3VibmV0GAMgASgJEgwKBHpvbmUYBCABKAkSDwoHaG9zdF9pcBgFIAEoCRITCgtpbnN0YW5jZV9pZBgGIAEoCRIXCg9oZWFsdGhfZW5kcG9pbnQYByABKAkSLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYWdlbnRfdmVyc2lvbhgJIAEoCSKzAwoFQmxvY2sSFgoOc2NoZW1hX3ZlcnNpb24YASABKA0SDgoGcHJlZml4GAIgASgJEg4KBnN1Ym5ldBgDIAEoCRIMCgRub2RlGAQgASgJEi4KCmNsYWltZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKC2FsbG9jYXRpb25zGAYgAygLMiIudHJlbGxpcy52MS5CbG9jay5BbGxvY2F0aW9uc0VudHJ5EjEKCHJlbGVhc2VkGAcgAygLMh8udHJlbGxpcy52MS5CbG9jay5SZWxlYXNlZEVudHJ5Ei8KC2VtcHR5X3NpbmNlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBpKChBBbGxvY2F0aW9uc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnRyZWxsaXMudjEuQWxsb2NhdGlvbjoCOAEaSwoNUmVsZWFzZWRFbnRyeRILCgNrZXkYASABKAkSKQoFdmFsdWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wOgI4ASKuAQoKQWxsb2NhdGlvbhIUCgxjb250YWluZXJfaWQYASABKAkSDwoHaWZfbmFtZRgCIAEoCRINCgVuZXRucxgDIAEoCRIVCg1wb2RfbmFtZXNwYWNlGAQgASgJEhAKCHBvZF9uYW1lGAUgASgJEjAKDGFsbG9jYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbmV0d29yaxgHIAEoCSKuAQoNQWR2ZXJ0aXNlbWVudBIWCg5zY2hlbWFfdmVyc2lvbhgBIAEoDRIMCgRub2RlGAIgASgJEg4KBnN1Ym5ldBgDIAEoCRIQCghuZXh0X2hvcBgEIAEoCRIQCghwcmVmaXhlcxgFIAMoCRITCgtpbnN0YW5jZV9pZBgGIAEoCRIuCgp1cGRhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLHAgoJVnBjU3RhdHVzEhYKDnNjaGVtYV92ZXJzaW9uGAEgASgNEg4KBnN1Ym5ldBgCIAEoCRIOCgZsZWFkZXIYAyABKAkSLgoKdXBkYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEcGxhbhgFIAMoCzIULnRyZWxsaXMudjEuVnBjUm91dGUSJQoHYXBwbGllZBgGIAMoCzIULnRyZWxsaXMudjEuVnBjUm91dGUSLwoKZm9yd2FyZGVycxgHIAMoCzIbLnRyZWxsaXMudjEuRm9yd2FyZGVySGVhbHRoEhIKCmxhc3RfZXJyb3IYCCABKAkSFwoPYnVkZ2V0X2V4Y2VlZGVkGAkgASgIEhcKD2V4dHJhX2hvcF9zaGFyZRgKIAEoARIQCgh3YXJuaW5ncxgLIAMoCSJcCghWcGNSb3V0ZRINCgV0YWJsZRgBIAEoCRITCgtkZXN0aW5hdGlvbhgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSDAoEbm9kZRgEIAEoCRIOCgZzdWJuZXQYBSABKAkikQEKD0ZvcndhcmRlckhlYWx0aBIMCgRub2RlGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEg8KB2hlYWx0aHkYAyABKAgSGgoSY29uc2VjdXRpdmVfbWlzc2VzGAQgASgNEi4KCmNoYW5nZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chh0cmVsbGlzL3YxL3JlY29yZHMucHJvdG8SCnRyZWxsaXMudjEi2QEKCFRvcG9sb2d5EhYKDnNjaGVtYV92ZXJzaW9uGAEgASgNEg8KB25ldHdvcmsYAiABKAkSEgoKYmxvY2tfc2l6ZRgDIAEoDRIWCg5ub2RlX2hvbWVfc2l6ZRgEIAEoDRITCgtzdWJuZXRfc2l6ZRgFIAEoDRIfCgV6b25lcxgGIAMoCzIQLnRyZWxsaXMudjEuWm9uZRISCgpnZW5lcmF0aW9uGAcgASgEEi4KCmFwcGxpZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKBFpvbmUSDAoEbmFtZRgBIAEoCRIjCgdzdWJuZXRzGAIgAygLMhIudHJlbGxpcy52MS5TdWJuZXQiaAoGU3VibmV0EgoKAmlkGAEgASgJEgwKBGNpZHIYAiABKAkSEgoKcG9kX3ByZWZpeBgDIAEoCRIbChNwb2RfcHJlZml4X2V4cGxpY2l0GAQgASgIEhMKC3JvdXRlX3RhYmxlGAUgASgJItABCgROb2RlEhYKDnNjaGVtYV92ZXJzaW9uGAEgASgNEgwKBG5hbWUYAiABKAkSDgoGc3VibmV0GAMgASgJEgwKBHpvbmUYBCABKAkSDwoHaG9zdF9pcBgFIAEoCRITCgtpbnN0YW5jZV9pZBgGIAEoCRIXCg9oZWFsdGhfZW5kcG9pbnQYByABKAkSLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYWdlbnRfdmVyc2lvbhgJIAEoCSKzAwoFQmxvY2sSFgoOc2NoZW1hX3ZlcnNpb24YASABKA0SDgoGcHJlZml4GAIgASgJEg4KBnN1Ym5ldBgDIAEoCRIMCgRub2RlGAQgASgJEi4KCmNsYWltZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKC2FsbG9jYXRpb25zGAYgAygLMiIudHJlbGxpcy52MS5CbG9jay5BbGxvY2F0aW9uc0VudHJ5EjEKCHJlbGVhc2VkGAcgAygLMh8udHJlbGxpcy52MS5CbG9jay5SZWxlYXNlZEVudHJ5Ei8KC2VtcHR5X3NpbmNlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBpKChBBbGxvY2F0aW9uc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnRyZWxsaXMudjEuQWxsb2NhdGlvbjoCOAEaSwoNUmVsZWFzZWRFbnRyeRILCgNrZXkYASABKAkSKQoFdmFsdWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wOgI4ASKuAQoKQWxsb2NhdGlvbhIUCgxjb250YWluZXJfaWQYASABKAkSDwoHaWZfbmFtZRgCIAEoCRINCgVuZXRucxgDIAEoCRIVCg1wb2RfbmFtZXNwYWNlGAQgASgJEhAKCHBvZF9uYW1lGAUgASgJEjAKDGFsbG9jYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbmV0d29yaxgHIAEoCSKvAQoKUG9kQWRkcmVzcxIWCg5zY2hlbWFfdmVyc2lvbhgBIAEoDRIPCgdhZGRyZXNzGAIgASgJEg0KBWJsb2NrGAMgASgJEgwKBG5vZGUYBCABKAkSKgoKYWxsb2NhdGlvbhgFIAEoCzIWLnRyZWxsaXMudjEuQWxsb2NhdGlvbhIvCgtyZWxlYXNlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirgEKDUFkdmVydGlzZW1lbnQSFgoOc2NoZW1hX3ZlcnNpb24YASABKA0SDAoEbm9kZRgCIAEoCRIOCgZzdWJuZXQYAyABKAkSEAoIbmV4dF9ob3AYBCABKAkSEAoIcHJlZml4ZXMYBSADKAkSEwoLaW5zdGFuY2VfaWQYBiABKAkSLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixwIKCVZwY1N0YXR1cxIWCg5zY2hlbWFfdmVyc2lvbhgBIAEoDRIOCgZzdWJuZXQYAiABKAkSDgoGbGVhZGVyGAMgASgJEi4KCnVwZGF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBHBsYW4YBSADKAsyFC50cmVsbGlzLnYxLlZwY1JvdXRlEiUKB2FwcGxpZWQYBiADKAsyFC50cmVsbGlzLnYxLlZwY1JvdXRlEi8KCmZvcndhcmRlcnMYByADKAsyGy50cmVsbGlzLnYxLkZvcndhcmRlckhlYWx0aBISCgpsYXN0X2Vycm9yGAggASgJEhcKD2J1ZGdldF9leGNlZWRlZBgJIAEoCBIXCg9leHRyYV9ob3Bfc2hhcmUYCiABKAESEAoId2FybmluZ3MYCyADKAkiXAoIVnBjUm91dGUSDQoFdGFibGUYASABKAkSEwoLZGVzdGluYXRpb24YAiABKAkSDgoGdGFyZ2V0GAMgASgJEgwKBG5vZGUYBCABKAkSDgoGc3VibmV0GAUgASgJIpEBCg9Gb3J3YXJkZXJIZWFsdGgSDAoEbm9kZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIPCgdoZWFsdGh5GAMgASgIEhoKEmNvbnNlY3V0aXZlX21pc3NlcxgEIAEoDRIuCgpjaGFuZ2VkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * The resolved topology tree: every subnet carries its pod prefix, whether it
@@ -346,6 +348,64 @@ export const AllocationSchema: GenMessage<Allocation> = /*@__PURE__*/
   messageDesc(file_trellis_v1_records, 5);
 
 /**
+ * One address of a node's block, under /trellis/v1/ipam/<node>/<block>/<address>:
+ * allocated to a container interface (allocation set) or released and resting
+ * before reuse (released_at set). Written only by the owning node, one key per
+ * address, so a pod ADD or DEL writes one small record and no peer receives it.
+ * The Block claim of such a node carries no allocations.
+ *
+ * @generated from message trellis.v1.PodAddress
+ */
+export type PodAddress = Message<"trellis.v1.PodAddress"> & {
+  /**
+   * @generated from field: uint32 schema_version = 1;
+   */
+  schemaVersion: number;
+
+  /**
+   * Canonical address text, e.g. "100.96.0.66".
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * The block holding it, e.g. "100.96.0.64/26".
+   *
+   * @generated from field: string block = 3;
+   */
+  block: string;
+
+  /**
+   * Owner node name (the block's owner).
+   *
+   * @generated from field: string node = 4;
+   */
+  node: string;
+
+  /**
+   * Set while the address is allocated.
+   *
+   * @generated from field: trellis.v1.Allocation allocation = 5;
+   */
+  allocation?: Allocation | undefined;
+
+  /**
+   * Set while the address is released and resting.
+   *
+   * @generated from field: google.protobuf.Timestamp released_at = 6;
+   */
+  releasedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message trellis.v1.PodAddress.
+ * Use `create(PodAddressSchema)` to create a new message.
+ */
+export const PodAddressSchema: GenMessage<PodAddress> = /*@__PURE__*/
+  messageDesc(file_trellis_v1_records, 6);
+
+/**
  * A node's advertisement: its pod prefixes reachable via its host IP.
  * Leased with the node's lease: it vanishes with the node (the hold timer).
  *
@@ -397,7 +457,7 @@ export type Advertisement = Message<"trellis.v1.Advertisement"> & {
  * Use `create(AdvertisementSchema)` to create a new message.
  */
 export const AdvertisementSchema: GenMessage<Advertisement> = /*@__PURE__*/
-  messageDesc(file_trellis_v1_records, 6);
+  messageDesc(file_trellis_v1_records, 7);
 
 /**
  * Status of a subnet's VPC advertiser, written by the elected leader.
@@ -479,7 +539,7 @@ export type VpcStatus = Message<"trellis.v1.VpcStatus"> & {
  * Use `create(VpcStatusSchema)` to create a new message.
  */
 export const VpcStatusSchema: GenMessage<VpcStatus> = /*@__PURE__*/
-  messageDesc(file_trellis_v1_records, 7);
+  messageDesc(file_trellis_v1_records, 8);
 
 /**
  * @generated from message trellis.v1.VpcRoute
@@ -518,7 +578,7 @@ export type VpcRoute = Message<"trellis.v1.VpcRoute"> & {
  * Use `create(VpcRouteSchema)` to create a new message.
  */
 export const VpcRouteSchema: GenMessage<VpcRoute> = /*@__PURE__*/
-  messageDesc(file_trellis_v1_records, 8);
+  messageDesc(file_trellis_v1_records, 9);
 
 /**
  * @generated from message trellis.v1.ForwarderHealth
@@ -555,5 +615,5 @@ export type ForwarderHealth = Message<"trellis.v1.ForwarderHealth"> & {
  * Use `create(ForwarderHealthSchema)` to create a new message.
  */
 export const ForwarderHealthSchema: GenMessage<ForwarderHealth> = /*@__PURE__*/
-  messageDesc(file_trellis_v1_records, 9);
+  messageDesc(file_trellis_v1_records, 10);
 
