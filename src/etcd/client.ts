@@ -25,6 +25,16 @@ function readPem(what: string, path: string): Buffer {
 }
 
 
+/**
+ * Errors worth retrying and counting against a host: etcd3's recoverable
+ * errors, less an answer too large for one gRPC message (RESOURCE_EXHAUSTED),
+ * which says nothing about the host's health and which paged reads
+ * (paged-range.ts) handle by asking for less.
+ */
+function isTransient(err: Error): boolean {
+  return isRecoverableError(err) && !/RESOURCE_EXHAUSTED|larger than max/i.test(err.message);
+}
+
 export function connectEtcd(settings: EtcdSettings): Etcd3 {
   const problems = etcdSettingsProblems(settings);
   if (problems.length > 0) throw new TrellisError(ErrorCode.Config, problems.join('; '));
@@ -37,11 +47,11 @@ export function connectEtcd(settings: EtcdSettings): Etcd3 {
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
     faultHandling: {
       host: () =>
-        circuitBreaker(handleWhen(isRecoverableError), {
+        circuitBreaker(handleWhen(isTransient), {
           halfOpenAfter: 1000,
           breaker: new ConsecutiveBreaker(3),
         }),
-      global: retry(handleWhen(isRecoverableError), {
+      global: retry(handleWhen(isTransient), {
         maxAttempts: 2,
         backoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }),
       }),
