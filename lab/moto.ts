@@ -9,18 +9,36 @@
 // the test ends (with `t`) or at the latest when the process ends.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
 import { delay, dieWithParent, killChild, killSync, stopChild, which } from './pids.js';
 import { freePort } from './ports.js';
 import { intoNamespace, type NsForward } from './ns-forward.js';
+import { ROOT } from './trellis.js';
 
-/** `false` when `moto_server` is on PATH, else the reason to skip. */
+/**
+ * The moto_server executable: on PATH, else in the project's virtual
+ * environment (.venv/, made by .ci/install-packages where the system Python
+ * refuses pip installs); undefined when neither has it.
+ */
+export function motoServerPath(): string | undefined {
+  const found = which('moto_server');
+  if (found !== undefined) return found;
+  const inVenv = join(ROOT, '.venv', 'bin', 'moto_server');
+  try {
+    accessSync(inVenv, constants.X_OK);
+    return inVenv;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `false` when moto_server can be found (motoServerPath), else the reason to skip. */
 export function needMoto(): string | false {
-  return which('moto_server') === undefined
-    ? "needs moto_server on PATH (pip install 'moto[server]')"
+  return motoServerPath() === undefined
+    ? "needs moto_server on PATH or in .venv/ (bash .ci/install-packages installs it)"
     : false;
 }
 
@@ -68,9 +86,10 @@ export async function startMoto(t?: Teardown, opts: MotoOptions = {}): Promise<M
   const log = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
+    const server = motoServerPath() ?? 'moto_server';
     const serverArgs = ['-H', host, '-p', String(port)];
     const [cmd, args] =
-      opts.netns === undefined ? dieWithParent('moto_server', serverArgs) : dieWithParent('ip', ['netns', 'exec', opts.netns, 'moto_server', ...serverArgs]);
+      opts.netns === undefined ? dieWithParent(server, serverArgs) : dieWithParent('ip', ['netns', 'exec', opts.netns, server, ...serverArgs]);
     child = spawn(cmd, args, { stdio: ['ignore', log, log] });
   } finally {
     closeSync(log);

@@ -14,6 +14,7 @@ import { comparePrefix, contains, parsePrefix } from '../../src/core/cidr.js';
 import { main as trellisctl } from '../../src/cli/main.js';
 import { registerCleanup, sweepTempDirs } from '../../lab/cleanup.js';
 import { sweepStaleNamespaces, type Netns } from '../../lab/netns.js';
+import { motoServerPath } from '../../lab/moto.js';
 import { which } from '../../lab/pids.js';
 import { sweepStalePortLocks } from '../../lab/ports.js';
 import { buildVpcLab, until, type VpcLab } from '../../lab/vpc-lab.js';
@@ -205,7 +206,10 @@ async function main(): Promise<number> {
     process.stderr.write('demo: needs root (it creates network namespaces); run: sudo npm run demo\n');
     return 1;
   }
-  const missing = ['ip', 'nsenter', 'ping', 'etcd', 'etcdctl', 'moto_server', 'curl'].filter((c) => which(c) === undefined);
+  const missing = [
+    ...['ip', 'nsenter', 'ping', 'etcd', 'etcdctl', 'curl'].filter((c) => which(c) === undefined),
+    ...(motoServerPath() === undefined ? ['moto_server'] : []),
+  ];
   if (missing.length > 0) {
     process.stderr.write(`demo: not installed: ${missing.join(', ')} (run: bash .ci/install-packages)\n`);
     return 1;

@@ -13,7 +13,7 @@ import { Lab, needRoot } from '../../lab/netns.js';
 t.test('needMoto', async (t) => {
   const reason = needMoto();
   if (reason !== false) t.match(reason, /needs moto_server/);
-  else t.pass('moto_server found on PATH');
+  else t.pass('moto_server found');
 });
 
 t.test('start, DescribeVpcs, reset, stop', { skip: needMoto() }, async (t) => {
