@@ -39,19 +39,22 @@ export function haveReferencePlugins(): boolean {
  * Installs the plugin as `dir/trellis` the way the README does: the bundle
  * dist/cni/trellis.cjs with its first line naming this node by absolute path.
  */
-export function installPlugin(dir: string): string {
+export function installPlugin(dir: string, from = bin('cni/trellis.cjs')): string {
   const path = join(dir, 'trellis');
-  const bundle = readFileSync(bin('cni/trellis.cjs'), 'utf8');
+  const bundle = readFileSync(from, 'utf8');
   writeFileSync(path, `#!${process.execPath}\n${bundle.slice(bundle.indexOf('\n') + 1)}`);
   chmodSync(path, 0o755);
   return path;
 }
 
-/** A temporary CNI_PATH holding the installed trellis plugin, then /usr/lib/cni; removed at teardown. */
-export function cniPath(t: Teardown): string {
+/**
+ * A temporary CNI_PATH holding the installed trellis plugin (this checkout's
+ * bundle, or `bundle`), then /usr/lib/cni; removed at teardown.
+ */
+export function cniPath(t: Teardown, bundle?: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'trellis-cni-bin-'));
   onTeardown(t, () => rmSync(dir, { recursive: true, force: true }));
-  installPlugin(dir);
+  installPlugin(dir, bundle);
   return `${dir}:${REFERENCE_PLUGINS}`;
 }
 

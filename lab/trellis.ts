@@ -106,6 +106,8 @@ export interface DaemonOptions {
   netns?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** The trellisd entry point to run; default this checkout's dist/daemon/trellisd.js (lab/release.ts builds older ones). */
+  program?: string;
 }
 
 export class Daemon {
@@ -136,7 +138,7 @@ export class Daemon {
   async start(untilLog: RegExp | string = 'cluster view synced', timeoutMs = 20_000): Promise<void> {
     const o = this.options;
     const args = [
-      bin('daemon/trellisd'),
+      o.program ?? bin('daemon/trellisd'),
       '--node-name', o.nodeName,
       '--host-ip', o.hostIP,
       '--interface', o.iface ?? 'eth0',
