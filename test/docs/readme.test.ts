@@ -2,6 +2,7 @@
 // the map of the manual and the set-up. It stays short, and every page of the
 // manual is reachable from it.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../../lab/trellis.js';
@@ -30,4 +31,17 @@ t.test('every page of the manual is linked from the README', async (t) => {
   const pages = readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md'));
   t.ok(pages.length >= 10, 'docs/ holds the manual');
   for (const f of pages) t.ok(linked.has(`docs/${f}`), `README links docs/${f}`);
+});
+
+t.test('npx trellisctl runs the built CLI in the checkout, as the README says', async (t) => {
+  // --no-install and offline: the project's own bin, never a package from a registry.
+  const r = spawnSync('npx', ['--no-install', 'trellisctl', '--help'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, npm_config_offline: 'true', npm_config_update_notifier: 'false' },
+    timeout: 60_000,
+  });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^Usage: trellisctl COMMAND/);
+  t.match(r.stdout, /\n {2}vpc {2}/, 'lists the commands');
 });
