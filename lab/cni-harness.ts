@@ -1,5 +1,5 @@
 // A minimal container runtime for the CNI tests: it installs the built plugin
-// (the one-file bundle, as the README installs it) in a temporary CNI_PATH
+// (the one-file bundle, as docs/cni.md installs it) in a temporary CNI_PATH
 // directory (next to the
 // reference plugins in /usr/lib/cni) and execs plugins exactly as libcni does —
 // the executable named by `type`, found on CNI_PATH, with the CNI_* variables
@@ -36,7 +36,7 @@ export function haveReferencePlugins(): boolean {
 }
 
 /**
- * Installs the plugin as `dir/trellis` the way the README does: the bundle
+ * Installs the plugin as `dir/trellis` the way docs/cni.md does: the bundle
  * dist/cni/trellis.cjs with its first line naming this node by absolute path.
  */
 export function installPlugin(dir: string, from = bin('cni/trellis.cjs')): string {

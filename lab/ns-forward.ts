@@ -101,8 +101,11 @@ async function forward(t: Teardown | undefined, build: (sock: string, sockets: S
   }
 }
 
-/** 127.0.0.1:<returned port> here reaches `host:port` inside `netns`. */
-export async function intoNamespace(t: Teardown | undefined, netns: string, host: string, port: number): Promise<NsForward> {
+/**
+ * 127.0.0.1:<returned port> here reaches `host:port` inside `netns`. The local
+ * port is `localPort` when given (rejects when it is taken), else any free one.
+ */
+export async function intoNamespace(t: Teardown | undefined, netns: string, host: string, port: number, localPort = 0): Promise<NsForward> {
   return forward(
     t,
     (sock, sockets) => {
@@ -111,7 +114,11 @@ export async function intoNamespace(t: Teardown | undefined, netns: string, host
         childListen: `unix:${sock}`,
         childTarget: `tcp:${host}:${port}`,
         local,
-        localListen: () => new Promise<number>((resolve) => local.listen(0, '127.0.0.1', () => resolve((local.address() as { port: number }).port))),
+        localListen: () =>
+          new Promise<number>((resolve, reject) => {
+            local.once('error', reject);
+            local.listen(localPort, '127.0.0.1', () => resolve((local.address() as { port: number }).port));
+          }),
       };
     },
     netns,

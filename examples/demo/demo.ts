@@ -15,6 +15,7 @@ import { main as trellisctl } from '../../src/cli/main.js';
 import { registerCleanup, sweepTempDirs } from '../../lab/cleanup.js';
 import { sweepStaleNamespaces, type Netns } from '../../lab/netns.js';
 import { motoServerPath } from '../../lab/moto.js';
+import { intoNamespace } from '../../lab/ns-forward.js';
 import { which } from '../../lab/pids.js';
 import { sweepStalePortLocks } from '../../lab/ports.js';
 import { buildVpcLab, until, type VpcLab } from '../../lab/vpc-lab.js';
@@ -36,9 +37,14 @@ Options:
   --route-limit N     entries per VPC route table (default 50; e.g. 4 forces
                       aggregation: pods are then reached through forwarding hosts)
   --keep              stay up for inspection with trellisctl and etcdctl until Ctrl-C
+                      (etcd is exposed at http://127.0.0.1:23790, or another
+                      free port when that one is taken; the demo prints it)
   --cleanup           remove what an interrupted demo left behind, and exit
   -h, --help          this help
 `;
+
+/** Loopback port of the kept demo's etcd (any free port when this one is taken). */
+const DEMO_ETCD_PORT = 23790;
 
 // The AWS SDK warns about Node 20 on its first use; the demo's readers need not see it.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -128,7 +134,7 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
     const took = await until('convergence', () => converged(v, router as VpcRouter, pods), 90_000, 250);
     step(`converged in ${(took / 1000).toFixed(1)} s`);
 
-    const etcd = ['--etcd', v.lab.endpoint];
+    const etcd = ['--etcd-endpoints', v.lab.endpoint];
     const inRouter = async (argv: string[]): Promise<void> => {
       process.stdout.write(await v.lab.lab.exec(v.lab.router, process.execPath, [process.argv[1] as string, '--ctl', ...argv]));
     };
@@ -160,12 +166,21 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
     process.stdout.write(text);
     process.stdout.write(`\n${ok}/${total} pings answered${ok === total ? ': all green' : ''}\n`);
     if (opts.keep) {
+      // etcd listens inside the router namespace; a forwarder on a loopback
+      // port of this namespace lets trellisctl and etcdctl reach it from the
+      // shell. It goes away with the rest (cleanup registry, Ctrl-C included).
+      const inside = new URL(v.lab.endpoint);
+      const expose = (port: number) => intoNamespace(undefined, v.lab.router.name, inside.hostname, Number(inside.port), port);
+      const fwd = await expose(DEMO_ETCD_PORT).catch(() => expose(0));
+      const local = `http://127.0.0.1:${fwd.port}`;
       section('kept running');
       process.stdout.write(
-        `etcd and trellisctl from the router namespace:\n` +
-          `  ip netns exec ${v.lab.router.name} etcdctl --endpoints ${v.lab.endpoint} get --prefix /trellis/v1/routes/\n` +
-          `  ip netns exec ${v.lab.router.name} node dist/src/cli/trellisctl.js nodes --etcd ${v.lab.endpoint}\n` +
-          `  ip netns exec ${v.lab.router.name} node dist/src/cli/trellisctl.js ipam --etcd ${v.lab.endpoint}\n` +
+        `etcd is reachable from this machine at ${local}. In another shell, in this checkout:\n` +
+          `  export TRELLIS_ETCD_ENDPOINTS=${local}\n` +
+          `  npx trellisctl nodes\n` +
+          `  npx trellisctl ipam\n` +
+          `  npx trellisctl vpc status\n` +
+          `  etcdctl --endpoints ${local} get --prefix /trellis/v1/routes/\n` +
           `a host:  ip netns exec ${v.hosts[0]?.ns.name} ip route show proto 84\n` +
           'teardown: press Ctrl-C here (if this process was killed instead: npm run demo -- --cleanup)\n',
       );

@@ -1,5 +1,6 @@
 // The etcd connection options shared by every trellisctl command that reads or
-// writes the cluster state. The endpoint comes from --etcd, then
+// writes the cluster state. The endpoint comes from --etcd-endpoints (or its
+// short form --etcd), then
 // TRELLIS_ETCD_ENDPOINTS, then the etcd section of a trellisd configuration
 // file (--config, or TRELLIS_CONFIG), then http://127.0.0.1:2379; TLS and
 // auth the same way (--etcd-tls-ca or TRELLIS_ETCD_TLS_CA, …).
@@ -15,6 +16,7 @@ import type { OptionSpec } from './command.js';
 /** trellisctl flag → configuration key path. */
 const FLAGS: Readonly<Record<string, string>> = {
   etcd: 'etcd.endpoints',
+  'etcd-endpoints': 'etcd.endpoints',
   'etcd-prefix': 'etcd.prefix',
   'etcd-tls-ca': 'etcd.tls.ca',
   'etcd-tls-cert': 'etcd.tls.cert',
@@ -25,7 +27,8 @@ const FLAGS: Readonly<Record<string, string>> = {
 };
 
 export const etcdOptions: Readonly<Record<string, OptionSpec>> = {
-  etcd: { type: 'string', valueName: 'URLS', doc: 'etcd endpoints, comma-separated (TRELLIS_ETCD_ENDPOINTS; default http://127.0.0.1:2379)' },
+  'etcd-endpoints': { type: 'string', valueName: 'URLS', doc: 'etcd endpoints, comma-separated (TRELLIS_ETCD_ENDPOINTS; default http://127.0.0.1:2379)' },
+  etcd: { type: 'string', valueName: 'URLS', doc: 'same as --etcd-endpoints' },
   'etcd-prefix': { type: 'string', valueName: 'PREFIX', doc: 'key prefix of the Trellis records (default /trellis)' },
   'etcd-tls-ca': { type: 'string', valueName: 'FILE', doc: 'CA certificate of the etcd server (https endpoints)' },
   'etcd-tls-cert': { type: 'string', valueName: 'FILE', doc: 'client certificate, when etcd requires one' },

@@ -2,8 +2,8 @@
 //
 // One table drives everything: the YAML file parser, the command-line flags
 // (key `etcd.tls.ca` ↔ flag `--etcd-tls-ca`), the environment variables
-// (`TRELLIS_ETCD_TLS_CA`), `trellisd --help`, and the README's configuration
-// reference (a test keeps the README in step with this table).
+// (`TRELLIS_ETCD_TLS_CA`), `trellisd --help`, and the configuration reference
+// docs/configuration.md (a test keeps it in step with this table).
 // Precedence, highest first: flag, environment variable, file, default.
 
 export type KeyType = 'string' | 'integer' | 'duration' | 'boolean' | 'list';

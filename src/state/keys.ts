@@ -1,6 +1,6 @@
 // The etcd key layout, in one place. Every key Trellis reads or writes is
 // built here from the configured prefix (default "/trellis"), so the layout
-// documented in the README and in proto/trellis/v1/records.proto is the only
+// documented in docs/state.md and in proto/trellis/v1/records.proto is the only
 // one in use:
 //   <prefix>/v1/topology
 //   <prefix>/v1/nodes/<node>

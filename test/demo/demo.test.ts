@@ -96,6 +96,18 @@ for (const [label, args, after] of [
     const deadline = Date.now() + 100_000;
     while (!after.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     t.match(out, after, 'reached the step to interrupt');
+    if ((args as readonly string[]).includes('--keep')) {
+      // The kept demo's hint: etcd on a loopback port of this namespace, for trellisctl as documented.
+      const url = /export TRELLIS_ETCD_ENDPOINTS=(http:\/\/127\.0\.0\.1:\d+)\n/.exec(out)?.[1];
+      t.ok(url, 'the hint names a loopback etcd endpoint');
+      const ctl = spawnSync(process.execPath, [bin('src/cli/trellisctl'), 'nodes'], {
+        encoding: 'utf8',
+        env: { ...process.env, TRELLIS_ETCD_ENDPOINTS: url ?? '' },
+        timeout: 30_000,
+      });
+      t.equal(ctl.status, 0, ctl.stderr);
+      t.match(ctl.stdout, /h1-0/, 'trellisctl nodes from the host shell lists the demo nodes');
+    }
     const pids = childPids(child.pid as number);
     child.kill('SIGINT');
     t.equal(await exited, 'SIGINT', 'ended by the signal, as an interrupted program does');
