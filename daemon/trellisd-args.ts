@@ -3,7 +3,9 @@
 // as schema.ts's flagName (key `etcd.tls.ca` ↔ `--etcd-tls-ca`).
 //
 // A flag takes its value as `--flag VALUE` or `--flag=VALUE`; a boolean key is a
-// switch (`--vpc-enabled`, `--no-vpc-enabled`, and `--vpc-enabled=true|false`).
+// switch (`--vpc-enabled`, `--no-vpc-enabled`, and `--vpc-enabled=true|false`;
+// the older `--vpc-enabled true|false` still works, as trellisd takes no
+// positional arguments that a following "true" or "false" could be).
 // Every mistake is a DaemonUsageError whose message is meant for the user
 // (unknown options come with a "did you mean"); the caller prints it and
 // exits 2. Parsing only: values are checked by src/config/load.ts.
@@ -95,6 +97,12 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonArgs {
       if (negated !== undefined) {
         if (inline !== undefined) throw new DaemonUsageError(`option "--no-${flag}" takes no value`);
         flags.set(key.path, 'false');
+        continue;
+      }
+      const following = argv[i + 1]?.toLowerCase();
+      if (inline === undefined && (following === 'true' || following === 'false')) {
+        flags.set(key.path, following);
+        i++;
         continue;
       }
       if (inline === undefined) {

@@ -13,6 +13,7 @@ t.test('values, switches and command options', async (t) => {
     [['--vpc-enabled=false'], { 'vpc.enabled': 'false' }],
     [['--vpc-enabled=TRUE'], { 'vpc.enabled': 'true' }],
     [['--vpc-enabled=0', '--routes-enabled=1'], { 'vpc.enabled': 'false', 'routes.enabled': 'true' }],
+    [['--routes-enabled', 'false', '--vpc-enabled', 'TRUE'], { 'routes.enabled': 'false', 'vpc.enabled': 'true' }],
     [['--etcd-endpoints', 'http://127.0.0.1:2379,http://127.0.0.1:2380'], { 'etcd.endpoints': 'http://127.0.0.1:2379,http://127.0.0.1:2380' }],
   ];
   for (const [argv, flags] of cases) t.same(Object.fromEntries(parseDaemonArgs(argv).flags), flags, argv.join(' '));
@@ -36,7 +37,7 @@ t.test('mistakes are usage errors meant for the user', async (t) => {
     [['--check-config=yes'], 'option "--check-config" takes no value'],
     [['--no-vpc-enabled=true'], 'option "--no-vpc-enabled" takes no value'],
     [['--vpc-enabled=maybe'], 'invalid value "maybe" for "--vpc-enabled": expected true or false (or write --vpc-enabled / --no-vpc-enabled)'],
-    [['--vpc-enabled', 'false'], 'unexpected argument "false" (--vpc-enabled is a switch: write --vpc-enabled or --no-vpc-enabled, or --vpc-enabled=false)'],
+    [['--vpc-enabled', 'yes'], 'unexpected argument "yes" (--vpc-enabled is a switch: write --vpc-enabled or --no-vpc-enabled, or --vpc-enabled=yes)'],
     [['run'], 'unexpected argument "run" (trellisd takes no arguments; settings are --flags)'],
     [['--', 'x'], 'unexpected argument "x" (trellisd takes no arguments)'],
   ];

@@ -36,9 +36,10 @@ t.test('boolean settings are switches in trellisd', async (t) => {
   const maybe = trellisd(['--check-config', ...node, '--vpc-enabled=maybe']);
   t.equal(maybe.code, 2);
   t.match(maybe.stderr, /^trellisd: invalid value "maybe" for "--vpc-enabled": expected true or false/);
-  const old = trellisd(['--check-config', ...node, '--vpc-enabled', 'true']);
-  t.equal(old.code, 2);
-  t.match(old.stderr, /unexpected argument "true" \(--vpc-enabled is a switch: write --vpc-enabled or --no-vpc-enabled, or --vpc-enabled=true/);
+  t.match(vpc(['--vpc-enabled', 'false']), { vpc: { enabled: false } }, 'the older "--flag true|false" still works');
+  const yes = trellisd(['--check-config', ...node, '--vpc-enabled', 'yes']);
+  t.equal(yes.code, 2);
+  t.match(yes.stderr, /unexpected argument "yes" \(--vpc-enabled is a switch: write --vpc-enabled or --no-vpc-enabled, or --vpc-enabled=yes; run "trellisd --help" for usage\)/);
   t.equal(trellisd(['--check-config', ...node, '--no-host-ip']).code, 2, 'only booleans have a --no- form');
   t.match(trellisd(['--help']).stdout, /--vpc-enabled, --no-vpc-enabled  \(TRELLIS_VPC_ENABLED; default: false\)/);
 });
