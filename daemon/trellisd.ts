@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 // trellisd: the Trellis node daemon. Command-line handling only: parse flags,
 // load the configuration, then run, check or withdraw the node. Exit codes:
-// 0 success, 1 runtime failure, 2 usage or configuration error.
+// 0 success, 1 runtime failure, 2 usage or configuration error. Messages to
+// the user read `trellisd: what went wrong (what to do)`.
 
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { describeError, ErrorCode, hasCode } from '../src/errors.js';
 import { VERSION } from '../src/version.js';
 import { loadConfig, describeConfig, type TrellisConfig } from '../src/config/load.js';
 import { CONFIG_KEYS, envName, flagName, formatDefault } from '../src/config/schema.js';
+import { DaemonUsageError, parseDaemonArgs, type DaemonArgs } from './trellisd-args.js';
 import { NodeDaemon } from './node-daemon.js';
 import { withdrawNode } from './withdraw.js';
 
@@ -29,71 +30,68 @@ Commands:
                     Stop the running daemon first.
 
 Options:
-  -c, --config FILE   YAML configuration file
+  -c, --config FILE   YAML configuration file (TRELLIS_CONFIG)
   -h, --help          show this help
   --version           print the version
 
 Every configuration key can also be given as a flag or an environment
-variable (flag > environment > file > default):
+variable. Precedence: flag > TRELLIS_* variable > etcdctl's variable (for the
+etcd endpoints and TLS files: ETCDCTL_ENDPOINTS, ETCDCTL_CACERT, ETCDCTL_CERT,
+ETCDCTL_KEY) > file > default. A flag takes its value as --flag VALUE or
+--flag=VALUE; a true/false setting is a switch: --vpc-enabled, --no-vpc-enabled.
+Durations are written 6s, 500ms, 2m (a bare number means seconds).
 `;
 
 function keyHelp(): string {
-  const rows = CONFIG_KEYS.map((k) => [`--${flagName(k.path)}`, envName(k.path), formatDefault(k), k.doc]);
-  return rows.map(([flag, env, def, doc]) => `  ${flag}  (${env}; default: ${def})\n      ${doc}`).join('\n');
+  return CONFIG_KEYS.map((k) => {
+    const flag = `--${flagName(k.path)}${k.type === 'boolean' ? `, --no-${flagName(k.path)}` : ''}`;
+    const env = `${envName(k.path)}${k.fallbackEnv === undefined ? '' : `, else ${k.fallbackEnv}`}`;
+    return `  ${flag}  (${env}; default: ${formatDefault(k)})\n      ${k.doc}`;
+  }).join('\n');
+}
+
+function usageFailure(message: string): number {
+  const advice = 'run "trellisd --help" for usage';
+  const text = message.endsWith('?)')
+    ? `${message.slice(0, -1)} ${advice})`
+    : message.endsWith(')')
+      ? `${message.slice(0, -1)}; ${advice})`
+      : `${message} (${advice})`;
+  process.stderr.write(`trellisd: ${text}\n`);
+  return 2;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const keyOptions = Object.fromEntries(CONFIG_KEYS.map((k) => [flagName(k.path), { type: 'string' as const }]));
-  let parsed;
+  let args: DaemonArgs;
   try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        'check-config': { type: 'boolean' },
-        withdraw: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-        ...keyOptions,
-      },
-      strict: true,
-      allowPositionals: false,
-    });
+    args = parseDaemonArgs(argv);
   } catch (err) {
-    process.stderr.write(`trellisd: ${(err as Error).message}\nRun "trellisd --help" for usage.\n`);
-    return 2;
+    if (err instanceof DaemonUsageError) return usageFailure(err.message);
+    throw err;
   }
-  const v = parsed.values as Record<string, string | boolean | undefined>;
-  if (v.help === true) {
+  if (args.help) {
     process.stdout.write(`${USAGE}${keyHelp()}\n`);
     return 0;
   }
-  if (v.version === true) {
+  if (args.version) {
     process.stdout.write(`trellisd ${VERSION}\n`);
     return 0;
   }
-  if (v['check-config'] === true && v.withdraw === true) {
-    process.stderr.write('trellisd: --check-config and --withdraw cannot be combined\n');
-    return 2;
-  }
-  const flags = new Map<string, string>();
-  for (const k of CONFIG_KEYS) {
-    const value = v[flagName(k.path)];
-    if (typeof value === 'string') flags.set(k.path, value);
-  }
+  if (args.checkConfig && args.withdraw) return usageFailure('--check-config and --withdraw cannot be combined');
   let config: TrellisConfig;
   try {
-    config = loadConfig({ file: v.config as string | undefined, flags, env: process.env });
+    const file = args.config ?? (process.env.TRELLIS_CONFIG || undefined);
+    config = loadConfig({ file, flags: args.flags, env: process.env });
   } catch (err) {
     process.stderr.write(`trellisd: ${describeError(err)}\n`);
     return 2;
   }
-  if (v['check-config'] === true) {
+  if (args.checkConfig) {
     process.stdout.write(`# configuration is valid\n${stringify(describeConfig(config))}`);
     return 0;
   }
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });
-  if (v.withdraw === true) {
+  if (args.withdraw) {
     try {
       const { blocks } = await withdrawNode(config, log);
       process.stdout.write(`withdrew node ${config.nodeName}: lease revoked, ${blocks.length} block(s) released${blocks.length > 0 ? `: ${blocks.join(' ')}` : ''}\n`);

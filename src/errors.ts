@@ -62,8 +62,33 @@ export function hasCode(err: unknown, code: ErrorCode): err is TrellisError {
 /** A one-line human message for any thrown value, without a stack trace. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
-    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    const told = err.cause instanceof Error && isSystemError(err.cause) && err.message.endsWith(describeFileError(err.cause));
+    const cause = err.cause instanceof Error && !told ? `: ${err.cause.message}` : '';
     return `${err.message}${cause}`;
   }
   return String(err);
+}
+
+function isSystemError(err: Error): err is NodeJS.ErrnoException {
+  return typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}
+
+/**
+ * Why a file could not be read, in words and without the path (the caller
+ * names the file once): "no such file", "permission denied", …
+ */
+export function describeFileError(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException | undefined)?.code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'it is a directory, not a file';
+    case 'ENOTDIR':
+      return 'a component of the path is not a directory';
+    default:
+      return err instanceof Error ? err.message : String(err);
+  }
 }

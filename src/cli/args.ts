@@ -9,6 +9,7 @@
 import { parseArgs } from 'node:util';
 import type { CommandNode, LeafCommand, OptionValues } from './spec.js';
 import { formatTable } from './output.js';
+import { didYouMean } from '../core/suggest.js';
 
 
 export class UsageError extends Error {
@@ -24,6 +25,7 @@ export function parseLeafArgs(leaf: LeafCommand, argv: readonly string[]): { pos
   for (const [name, spec] of Object.entries(leaf.options)) {
     config[name] = spec.short === undefined ? { type: spec.type } : { type: spec.type, short: spec.short };
   }
+  checkOptionNames(leaf, argv);
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {
     parsed = parseArgs({ args: [...argv], options: config, allowPositionals: true, strict: true });
@@ -34,10 +36,12 @@ export function parseLeafArgs(leaf: LeafCommand, argv: readonly string[]): { pos
   }
   const options: Record<string, string | boolean | undefined> = {};
   for (const [name, spec] of Object.entries(leaf.options)) {
-    const value = parsed.values[name];
+    if (spec.aliasOf !== undefined) continue;
+    const aliases = Object.entries(leaf.options).filter(([, a]) => a.aliasOf === name).map(([alias]) => alias);
+    const value = parsed.values[name] ?? aliases.map((a) => parsed.values[a]).find((v) => v !== undefined);
     if (typeof value === 'string' && spec.choices !== undefined && !spec.choices.includes(value)) {
       throw new UsageError(
-        `invalid value ${JSON.stringify(value)} for ${optionLabel(name, spec)}: expected ${spec.choices.join(' or ')}`,
+        `invalid value ${JSON.stringify(value)} for ${optionLabel(name, spec)}: expected ${orList(spec.choices)}`,
       );
     }
     options[name] = value ?? spec.default;
@@ -50,6 +54,24 @@ export function parseLeafArgs(leaf: LeafCommand, argv: readonly string[]): { pos
     throw new UsageError(`unexpected argument${n - max > 1 ? 's' : ''} ${extra}`);
   }
   return { positionals: parsed.positionals, options };
+}
+
+/** "a", "a or b", "a, b or c". */
+function orList(words: readonly string[]): string {
+  return words.length <= 1 ? (words[0] ?? '') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
+}
+
+/** Unknown long options, found before parseArgs so the message can suggest the intended one. */
+function checkOptionNames(leaf: LeafCommand, argv: readonly string[]): void {
+  const names = [...Object.keys(leaf.options), 'help'];
+  for (const arg of argv) {
+    if (arg === '--') return;
+    if (!arg.startsWith('--')) continue;
+    const name = arg.slice(2).split('=')[0] ?? '';
+    if (names.includes(name)) continue;
+    const visible = names.filter((n) => leaf.options[n]?.aliasOf === undefined).map((n) => `--${n}`);
+    throw new UsageError(`unknown option ${JSON.stringify(`--${name}`)}${didYouMean(`--${name}`, visible)}`);
+  }
 }
 
 function optionLabel(name: string, spec: { short?: string }): string {
@@ -69,7 +91,7 @@ function usageLine(path: readonly string[], node: CommandNode): string {
 /** The commands of a group, or the options of a leaf, as help lines. */
 function listing(node: CommandNode): string {
   if (node.kind === 'group') return section('Commands', formatTable(undefined, node.commands.map((c) => [c.name, c.summary])));
-  const rows = Object.entries(node.options).map(([long, spec]) => {
+  const rows = Object.entries(node.options).filter(([, spec]) => spec.aliasOf === undefined).map(([long, spec]) => {
     const flag = `${spec.short === undefined ? '    ' : `-${spec.short}, `}--${long}${spec.valueName ? ` ${spec.valueName}` : ''}`;
     return [flag, `${spec.doc}${spec.default === undefined ? '' : ` (default: ${spec.default})`}`];
   });
@@ -78,7 +100,9 @@ function listing(node: CommandNode): string {
 
 /** The full help of a command (--help): usage, description, commands or options, examples. */
 export function helpText(path: readonly string[], node: CommandNode): string {
-  const more = node.kind === 'group' ? `\nRun "${path.join(' ')} COMMAND --help" for the options of a command.\n` : '';
+  const name = path.join(' ');
+  const root = path.length === 1 ? `Run "${name} help COMMAND" for the same, and "${name} --version" for the version.\n` : '';
+  const more = node.kind === 'group' ? `\nRun "${name} COMMAND --help" for the options of a command.\n${root}` : '';
   return `${usageLine(path, node)}\n\n${node.description}\n${listing(node)}${more}${section('Examples', node.examples)}`;
 }
 

@@ -10,8 +10,11 @@
 //      number of arguments), with the usage on stderr.
 // Commands never call process.exit and never write to the console directly:
 // they get a CliIO, so they run in-process in tests.
+// The root also answers `--version` and `help [COMMAND...]` (the same text as
+// `COMMAND --help`); a mistyped command or option gets a "did you mean".
 
 import { describeError } from '../errors.js';
+import { didYouMean } from '../core/suggest.js';
 import { helpText, parseLeafArgs, usageText, UsageError } from './args.js';
 
 export type { CliIO, CommandGroup, CommandNode, Invocation, LeafCommand, OptionSpec, OptionValues } from './spec.js';
@@ -28,24 +31,58 @@ function usageError(io: CliIO, path: readonly string[], node: CommandNode, messa
   return EXIT_USAGE;
 }
 
+export interface DispatchOptions {
+  /** Printed as `NAME VERSION` by `NAME --version`. */
+  readonly version?: string;
+  /** Turns a command's failure into the message after `NAME: ` (default describeError). */
+  readonly describe?: (err: unknown) => string;
+}
+
+function unknownCommand(group: CommandGroup, path: readonly string[], word: string, extra: readonly string[] = []): string {
+  const names = [...group.commands.map((c) => c.name), ...extra];
+  return `unknown command ${JSON.stringify(word)} for "${path.join(' ')}"${didYouMean(word, names)}`;
+}
+
+/** `help [COMMAND...]`: the help of the named command, as `COMMAND --help` prints it. */
+function help(root: CommandGroup, words: readonly string[], io: CliIO): number {
+  let node: CommandNode = root;
+  const path: string[] = [root.name];
+  for (const word of words) {
+    if (node.kind !== 'group') return usageError(io, path, node, `"${path.join(' ')}" has no subcommand ${JSON.stringify(word)}`);
+    const next: CommandNode | undefined = node.commands.find((c) => c.name === word);
+    if (next === undefined) return usageError(io, path, node, unknownCommand(node, path, word));
+    node = next;
+    path.push(word);
+  }
+  io.stdout(helpText(path, node));
+  return EXIT_OK;
+}
+
 /** Runs the command named by `argv` under `root`; resolves with the exit code. */
-export async function dispatch(root: CommandGroup, argv: readonly string[], io: CliIO): Promise<number> {
+export async function dispatch(root: CommandGroup, argv: readonly string[], io: CliIO, opts: DispatchOptions = {}): Promise<number> {
   let node: CommandNode = root;
   const path: string[] = [root.name];
   let rest = [...argv];
   while (node.kind === 'group') {
     const group: CommandGroup = node;
+    const atRoot = group === root;
     const word = rest[0];
     if (word === undefined) return usageError(io, path, group, `missing command after "${path.join(' ')}"`);
     if (isHelp(word)) {
       io.stdout(helpText(path, group));
       return EXIT_OK;
     }
-    if (word.startsWith('-')) return usageError(io, path, group, `unknown option ${JSON.stringify(word)}`);
-    const next = group.commands.find((c) => c.name === word);
-    if (next === undefined) {
-      return usageError(io, path, group, `unknown command ${JSON.stringify(word)} for "${path.join(' ')}"`);
+    if (atRoot && word === '--version' && opts.version !== undefined) {
+      io.stdout(`${root.name} ${opts.version}\n`);
+      return EXIT_OK;
     }
+    if (atRoot && word === 'help') return help(root, rest.slice(1), io);
+    if (word.startsWith('-')) {
+      const known = atRoot && opts.version !== undefined ? ['--help', '--version'] : ['--help'];
+      return usageError(io, path, group, `unknown option ${JSON.stringify(word)}${didYouMean(word, known)}`);
+    }
+    const next = group.commands.find((c) => c.name === word);
+    if (next === undefined) return usageError(io, path, group, unknownCommand(group, path, word, atRoot ? ['help'] : []));
     node = next;
     path.push(word);
     rest = rest.slice(1);
@@ -66,7 +103,7 @@ export async function dispatch(root: CommandGroup, argv: readonly string[], io: 
   try {
     return await leaf.run(invocation, io);
   } catch (err) {
-    io.stderr(`${path[0]}: ${describeError(err)}\n`);
+    io.stderr(`${path[0]}: ${(opts.describe ?? describeError)(err)}\n`);
     return EXIT_FAILURE;
   }
 }

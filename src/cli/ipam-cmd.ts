@@ -9,7 +9,7 @@ import { comparePrefix, parseAddress, parsePrefix, size, type Prefix } from '../
 import { timestampToIso } from '../state/records.js';
 import type { LeafCommand } from './command.js';
 import { etcdOptions } from './etcd-options.js';
-import { outputOption } from './output.js';
+import { isData, outputOption, toNumber } from './output.js';
 import { ignoredReason, table, withSnapshot } from './state-cmd.js';
 
 interface AllocationRow {
@@ -26,7 +26,8 @@ interface AllocationRow {
 interface BlockRow {
   prefix: string;
   subnet: string;
-  size: string;
+  /** Addresses in the block; null when the prefix does not parse. */
+  size: number | string | null;
   /** Released addresses still resting before reuse. */
   resting: number;
   valid: boolean;
@@ -78,8 +79,9 @@ export const ipamCommand: LeafCommand = {
     'Lists every address allocated to a pod, per node and block, as the block\n' +
     'records in etcd hold them: address, container id, interface, CNI network,\n' +
     'pod (namespace/name when the runtime passed them) and when it was\n' +
-    'allocated. The table shortens 64-digit container ids to 12; -o json gives\n' +
-    'them whole, grouped as [{node, blocks: [{prefix, allocations: [...]}]}].',
+    'allocated. The table shortens 64-digit container ids to 12; -o wide gives\n' +
+    'them whole and adds the network namespace; -o json (or yaml) gives them\n' +
+    'whole, grouped as [{node, blocks: [{prefix, size, allocations: [...]}]}].',
   examples: ['trellisctl ipam', 'trellisctl ipam --node node-a -o json', 'trellisctl ipam --container 3f2a9c'],
   run: (inv, io) =>
     withSnapshot(inv, io, (s) => {
@@ -104,9 +106,9 @@ export const ipamCommand: LeafCommand = {
             allocatedAt: timestampToIso(a.allocatedAt),
           }));
         if (container !== undefined && allocations.length === 0) continue;
-        let total = '?';
+        let total: number | string | null = null;
         try {
-          total = String(size(parsePrefix(b.prefix)));
+          total = toNumber(size(parsePrefix(b.prefix)));
         } catch {
           // an unparsable prefix: the record is listed as ignored below
         }
@@ -122,18 +124,22 @@ export const ipamCommand: LeafCommand = {
         };
         nodes.set(b.node, [...(nodes.get(b.node) ?? []), row]);
       }
-      if (inv.options.output === 'json') return [...nodes].map(([name, blocks]) => ({ node: name, blocks }));
+      if (isData(inv.options.output)) return [...nodes].map(([name, blocks]) => ({ node: name, blocks }));
+      const wide = inv.options.output === 'wide';
       const rows: string[][] = [];
       for (const [name, blocks] of nodes) {
         for (const b of blocks) {
           const status = b.valid ? '' : `  (ignored by trellisd: ${b.problem})`;
-          if (b.allocations.length === 0 && container === undefined) rows.push([name, b.prefix, '-', '-', '-', '-', '-', `none of ${b.size} in use${status}`]);
+          if (b.allocations.length === 0 && container === undefined) {
+            rows.push([name, b.prefix, '-', '-', '-', '-', '-', ...(wide ? ['-'] : []), `none of ${b.size ?? '?'} in use${status}`]);
+          }
           for (const a of b.allocations) {
             const pod = a.podName === '' ? '-' : `${a.podNamespace === '' ? '' : `${a.podNamespace}/`}${a.podName}`;
-            rows.push([name, b.prefix, a.address, shortId(a.containerId), a.ifName, a.network || '-', pod, `${a.allocatedAt || '-'}${status}`]);
+            const id = wide ? a.containerId : shortId(a.containerId);
+            rows.push([name, b.prefix, a.address, id, a.ifName, a.network || '-', pod, ...(wide ? [a.netns || '-'] : []), `${a.allocatedAt || '-'}${status}`]);
           }
         }
       }
-      return table(['NODE', 'BLOCK', 'ADDRESS', 'CONTAINER', 'IFNAME', 'NETWORK', 'POD', 'ALLOCATED'], rows);
+      return table(['NODE', 'BLOCK', 'ADDRESS', 'CONTAINER', 'IFNAME', 'NETWORK', 'POD', ...(wide ? ['NETNS'] : []), 'ALLOCATED'], rows);
     }),
 };

@@ -7,6 +7,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { describeError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { describeCommandError } from './etcd-options.js';
 import { dispatch, EXIT_FAILURE, type CliIO, type CommandGroup } from './command.js';
 import { topologyCommand } from './topology-cmd.js';
 import { ipamCommand } from './ipam-cmd.js';
@@ -44,7 +46,7 @@ export function nodeIO(): CliIO {
 /** Runs trellisctl with `argv` (without "node" and the script); resolves with the exit code. */
 export async function main(argv: readonly string[], io: CliIO = nodeIO()): Promise<number> {
   try {
-    return await dispatch(root, argv, io);
+    return await dispatch(root, argv, io, { version: VERSION, describe: describeCommandError });
   } catch (err) {
     io.stderr(`trellisctl: ${describeError(err)}\n`);
     return EXIT_FAILURE;

@@ -24,6 +24,8 @@ export interface OptionSpec {
   readonly default?: string;
   /** Allowed values of a string option. */
   readonly choices?: readonly string[];
+  /** Another spelling of the option named here: accepted, never shown in help. */
+  readonly aliasOf?: string;
 }
 
 export interface Invocation {

@@ -1,16 +1,18 @@
 // `trellisctl nodes | blocks | routes`: the live state in etcd, as tables for
-// people or JSON for programs. Invalid records are listed too (marked, with
+// people (-o wide adds columns) or JSON/YAML for programs (counts as numbers).
+// Rows are sorted: nodes by name, blocks by prefix (numerically), routes by
+// subnet then node. Invalid records are listed too (marked, with
 // the reason the daemons ignore them), because an operator debugging a
 // missing route needs to see exactly those.
 
-import { formatAddress, formatPrefix, parsePrefix, size } from '../core/cidr.js';
+import { comparePrefix, formatAddress, formatPrefix, parsePrefix, size, type Prefix } from '../core/cidr.js';
 import { Keys } from '../state/keys.js';
 import { hex } from '../etcd/lease-keeper.js';
 import { timestampToIso } from '../state/records.js';
 import { EXIT_FAILURE, EXIT_OK, type CliIO, type Invocation, type LeafCommand } from './command.js';
 import { readSnapshot, type Snapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
-import { formatJSON, formatTable, outputOption } from './output.js';
+import { formatData, formatTable, isData, outputOption, toNumber } from './output.js';
 import type { AdvertisementInfo, BlockInfo, NodeInfo } from '../state/validate.js';
 
 /** Reads a snapshot, prints what `show` makes of it; exit 1 when no usable topology is stored. */
@@ -20,7 +22,7 @@ export async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapsho
     const snapshot = await readSnapshot(session);
     if (snapshot.topologyProblem !== undefined) io.stderr(`trellisctl: warning: ${snapshot.topologyProblem}\n`);
     const out = show(snapshot);
-    io.stdout(typeof out === 'string' ? out : formatJSON(out));
+    io.stdout(typeof out === 'string' ? out : formatData(inv.options.output, out));
     return snapshot.topology === undefined ? EXIT_FAILURE : EXIT_OK;
   } finally {
     session.close();
@@ -29,6 +31,24 @@ export async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapsho
 
 export function ignoredReason(s: Snapshot, key: string): string | undefined {
   return s.ignored.find((i) => i.key === key && i.kind !== 'advertised-prefix')?.reason;
+}
+
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function tryPrefix(text: string): Prefix | undefined {
+  try {
+    return parsePrefix(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Orders prefix texts numerically (comparePrefix); text that does not parse sorts after, by its characters. */
+export function byPrefixText(a: string, b: string): number {
+  const [x, y] = [tryPrefix(a), tryPrefix(b)];
+  if (x !== undefined && y !== undefined) return comparePrefix(x, y);
+  if (x !== undefined || y !== undefined) return x !== undefined ? -1 : 1;
+  return byText(a, b);
 }
 
 /** An aligned table, or "(none)" when there are no rows. */
@@ -46,7 +66,7 @@ export const nodesCommand: LeafCommand = {
     'Lists the node records in etcd: every node whose lease is alive, with its\n' +
     'subnet, host IP, instance id, lease, and the blocks it holds. Records that\n' +
     'fail validation are listed with the reason trellisd ignores them.',
-  examples: ['trellisctl nodes', 'trellisctl nodes -o json --etcd http://198.18.0.2:2379'],
+  examples: ['trellisctl nodes', 'trellisctl nodes -o json --etcd-endpoints http://198.18.0.2:2379'],
   run: (inv, io) =>
     withSnapshot(inv, io, (s) => {
       const keys = s.keys;
@@ -57,7 +77,7 @@ export const nodesCommand: LeafCommand = {
         .map((key) => {
           const name = Keys.leaf(key);
           const n = valid.get(name);
-          const blocks = (byNode.get(name) ?? []).map((b) => formatPrefix(b.prefix));
+          const blocks = [...(byNode.get(name) ?? [])].sort((a, b) => comparePrefix(a.prefix, b.prefix)).map((b) => formatPrefix(b.prefix));
           return {
             name,
             subnet: n?.subnet.id ?? '',
@@ -65,15 +85,23 @@ export const nodesCommand: LeafCommand = {
             hostIP: n === undefined ? '' : formatAddress(n.hostIP),
             instanceId: n?.instanceId ?? '',
             lease: hex(s.leases.get(key) as string),
+            healthEndpoint: n?.healthEndpoint ?? '',
             blocks,
             valid: n !== undefined,
             ...(n === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
           };
-        });
-      if (inv.options.output === 'json') return rows;
+        })
+        .sort((a, b) => byText(a.name, b.name));
+      if (isData(inv.options.output)) return rows;
+      const wide = inv.options.output === 'wide';
       return table(
-        ['NODE', 'SUBNET', 'ZONE', 'HOST IP', 'INSTANCE', 'LEASE', 'BLOCKS', 'STATUS'],
-        rows.map((r) => [r.name, r.subnet, r.zone, r.hostIP, r.instanceId || '-', r.lease, r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
+        ['NODE', 'SUBNET', 'ZONE', 'HOST IP', 'INSTANCE', 'LEASE', ...(wide ? ['HEALTH ENDPOINT', '#BLOCKS'] : []), 'BLOCKS', 'STATUS'],
+        rows.map((r) => [
+          r.name, r.subnet, r.zone, r.hostIP, r.instanceId || '-', r.lease,
+          ...(wide ? [r.healthEndpoint || '-', String(r.blocks.length)] : []),
+          r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`,
+        ]),
+        wide ? [7] : [],
       );
     }),
 };
@@ -102,28 +130,30 @@ export const blocksCommand: LeafCommand = {
         .filter((b) => inv.options.subnet === undefined || b.subnet === inv.options.subnet)
         .map((b) => {
           const key = s.keys.block(b.prefix);
-          let total = '';
-          try {
-            total = String(size(parsePrefix(b.prefix)));
-          } catch {
-            total = '?';
-          }
+          const parsed = tryPrefix(b.prefix);
           return {
             prefix: b.prefix,
             subnet: b.subnet,
             node: b.node,
             allocated: Object.keys(b.allocations).length,
-            size: total,
+            size: parsed === undefined ? null : toNumber(size(parsed)),
+            resting: Object.keys(b.released).length,
             claimedAt: timestampToIso(b.claimedAt),
             valid: valid.has(b.prefix),
             ...(valid.has(b.prefix) ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
           };
-        });
-      if (inv.options.output === 'json') return rows;
+        })
+        .sort((a, b) => byPrefixText(a.prefix, b.prefix));
+      if (isData(inv.options.output)) return rows;
+      const wide = inv.options.output === 'wide';
       return table(
-        ['BLOCK', 'SUBNET', 'NODE', 'USED', 'CLAIMED', 'STATUS'],
-        rows.map((r) => [r.prefix, r.subnet, r.node, `${r.allocated}/${r.size}`, r.claimedAt || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
-        [3],
+        ['BLOCK', 'SUBNET', 'NODE', 'USED', ...(wide ? ['RESTING', 'KEY'] : []), 'CLAIMED', 'STATUS'],
+        rows.map((r) => [
+          r.prefix, r.subnet, r.node, `${r.allocated}/${r.size ?? '?'}`,
+          ...(wide ? [String(r.resting), s.keys.block(r.prefix)] : []),
+          r.claimedAt || '-', r.valid ? 'ok' : `ignored: ${r.problem}`,
+        ]),
+        wide ? [3, 4] : [3],
       );
     }),
 };
@@ -155,19 +185,24 @@ export const routesCommand: LeafCommand = {
             subnet: where?.subnet ?? '',
             node: where?.node ?? key,
             nextHop: a === undefined ? '' : formatAddress(a.nextHop),
-            prefixes: a?.prefixes.map(formatPrefix) ?? [],
+            instanceId: a?.instanceId ?? '',
+            lease: hex(s.leases.get(key) as string),
+            prefixes: [...(a?.prefixes ?? [])].sort(comparePrefix).map(formatPrefix),
             rejected: a?.rejected ?? [],
             valid: a !== undefined,
             ...(a === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
           };
-        });
-      if (inv.options.output === 'json') return rows;
+        })
+        .sort((a, b) => byText(a.subnet, b.subnet) || byText(a.node, b.node));
+      if (isData(inv.options.output)) return rows;
+      const wide = inv.options.output === 'wide';
       return table(
-        ['SUBNET', 'NODE', 'NEXT HOP', 'PREFIXES', 'STATUS'],
+        ['SUBNET', 'NODE', 'NEXT HOP', ...(wide ? ['INSTANCE', 'LEASE'] : []), 'PREFIXES', 'STATUS'],
         rows.map((r) => [
           r.subnet,
           r.node,
           r.nextHop,
+          ...(wide ? [r.instanceId || '-', r.lease] : []),
           r.prefixes.join(' ') || '-',
           !r.valid ? `ignored: ${r.problem}` : r.rejected.length > 0 ? `rejected ${r.rejected.map((x) => `${x.prefix} (${x.reason})`).join(', ')}` : 'ok',
         ]),

@@ -9,7 +9,7 @@
 import { formatPrefix } from '../core/cidr.js';
 import { allSubnets } from '../core/topology.js';
 import { EXIT_OK, type CommandGroup, type LeafCommand } from './command.js';
-import { formatJSON, outputOption } from './output.js';
+import { documentOutputOption, formatData, isData } from './output.js';
 import { renderTopologyTable, topologyToJSON } from './topology-render.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
 import { applyCommand, showCommand } from './topology-store-cmd.js';
@@ -50,7 +50,7 @@ export const renderCommand: LeafCommand = {
   args: 'FILE',
   positionals: { min: 1, max: 1 },
   options: {
-    output: outputOption,
+    output: documentOutputOption,
   },
   description:
     'Validates FILE like "validate", then prints every subnet with its host CIDR,\n' +
@@ -65,7 +65,7 @@ export const renderCommand: LeafCommand = {
   async run(inv, io) {
     const topology = await loadTopologyFile(io, inv.positionals[0] as string);
     if (typeof topology === 'number') return topology;
-    io.stdout(inv.options.output === 'json' ? formatJSON(topologyToJSON(topology)) : renderTopologyTable(topology));
+    io.stdout(isData(inv.options.output) ? formatData(inv.options.output, topologyToJSON(topology)) : renderTopologyTable(topology));
     return EXIT_OK;
   },
 };

@@ -15,7 +15,7 @@ import { BlockSchema } from '../gen/trellis/v1/records_pb.js';
 import { EXIT_FAILURE, EXIT_OK, type LeafCommand } from './command.js';
 import { readSnapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
-import { formatJSON, outputOption } from './output.js';
+import { documentOutputOption, formatData, isData, toNumber } from './output.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
 import { renderTopologyTable, topologyToJSON } from './topology-render.js';
 
@@ -114,7 +114,7 @@ export const showCommand: LeafCommand = {
   args: '',
   positionals: { min: 0, max: 0 },
   options: {
-    output: outputOption,
+    output: documentOutputOption,
     ...etcdOptions,
   },
   description: 'Prints the stored topology like "topology render" does for a file, with its\ngeneration and when it was applied.',
@@ -129,7 +129,7 @@ export const showCommand: LeafCommand = {
       }
       const generation = s.topologyRecord.generation.toString();
       const appliedAt = s.topologyRecord.appliedAt === undefined ? '' : new Date(Number(s.topologyRecord.appliedAt.seconds) * 1000).toISOString();
-      if (inv.options.output === 'json') io.stdout(formatJSON({ generation, appliedAt, ...topologyToJSON(s.topology) }));
+      if (isData(inv.options.output)) io.stdout(formatData(inv.options.output, { generation: toNumber(s.topologyRecord.generation), appliedAt, ...topologyToJSON(s.topology) }));
       else io.stdout(`generation ${generation}, applied ${appliedAt}\n${renderTopologyTable(s.topology)}`);
       return EXIT_OK;
     } finally {

@@ -14,7 +14,7 @@ import { planVpcRoutes, type Plan } from '../core/vpc-plan.js';
 import { describeError } from '../errors.js';
 import { parseNodesFile } from './vpc-nodes-file.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
-import { formatJSON, formatTable, outputOption } from './output.js';
+import { documentOutputOption, formatData, formatTable, isData, outputOption } from './output.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
 import { Keys } from '../state/keys.js';
@@ -72,7 +72,7 @@ export const vpcPlanCommand: LeafCommand = {
     nodes: { type: 'string', valueName: 'FILE', doc: 'nodes file: JSON array of {name, subnet, instanceId, blocks, healthy}' },
     limit: { type: 'string', valueName: 'N', doc: 'routes each route table may hold', default: '50' },
     reserved: { type: 'string', valueName: 'N', doc: 'routes in each table that Trellis does not own (local, gateways…)', default: '0' },
-    output: outputOption,
+    output: documentOutputOption,
   },
   description:
     'Runs the VPC route planner offline (no etcd, no AWS) and prints the entries\n' +
@@ -118,7 +118,7 @@ export const vpcPlanCommand: LeafCommand = {
       io.stderr(`${displayName(nodesFile)}: ${describeError(err)}\n`);
       return EXIT_FAILURE;
     }
-    io.stdout(inv.options.output === 'json' ? formatJSON(planToJSON(plan)) : renderPlanTable(plan, limit, reserved));
+    io.stdout(isData(inv.options.output) ? formatData(inv.options.output, planToJSON(plan)) : renderPlanTable(plan, limit, reserved));
     return EXIT_OK;
   },
 };
@@ -187,16 +187,17 @@ async function readStatuses(inv: { options: Record<string, string | boolean | un
   }
 }
 
-function renderStatusTable(list: readonly SubnetStatus[]): string {
+function renderStatusTable(list: readonly SubnetStatus[], wide: boolean): string {
   if (list.length === 0) return '(no VPC advertiser status in etcd: no trellisd runs with vpc.enabled)\n';
   const out = formatTable(
-    ['SUBNET', 'LEADER', 'ELECTED', 'CANDIDATES', 'ENTRIES', 'FORWARDERS', 'EXTRA HOP', 'UPDATED', 'LAST ERROR'],
+    ['SUBNET', 'LEADER', 'ELECTED', 'CANDIDATES', 'ENTRIES', ...(wide ? ['PLANNED', 'BUDGET'] : []), 'FORWARDERS', 'EXTRA HOP', 'UPDATED', 'LAST ERROR'],
     list.map((s) => [
       s.subnet, s.leader || '-', s.electedLeader || '-', String(s.candidates), String(s.entries.length),
+      ...(wide ? [String(s.plan.length), s.budgetExceeded ? 'exceeded' : 'ok'] : []),
       `${s.forwarders.filter((f) => f.healthy).length}/${s.forwarders.length} healthy`, percent(s.extraHopShare), s.updatedAt || '-',
       s.problem ?? (s.lastError || 'none'),
     ]),
-    { right: [3, 4] },
+    { right: wide ? [3, 4, 5] : [3, 4] },
   );
   const entries = list.flatMap((s) => s.entries.map((e) => [s.subnet, e.table, e.destination, e.target, e.node || '-']));
   if (entries.length > 0) out.push('', ...formatTable(['SUBNET', 'TABLE', 'DESTINATION', 'TARGET', 'NODE'], entries));
@@ -223,10 +224,10 @@ export const vpcStatusCommand: LeafCommand = {
     'the one elected now, the entries found in the route tables after its last\n' +
     'pass, the health of every forwarder of the subnet, the last error and any\n' +
     'warnings (budget exceeded, routes in the pod network Trellis did not make).',
-  examples: ['trellisctl vpc status', 'trellisctl vpc status -o json --etcd http://198.18.0.2:2379'],
+  examples: ['trellisctl vpc status', 'trellisctl vpc status -o json --etcd-endpoints http://198.18.0.2:2379'],
   async run(inv, io) {
     const list = await readStatuses(inv);
-    io.stdout(inv.options.output === 'json' ? formatJSON(list) : renderStatusTable(list));
+    io.stdout(isData(inv.options.output) ? formatData(inv.options.output, list) : renderStatusTable(list, inv.options.output === 'wide'));
     return EXIT_OK;
   },
 };

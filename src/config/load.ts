@@ -1,19 +1,22 @@
 // Loading and validating the trellisd configuration.
 //
 // Sources, highest precedence first: command-line flags, TRELLIS_* environment
-// variables, the YAML file given with --config, the defaults of
-// schema.ts. Every problem is collected and reported together, each
-// naming where the bad value came from; nothing starts on a bad config.
+// variables, etcdctl's ETCDCTL_* variables (for the etcd endpoints and TLS
+// files), the YAML file given with --config, the defaults of schema.ts. Every
+// problem is collected and reported together, each naming where the bad value
+// came from; nothing starts on a bad config. describeConfig prints a
+// configuration that reads back as itself (durations as 6s, 500ms, 2m).
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { ErrorCode, TrellisError } from '../errors.js';
+import { parseAllDocuments } from 'yaml';
+import { describeFileError, ErrorCode, TrellisError } from '../errors.js';
+import { didYouMean } from '../core/suggest.js';
 import { parseAddress } from '../core/cidr.js';
 import { checkKeyName } from '../state/keys.js';
 import { etcdSettingsProblems, parseListen } from '../core/endpoints.js';
-import { CONFIG_KEYS, envName, flagName, type ConfigKey } from './schema.js';
+import { CONFIG_KEYS, envName, flagName, formatDuration, type ConfigKey } from './schema.js';
 
 export interface TrellisConfig {
   nodeName: string;
@@ -125,8 +128,19 @@ function flatten(doc: unknown, prefix: string, out: Map<string, unknown>, proble
     const isGroup = CONFIG_KEYS.some((key) => key.path.startsWith(`${path}.`));
     if (known) out.set(path, v);
     else if (isGroup) flatten(v, path, out, problems, file);
-    else problems.push(`${file}: unknown key ${path}`);
+    else problems.push(`${file}: unknown key ${path}${didYouMean(path, knownNear(prefix), (s) => s)}`);
   }
+}
+
+/** The keys and groups a misspelt key at `prefix` may have meant (siblings first). */
+function knownNear(prefix: string): string[] {
+  const names = new Set<string>();
+  for (const key of CONFIG_KEYS) {
+    const parts = key.path.split('.');
+    for (let i = 1; i <= parts.length; i++) names.add(parts.slice(0, i).join('.'));
+  }
+  const depth = prefix === '' ? 1 : prefix.split('.').length + 1;
+  return [...names].sort((a, b) => Number(b.split('.').length === depth) - Number(a.split('.').length === depth));
 }
 
 export interface LoadOptions {
@@ -146,14 +160,23 @@ function readFileKeys(file: string, problems: string[]): Map<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new TrellisError(ErrorCode.Config, `cannot read config file ${file}: ${(err as Error).message}`);
+    throw new TrellisError(ErrorCode.Config, `cannot read config file ${file}: ${describeFileError(err)}`);
   }
-  try {
-    const doc: unknown = parseYaml(text);
-    if (doc !== null && doc !== undefined) flatten(doc, '', fromFile, problems, file);
-  } catch (err) {
-    problems.push(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  const docs = parseAllDocuments(text);
+  if (!Array.isArray(docs)) return fromFile;
+  if (docs.length > 1) {
+    problems.push(`${file}: the file must hold one YAML document, found ${docs.length} (remove the "---" lines between them)`);
+    return fromFile;
   }
+  const [only] = docs;
+  if (only === undefined) return fromFile;
+  const error = only.errors[0];
+  if (error !== undefined) {
+    problems.push(`${file}: not valid YAML: ${error.message.split('\n')[0]}`);
+    return fromFile;
+  }
+  const doc: unknown = only.toJS();
+  if (doc !== null && doc !== undefined) flatten(doc, '', fromFile, problems, file);
   return fromFile;
 }
 
@@ -168,9 +191,11 @@ export function resolveKeys(keys: readonly ConfigKey[], options: LoadOptions, pr
   const label = options.flagLabel ?? ((k: ConfigKey) => `--${flagName(k.path)}`);
   const values = new Map<string, Raw>();
   for (const key of keys) {
+    const fallback = key.fallbackEnv;
     const candidates: Array<Source | undefined> = [
       options.flags?.has(key.path) === true ? { where: label(key), value: options.flags.get(key.path) } : undefined,
       env[envName(key.path)] !== undefined ? { where: envName(key.path), value: env[envName(key.path)] } : undefined,
+      fallback !== undefined && env[fallback] !== undefined ? { where: fallback, value: env[fallback] } : undefined,
       fromFile.has(key.path) ? { where: `${options.file}: ${key.path}`, value: fromFile.get(key.path) } : undefined,
     ];
     const source = candidates.find((c) => c !== undefined);
@@ -185,8 +210,8 @@ export function resolveKeys(keys: readonly ConfigKey[], options: LoadOptions, pr
       continue;
     }
     if (typeof v === 'number' && ((key.min !== undefined && v < key.min) || (key.max !== undefined && v > key.max))) {
-      const unit = key.type === 'duration' ? ' ms' : '';
-      problems.push(`${source.where}: ${v}${unit} is out of range ${key.min}..${key.max}${unit}`);
+      const show = (n: number | undefined): string => (n === undefined ? '' : key.type === 'duration' ? formatDuration(n) : String(n));
+      problems.push(`${source.where}: ${show(v)} is out of range ${show(key.min)}..${show(key.max)}`);
       continue;
     }
     values.set(key.path, v);
@@ -317,14 +342,44 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);
   }
   problems.push(...etcdSettingsProblems(config.etcd));
+  problems.push(...tlsFileProblems(config.etcd));
   problems.push(...vpcConfigProblems(config.vpc));
   return problems;
 }
 
-/** The configuration as YAML-able data with secrets masked (for --check-config and logs). */
+/** Each configured etcd TLS file that cannot be read, named with its key. */
+export function tlsFileProblems(etcd: TrellisConfig['etcd']): string[] {
+  const problems: string[] = [];
+  for (const [key, path] of [['etcd.tls.ca', etcd.tls.ca], ['etcd.tls.cert', etcd.tls.cert], ['etcd.tls.key', etcd.tls.key]] as const) {
+    if (path === undefined) continue;
+    try {
+      if (statSync(path).isDirectory()) throw Object.assign(new Error('directory'), { code: 'EISDIR', syscall: 'open' });
+      readFileSync(path);
+    } catch (err) {
+      problems.push(`${key}: cannot read ${path}: ${describeFileError(err)}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * The configuration as YAML-able data with secrets masked (for --check-config
+ * and logs), shaped like the configuration file and written in its units
+ * (durations as "6s", "500ms"), so that it loads back as the same
+ * configuration. Unset keys are left out.
+ */
 export function describeConfig(config: TrellisConfig): Record<string, unknown> {
-  return {
-    ...config,
-    etcd: { ...config.etcd, password: config.etcd.password === undefined ? undefined : '********' },
-  };
+  const out: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) {
+    const parts = key.path.split('.');
+    let value: unknown = config;
+    for (const part of parts) value = (value as Record<string, unknown> | undefined)?.[part];
+    if (value === undefined) continue;
+    if (key.secret === true) value = '********';
+    else if (key.type === 'duration' && typeof value === 'number') value = formatDuration(value);
+    let at = out;
+    for (const part of parts.slice(0, -1)) at = (at[part] ??= {}) as Record<string, unknown>;
+    at[parts[parts.length - 1] as string] = value;
+  }
+  return out;
 }

@@ -4,7 +4,9 @@
 // (key `etcd.tls.ca` ↔ flag `--etcd-tls-ca`), the environment variables
 // (`TRELLIS_ETCD_TLS_CA`), `trellisd --help`, and the configuration reference
 // docs/configuration.md (a test keeps it in step with this table).
-// Precedence, highest first: flag, environment variable, file, default.
+// Precedence, highest first: flag, TRELLIS_* environment variable, the
+// etcdctl variable of the same setting (ETCDCTL_ENDPOINTS, ETCDCTL_CACERT,
+// ETCDCTL_CERT, ETCDCTL_KEY; `fallbackEnv`), file, default.
 
 export type KeyType = 'string' | 'integer' | 'duration' | 'boolean' | 'list';
 
@@ -20,6 +22,8 @@ export interface ConfigKey {
   /** Masked in --check-config output and logs. */
   readonly secret?: boolean;
   readonly doc: string;
+  /** etcdctl's environment variable for the same setting, read when the TRELLIS_ one is unset. */
+  readonly fallbackEnv?: string;
   /** Inclusive bounds for integers and durations (durations in ms). */
   readonly min?: number;
   readonly max?: number;
@@ -74,6 +78,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     path: 'etcd.endpoints',
     type: 'list',
     default: ['http://127.0.0.1:2379'],
+    fallbackEnv: 'ETCDCTL_ENDPOINTS',
     doc: 'etcd client URLs (comma-separated in flags and environment).',
   },
   {
@@ -82,9 +87,9 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     default: '/trellis',
     doc: 'Key prefix of all Trellis records in etcd.',
   },
-  { path: 'etcd.tls.ca', type: 'string', doc: 'CA certificate file that signed the etcd server certificate (https endpoints).' },
-  { path: 'etcd.tls.cert', type: 'string', doc: 'Client certificate file, when etcd requires client certificates.' },
-  { path: 'etcd.tls.key', type: 'string', doc: 'Client private key file (with etcd.tls.cert).' },
+  { path: 'etcd.tls.ca', type: 'string', fallbackEnv: 'ETCDCTL_CACERT', doc: 'CA certificate file that signed the etcd server certificate (https endpoints).' },
+  { path: 'etcd.tls.cert', type: 'string', fallbackEnv: 'ETCDCTL_CERT', doc: 'Client certificate file, when etcd requires client certificates.' },
+  { path: 'etcd.tls.key', type: 'string', fallbackEnv: 'ETCDCTL_KEY', doc: 'Client private key file (with etcd.tls.cert).' },
   { path: 'etcd.username', type: 'string', doc: 'etcd user name, when etcd authentication is on.' },
   { path: 'etcd.password', type: 'string', secret: true, doc: 'etcd password (with etcd.username).' },
   {

@@ -3,6 +3,7 @@
 // key path and returns undefined when the value is unusable, so callers can
 // skip the checks that depend on it.
 
+import { editDistance } from './suggest.js';
 import { tryParsePrefix, type Prefix } from './cidr.js';
 
 export interface TopologyIssue {
@@ -47,19 +48,6 @@ export function describe(value: unknown): string {
 
 export function isMapping(value: unknown): value is Mapping {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
-    }
-    prev = cur;
-  }
-  return prev[b.length] as number;
 }
 
 export function checkKeys(issues: Issues, path: string, value: Mapping, known: readonly string[]): void {

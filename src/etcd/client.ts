@@ -6,10 +6,10 @@
 // is missing (CA, client certificate, credentials) instead of a gRPC dump.
 
 import { readFileSync } from 'node:fs';
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry, ExponentialBackoff } from 'cockatiel';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, retry, ExponentialBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { etcdSettingsProblems, type EtcdSettings } from '../core/endpoints.js';
-import { ErrorCode, TrellisError } from '../errors.js';
+import { describeFileError, ErrorCode, TrellisError } from '../errors.js';
 
 export type { EtcdSettings, EtcdTls } from '../core/endpoints.js';
 
@@ -18,7 +18,7 @@ function readPem(what: string, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new TrellisError(ErrorCode.Config, `cannot read etcd ${what} ${path}: ${(err as Error).message}`, {
+    throw new TrellisError(ErrorCode.Config, `cannot read etcd ${what} ${path}: ${describeFileError(err)}`, {
       cause: err,
     });
   }
@@ -71,16 +71,37 @@ export function connectEtcd(settings: EtcdSettings): Etcd3 {
   return new Etcd3(options);
 }
 
-/** Explain a failed first contact with etcd in terms of the configuration. */
-export function explainEtcdError(err: unknown, settings: EtcdSettings): TrellisError {
+/** Errors of the etcd client or of its fault handling (as opposed to Trellis's own). */
+export function isEtcdClientError(err: unknown): boolean {
+  if (!(err instanceof Error) || err instanceof TrellisError) return false;
+  return isBrokenCircuitError(err) || /^(GRPC|Etcd|ClientRuntime|ClientClosed)/.test(err.name) || /^(GRPC|Etcd)/.test(err.constructor.name);
+}
+
+/**
+ * The client library's words for a failure, made readable: one line, the
+ * circuit breaker's "Execution prevented …" replaced by what it means, a
+ * refused connection said plainly.
+ */
+function etcdFailureText(err: unknown): string {
+  if (isBrokenCircuitError(err)) return 'no answer (its last requests failed, so the client stopped trying for a moment)';
   // gRPC breaks its message over lines (" (timestamp)" on a line of its own): keep it one line.
   const text = String((err as Error)?.message ?? err)
     .replace(/\s*Resolution note:\s*$/, '')
     .replace(/\s*\n\s*/g, ' ');
+  const refused = /connect ECONNREFUSED (\S+?)\.?(\s|$)/.exec(text);
+  if (refused !== null) return `connection refused by ${refused[1]}`;
+  return text;
+}
+
+/** Explain a failed contact with etcd in terms of the configuration. */
+export function explainEtcdError(err: unknown, settings: EtcdSettings): TrellisError {
+  const text = etcdFailureText(err);
   const where = settings.endpoints.join(', ');
   const secure = settings.endpoints.some((e) => e.startsWith('https://'));
   let hint = '';
-  if (/certificate|handshake|SSL|TLS|alert/i.test(text) || (secure && /UNAVAILABLE|No connection established/i.test(text))) {
+  if (isBrokenCircuitError(err)) {
+    hint = ` (is etcd running and reachable at ${where}? check the endpoint${secure ? ' and the TLS settings' : ''} and the network)`;
+  } else if (/certificate|handshake|SSL|TLS|alert/i.test(text) || (secure && /UNAVAILABLE|No connection established/i.test(text))) {
     hint =
       settings.tls?.cert === undefined
         ? ' (the server may require a client certificate: set etcd.tls.cert and etcd.tls.key, or --etcd-tls-cert/--etcd-tls-key)'
@@ -89,7 +110,7 @@ export function explainEtcdError(err: unknown, settings: EtcdSettings): TrellisE
     hint = ' (check etcd.username and etcd.password)';
   } else if (/permission denied/i.test(text)) {
     hint = ' (the etcd user needs read and write permission on the Trellis prefix, e.g. /trellis/)';
-  } else if (/ECONNREFUSED|UNAVAILABLE|No connection established|DEADLINE/i.test(text)) {
+  } else if (/ECONNREFUSED|refused|UNAVAILABLE|No connection established|DEADLINE/i.test(text)) {
     hint = ' (is etcd running and reachable at that address?)';
   }
   return new TrellisError(ErrorCode.Unavailable, `cannot reach etcd at ${where}: ${text}${hint}`);

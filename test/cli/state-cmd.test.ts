@@ -29,7 +29,7 @@ async function run(argv: string[], env: Record<string, string> = {}): Promise<{ 
 
 t.test('trellisctl with etcd', async (t) => {
   const etcd = await startEtcd(t);
-  const e = ['--etcd', etcd.endpoint];
+  const e = ['--etcd-endpoints', etcd.endpoint];
   const dir = await mkdtemp(join(tmpdir(), 'trellisctl-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const client = new Etcd3({ hosts: etcd.endpoint });
@@ -51,8 +51,8 @@ t.test('trellisctl with etcd', async (t) => {
     t.match(r.stdout, /applied as generation 1:\n  \+ subnet subnet-0a1 \(zone us-east-1a\): pods 100\.96\.0\.0\/16/);
     const shown = await run(['topology', 'show', '-o', 'json', ...e]);
     t.equal(shown.code, 0);
-    const json = JSON.parse(shown.stdout) as { generation: string; zones: Array<{ subnets: Array<{ id: string; podPrefix: string }> }> };
-    t.equal(json.generation, '1');
+    const json = JSON.parse(shown.stdout) as { generation: number; zones: Array<{ subnets: Array<{ id: string; podPrefix: string }> }> };
+    t.equal(json.generation, 1, 'the generation is a JSON number');
     t.same(json.zones[0]?.subnets.map((s) => s.podPrefix), ['100.96.0.0/16', '100.97.0.0/16']);
     const table = await run(['topology', 'show', ...e], {});
     t.match(table.stdout, /^generation 1, applied \d{4}-/);

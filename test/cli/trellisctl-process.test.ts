@@ -63,7 +63,7 @@ t.test('failures and usage errors set the exit code', async (t) => {
   const usage = await trellisctl(['topology', 'render', 'examples/topology.yaml', '-o', 'xml']);
   t.equal(usage.code, 2);
   t.equal(usage.stdout, '');
-  t.match(usage.stderr, /^trellisctl: invalid value "xml" for -o\/--output: expected table or json\nUsage: trellisctl topology render/);
+  t.match(usage.stderr, /^trellisctl: invalid value "xml" for -o\/--output: expected table, json or yaml\nUsage: trellisctl topology render/);
 });
 
 t.test('"-" reads standard input', async (t) => {

@@ -165,7 +165,14 @@ t.test('usage errors exit 2 with the usage on stderr', async (t) => {
     [['topology', 'render', 'a', 'b'], /^trellisctl: unexpected argument "b"\n/],
     [['topology', 'validate', '-o', 'json', 'f'], /^trellisctl: unknown option "-o"\nUsage: trellisctl topology validate FILE/],
     [['topology', 'render', 'f', '--frob'], /^trellisctl: unknown option "--frob"\nUsage: trellisctl topology render \[options\] FILE[^]*-o, --output FORMAT/],
-    [['topology', 'render', 'f', '-o', 'yaml'], /^trellisctl: invalid value "yaml" for -o\/--output: expected table or json\n/],
+    [['topology', 'render', 'f', '-o', 'xml'], /^trellisctl: invalid value "xml" for -o\/--output: expected table, json or yaml\n/],
+    [['nodes', '-o', 'tabel'], /^trellisctl: invalid value "tabel" for -o\/--output: expected table, wide, json or yaml\n/],
+    [['node'], /^trellisctl: unknown command "node" for "trellisctl" \(did you mean "nodes"\?\)\nUsage: trellisctl COMMAND/],
+    [['--versoin'], /^trellisctl: unknown option "--versoin" \(did you mean "--version"\?\)\n/],
+    [['topology', 'rendr'], /^trellisctl: unknown command "rendr" for "trellisctl topology" \(did you mean "render"\?\)\n/],
+    [['nodes', '--etcd-endpoint', 'x'], /^trellisctl: unknown option "--etcd-endpoint" \(did you mean "--etcd-endpoints"\?\)\nUsage: trellisctl nodes/],
+    [['help', 'nods'], /^trellisctl: unknown command "nods" for "trellisctl" \(did you mean "nodes"\?\)\n/],
+    [['help', 'nodes', 'x'], /^trellisctl: "trellisctl nodes" has no subcommand "x"\n/],
     [['topology', 'render', 'f', '-o'], /^trellisctl: option "-o, --output <value>" argument missing\n/],
   ];
   for (const [argv, stderr] of cases) {
@@ -183,7 +190,7 @@ t.test('--help and -h print help with an example on stdout and exit 0', async (t
     [['-h'], /^Usage: trellisctl COMMAND/],
     [['topology', '--help'], /^Usage: trellisctl topology COMMAND[^]*validate  check a topology file[^]*render    print the resolved[^]*Examples:/],
     [['topology', 'validate', '-h'], /^Usage: trellisctl topology validate FILE\n[^]*-h, --help  show this help[^]*Examples:\n  trellisctl topology validate examples\/topology\.yaml\n$/],
-    [['topology', 'render', '--help'], /^Usage: trellisctl topology render \[options\] FILE\n[^]*-o, --output FORMAT  output format: table or json \(default: table\)[^]*Examples:/],
+    [['topology', 'render', '--help'], /^Usage: trellisctl topology render \[options\] FILE\n[^]*-o, --output FORMAT  output format: table, json or yaml \(default: table\)[^]*Examples:/],
     [['topology', 'render', 'f', '--bogus', '--help'], /^Usage: trellisctl topology render/],
   ];
   for (const [argv, stdout] of cases) {

@@ -154,7 +154,7 @@ t.test('trellisctl vpc plan', async (t) => {
     const lim = await plan(good, '--limit', 'many');
     t.equal(lim.code, 2);
     t.match(lim.stderr, /--limit must be a whole number ≥ 1, got "many"/);
-    t.equal((await plan(good, '-o', 'yaml')).code, 2, 'bad -o');
+    t.equal((await plan(good, '-o', 'xml')).code, 2, 'bad -o');
     for (const cmd of [['vpc', 'plan', '--help'], ['vpc', 'status', '--help'], ['vpc', '--help']]) {
       const h = await run(cmd);
       t.equal(h.code, 0, `${cmd.join(' ')}`);
