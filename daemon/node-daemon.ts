@@ -12,6 +12,8 @@
 // hold time re-attaches to it); only `withdraw` removes the node at once.
 
 import { join } from 'node:path';
+import type { BackoffPolicy } from '../src/core/backoff.js';
+import { retryUntil } from '../src/retry.js';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { aggregate, formatPrefix, parsePrefix } from '../src/core/cidr.js';
@@ -53,7 +55,8 @@ export function etcdSettings(config: TrellisConfig): EtcdSettings {
   };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Waiting for the first etcd round trip: 250 ms doubling to 5 s. */
+const ETCD_WAIT_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 5000 };
 
 export class NodeDaemon implements IpamHost {
   readonly keys: Keys;
@@ -92,16 +95,11 @@ export class NodeDaemon implements IpamHost {
 
   /** Retry the first etcd round trip with backoff until it works (or we are stopped). */
   private async waitForEtcd(): Promise<void> {
-    for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.client.get(this.keys.topology()).exec();
-        return;
-      } catch (err) {
-        if (this.stopping) throw err;
-        this.log.warn({ err: explainEtcdError(err, etcdSettings(this.config)).message }, 'waiting for etcd');
-        await sleep(delay);
-      }
-    }
+    await retryUntil(() => this.client.get(this.keys.topology()).exec(), {
+      policy: ETCD_WAIT_BACKOFF,
+      retryable: () => !this.stopping,
+      onError: (err) => this.log.warn({ err: explainEtcdError(err, etcdSettings(this.config)).message }, 'waiting for etcd'),
+    });
   }
 
   private readTopology(mirror: PrefixMirror): Topology | undefined {

@@ -23,6 +23,10 @@ import { describeRoute, diffRoutes, isEmptyDiff, routeKey, sameRoute, type Kerne
 import type { RouteProgrammer } from '../src/netlink/route-programmer.js';
 import type { RouteEvent } from '../src/netlink/route-watch.js';
 import type { Metrics } from './metrics.js';
+import { Backoff, type BackoffPolicy } from '../src/core/backoff.js';
+
+/** Passing again after a failed pass: 200 ms doubling to 10 s, reset by a pass that succeeds. */
+export const RECONCILE_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 10_000 };
 
 export interface RouteAgentOptions {
   programmer: RouteProgrammer;
@@ -51,7 +55,7 @@ export class RouteAgent {
   private observed: Map<string, KernelRoute> | undefined;
   private needList = true;
   private reportedConflicts = new Set<string>();
-  private failures = 0;
+  private readonly backoff = new Backoff(RECONCILE_BACKOFF);
   private stopped = false;
   private readonly now: () => number;
   /** Time of the last pass that completed without error (ms). */
@@ -168,12 +172,11 @@ export class RouteAgent {
       this.o.metrics.routeConflicts.set(diff.conflicts.length);
       if (listed) this.lastFullSync = this.now();
       this.passes++;
-      this.failures = 0;
+      this.backoff.reset();
       ok = true;
     } catch (err) {
-      this.failures++;
       this.needList = true;
-      const retryMs = Math.min(100 * 2 ** Math.min(this.failures, 8), 10_000);
+      const retryMs = this.backoff.next();
       this.o.log.warn({ err: (err as Error).message, retryMs }, 'reconcile pass failed; retrying');
       this.running = false;
       this.markDirty('retry after failure', retryMs);
