@@ -16,22 +16,20 @@ import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { TrellisConfig } from '../src/config/load.js';
-import type { BackoffPolicy } from '../src/core/backoff.js';
 import { formatPrefix } from '../src/core/cidr.js';
 import { probeEndpoint } from '../src/core/endpoints.js';
 import { Ipam } from '../src/core/ipam.js';
 import { placeNode } from '../src/core/ipam-placement.js';
-import type { Subnet, Topology } from '../src/core/topology.js';
-import { connectEtcd, explainEtcdError, type EtcdSettings } from '../src/etcd/client.js';
+import type { Subnet } from '../src/core/topology.js';
+import { connectEtcd } from '../src/etcd/client.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
 import { RouteProgrammer } from '../src/netlink/route-programmer.js';
-import { retryUntil } from '../src/retry.js';
 import { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
-import { decodeStoredTopology } from '../src/state/topology-record.js';
 import { VERSION } from '../src/version.js';
+import { etcdSettings, readTopology, waitForEtcd, waitForTopology } from './cluster-wait.js';
 import { startHttpServer } from './http-server.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
@@ -41,20 +39,7 @@ import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
 import type { VpcService } from './vpc/vpc-service.js';
 
-export function etcdSettings(config: TrellisConfig): EtcdSettings {
-  return {
-    endpoints: config.etcd.endpoints,
-    tls: config.etcd.tls,
-    username: config.etcd.username,
-    password: config.etcd.password,
-    requestTimeoutMs: config.etcd.requestTimeout,
-  };
-}
-
-/** Waiting for the first etcd round trip: 250 ms doubling to 5 s. */
-const ETCD_WAIT_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 5000 };
-
-export class NodeDaemon implements IpamHost {
+export class NodeDaemon {
   readonly keys: Keys;
   readonly client: Etcd3;
   private lease: LeaseKeeper | undefined;
@@ -86,43 +71,6 @@ export class NodeDaemon implements IpamHost {
 
   get leaseKeeper(): LeaseKeeper | undefined {
     return this.lease;
-  }
-
-  /** Retry the first etcd round trip with backoff until it works (or we are stopped). */
-  private async waitForEtcd(): Promise<void> {
-    await retryUntil(() => this.client.get(this.keys.topology()).exec(), {
-      policy: ETCD_WAIT_BACKOFF,
-      retryable: () => !this.stopping,
-      onError: (err) => this.log.warn({ err: explainEtcdError(err, etcdSettings(this.config)).message }, 'waiting for etcd'),
-    });
-  }
-
-  private readTopology(mirror: PrefixMirror): Topology | undefined {
-    const entry = mirror.get(this.keys.topology());
-    if (entry === undefined) return undefined;
-    const checked = decodeStoredTopology(entry.value);
-    if (!checked.ok) {
-      this.log.error({ reason: checked.reason }, 'stored topology is invalid; keeping the last valid one');
-      return undefined;
-    }
-    return checked.value;
-  }
-
-  private async waitForTopology(): Promise<Topology> {
-    const mirror = new PrefixMirror(this.client, this.keys.topology(), this.log.child({ component: 'topology' }));
-    this.topologyMirror = mirror;
-    await mirror.start();
-    let warned = false;
-    for (;;) {
-      const topology = this.readTopology(mirror);
-      if (topology !== undefined) return topology;
-      if (!warned) {
-        this.log.warn({ key: this.keys.topology() }, 'waiting for a topology: run "trellisctl topology apply FILE"');
-        warned = true;
-      }
-      await new Promise<void>((resolve) => mirror.once('changes', () => resolve()));
-      if (this.stopping) throw new Error('stopped while waiting for a topology');
-    }
   }
 
   /** undefined when ready; otherwise what is missing (for /readyz). */
@@ -172,9 +120,12 @@ export class NodeDaemon implements IpamHost {
       this.http = await startHttpServer(config.http.listen, this.metrics, this, log.child({ component: 'http' }));
     }
     this.phase = 'waiting for etcd';
-    await this.waitForEtcd();
+    const stopping = (): boolean => this.stopping;
+    await waitForEtcd(this.client, this.keys, etcdSettings(config), log, stopping);
     this.phase = 'waiting for a topology in etcd';
-    const topology = await this.waitForTopology();
+    const topologyMirror = new PrefixMirror(this.client, this.keys.topology(), log.child({ component: 'topology' }));
+    this.topologyMirror = topologyMirror;
+    const topology = await waitForTopology(topologyMirror, this.keys, log, stopping);
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
@@ -218,9 +169,8 @@ export class NodeDaemon implements IpamHost {
     });
     await advertisement.claim(this.ipam);
 
-    const topologyMirror = this.topologyMirror as PrefixMirror;
     topologyMirror.on('changes', () => {
-      const next = this.readTopology(topologyMirror);
+      const next = readTopology(topologyMirror, this.keys, log);
       if (next === undefined) return;
       view.setTopology(next);
       routes.onChanges([{ topology: true }]);
@@ -241,7 +191,12 @@ export class NodeDaemon implements IpamHost {
     routes.onChanges([]);
     advertisement.startReclaim();
     if (config.ipam.socket !== '') {
-      this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }));
+      const host: IpamHost = {
+        ipam: this.ipam, nodeName: config.nodeName, subnetId: subnet.id, routeProtocol: config.routes.protocol, routeTable: config.routes.table,
+        notReadyReason: () => this.notReadyReason(),
+        ensureAdvertised: (block) => advertisement.ensureAdvertised(block),
+      };
+      this.ipamService = new IpamService(host, log.child({ component: 'ipam-api' }));
       await this.ipamService.listen(config.ipam.socket);
     }
   }
@@ -263,27 +218,6 @@ export class NodeDaemon implements IpamHost {
     }
     if (blocksChanged) advertisement.followBlocks(view.blocksByNode().get(this.config.nodeName) ?? []);
     routes.onChanges(changes);
-  }
-
-  /** IpamHost: resolves once `block` is in the published advertisement. */
-  async ensureAdvertised(block: string): Promise<void> {
-    await this.advertisement?.ensureAdvertised(block);
-  }
-
-  get nodeName(): string {
-    return this.config.nodeName;
-  }
-
-  get subnetId(): string | undefined {
-    return this.subnet?.id;
-  }
-
-  get routeProtocol(): number {
-    return this.config.routes.protocol;
-  }
-
-  get routeTable(): number {
-    return this.config.routes.table;
   }
 
   /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */
