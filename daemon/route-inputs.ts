@@ -15,7 +15,7 @@
 //    by onChanges(), which marks every consumer dirty once.
 
 import { parseAddress } from '../src/core/cidr.js';
-import { desiredRoutes, isPodRoute } from '../src/core/desired-routes.js';
+import { desiredRoutes, isPodRoute, type OwnBlocksRoute } from '../src/core/desired-routes.js';
 import type { KernelRoute } from '../src/core/route.js';
 import type { AdvertisementInfo, BlockInfo } from '../src/state/validate.js';
 
@@ -34,7 +34,7 @@ export interface RouteSettings {
   readonly table: number;
   readonly protocol: number;
   /** routes.ownBlocks: how this node's own blocks are routed locally. */
-  readonly ownBlocks: Parameters<typeof desiredRoutes>[0]['ownBlocks'];
+  readonly ownBlocks: OwnBlocksRoute;
 }
 
 /** One changed record key (a mirror change), or a topology change. */
