@@ -28,8 +28,13 @@ import { Backoff, type BackoffPolicy } from '../src/core/backoff.js';
 /** Passing again after a failed pass: 200 ms doubling to 10 s, reset by a pass that succeeds. */
 export const RECONCILE_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 10_000 };
 
+/** What the agent needs of the kernel (RouteProgrammer fits). */
+export type RouteAgentProgrammer = Pick<RouteProgrammer, 'list' | 'apply'> & {
+  watch(onChange: (event: RouteEvent) => void): Promise<{ close(): void }>;
+};
+
 export interface RouteAgentOptions {
-  programmer: RouteProgrammer;
+  programmer: RouteAgentProgrammer;
   /** Desired routes, or undefined while the view from etcd is not complete. */
   compute: () => KernelRoute[] | undefined;
   /** Owned routes that must never be removed (pod routes). */
