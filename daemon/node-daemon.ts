@@ -5,57 +5,41 @@
 //   lease granted or re-attached → node record published → at least one block
 //   claimed → advertisement published → watches of nodes/, blocks/ and routes/
 //   synced (the cluster view is then complete).
-// The advertisement always equals the aggregate of the blocks the block
-// records in etcd assign to this node, so a block claimed by any component
-// is advertised as soon as its record is seen.
+// This file only builds the parts and sequences them: the advertisement
+// policy is in node-advertisement.ts, the desired routes in route-inputs.ts,
+// retries in src/retry.ts.
 // A graceful stop leaves the lease to expire by itself (a restart within the
 // hold time re-attaches to it); only `withdraw` removes the node at once.
 
+import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
-import { aggregate, formatPrefix, parsePrefix } from '../src/core/cidr.js';
+import type { TrellisConfig } from '../src/config/load.js';
+import { formatPrefix } from '../src/core/cidr.js';
+import { probeEndpoint } from '../src/core/endpoints.js';
 import { Ipam } from '../src/core/ipam.js';
 import { placeNode } from '../src/core/ipam-placement.js';
-import type { Subnet, Topology } from '../src/core/topology.js';
-import { connectEtcd, explainEtcdError, type EtcdSettings } from '../src/etcd/client.js';
+import type { Subnet } from '../src/core/topology.js';
+import { connectEtcd } from '../src/etcd/client.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
-import { Publisher } from './publisher.js';
-import { AdvertisementSchema, NodeSchema } from '../src/gen/trellis/v1/records_pb.js';
+import { RouteProgrammer } from '../src/netlink/route-programmer.js';
 import { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
-import { makeRecord, msToTimestamp } from '../src/state/records.js';
-import { decodeStoredTopology } from '../src/state/topology-record.js';
-import { probeEndpoint } from '../src/core/endpoints.js';
-import type { TrellisConfig } from '../src/config/load.js';
 import { VERSION } from '../src/version.js';
-import { desiredRoutes, isPodRoute } from '../src/core/desired-routes.js';
-import type { KernelRoute } from '../src/core/route.js';
-import { Metrics } from './metrics.js';
-import { RouteAgent } from './route-agent.js';
-import { RouteProgrammer } from '../src/netlink/route-programmer.js';
-import { parseAddress } from '../src/core/cidr.js';
-import type { Server } from 'node:http';
+import { etcdSettings, readTopology, waitForEtcd, waitForTopology } from './cluster-wait.js';
 import { startHttpServer } from './http-server.js';
-import { OwnBlocks } from '../src/core/own-blocks.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
+import { Metrics } from './metrics.js';
+import { NodeAdvertisement } from './node-advertisement.js';
+import { Publisher } from './publisher.js';
+import { RouteAgent } from './route-agent.js';
+import { RouteInputs } from './route-inputs.js';
 import type { VpcService } from './vpc/vpc-service.js';
 
-export function etcdSettings(config: TrellisConfig): EtcdSettings {
-  return {
-    endpoints: config.etcd.endpoints,
-    tls: config.etcd.tls,
-    username: config.etcd.username,
-    password: config.etcd.password,
-    requestTimeoutMs: config.etcd.requestTimeout,
-  };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export class NodeDaemon implements IpamHost {
+export class NodeDaemon {
   readonly keys: Keys;
   readonly client: Etcd3;
   private lease: LeaseKeeper | undefined;
@@ -72,9 +56,8 @@ export class NodeDaemon implements IpamHost {
   private http: Server | undefined;
   /** What start() is waiting for, shown by /readyz. */
   private phase = 'starting';
-  private readonly own = new OwnBlocks();
   private ipamService: IpamService | undefined;
-  private reclaimTimer: NodeJS.Timeout | undefined;
+  private advertisement: NodeAdvertisement | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
 
@@ -88,48 +71,6 @@ export class NodeDaemon implements IpamHost {
 
   get leaseKeeper(): LeaseKeeper | undefined {
     return this.lease;
-  }
-
-  /** Retry the first etcd round trip with backoff until it works (or we are stopped). */
-  private async waitForEtcd(): Promise<void> {
-    for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.client.get(this.keys.topology()).exec();
-        return;
-      } catch (err) {
-        if (this.stopping) throw err;
-        this.log.warn({ err: explainEtcdError(err, etcdSettings(this.config)).message }, 'waiting for etcd');
-        await sleep(delay);
-      }
-    }
-  }
-
-  private readTopology(mirror: PrefixMirror): Topology | undefined {
-    const entry = mirror.get(this.keys.topology());
-    if (entry === undefined) return undefined;
-    const checked = decodeStoredTopology(entry.value);
-    if (!checked.ok) {
-      this.log.error({ reason: checked.reason }, 'stored topology is invalid; keeping the last valid one');
-      return undefined;
-    }
-    return checked.value;
-  }
-
-  private async waitForTopology(): Promise<Topology> {
-    const mirror = new PrefixMirror(this.client, this.keys.topology(), this.log.child({ component: 'topology' }));
-    this.topologyMirror = mirror;
-    await mirror.start();
-    let warned = false;
-    for (;;) {
-      const topology = this.readTopology(mirror);
-      if (topology !== undefined) return topology;
-      if (!warned) {
-        this.log.warn({ key: this.keys.topology() }, 'waiting for a topology: run "trellisctl topology apply FILE"');
-        warned = true;
-      }
-      await new Promise<void>((resolve) => mirror.once('changes', () => resolve()));
-      if (this.stopping) throw new Error('stopped while waiting for a topology');
-    }
   }
 
   /** undefined when ready; otherwise what is missing (for /readyz). */
@@ -154,45 +95,22 @@ export class NodeDaemon implements IpamHost {
     });
   }
 
-  /** The routes this node wants, or undefined until the view from etcd is complete. */
-  private computeRoutes(): KernelRoute[] | undefined {
-    const view = this.view;
-    const subnet = this.subnet;
-    if (view === undefined || subnet === undefined || !this.synced) return undefined;
-    const { config } = this;
-    const own = (view.blocksByNode().get(config.nodeName) ?? []).filter((b) => b.subnet.id === subnet.id).map((b) => b.prefix);
-    return desiredRoutes({
-      self: config.nodeName,
-      selfIP: parseAddress(config.hostIP),
-      subnet: subnet.id,
-      iface: config.interface,
-      table: config.routes.table,
-      protocol: config.routes.protocol,
-      ownBlocks: config.routes.ownBlocks,
-      advertisements: [...view.advertisements().values()].map((a) => ({ ...a, subnet: a.subnet.id })),
-      ownPrefixes: own,
-    });
-  }
-
-  private async startRouting(): Promise<void> {
+  private async startRouting(routes: RouteInputs): Promise<void> {
     const { config, log } = this;
     this.programmer = new RouteProgrammer({ protocol: config.routes.protocol });
-    this.agent = new RouteAgent({
+    const agent = new RouteAgent({
       programmer: this.programmer,
-      compute: () => this.computeRoutes(),
-      keep: (r) => isPodRoute(r, config.routes.protocol, config.interface),
+      compute: () => routes.desired(),
+      keep: (r) => routes.keep(r),
       table: config.routes.table,
       protocol: config.routes.protocol,
       resyncMs: config.routes.resyncInterval,
       log: log.child({ component: 'routes' }),
       metrics: this.metrics,
     });
-    await this.agent.start();
-  }
-
-  private onViewChange(): void {
-    this.agent?.markDirty('etcd change');
-    this.vpc?.markDirty();
+    this.agent = agent;
+    routes.subscribe((reason) => agent.markDirty(reason));
+    await agent.start();
   }
 
   async start(): Promise<void> {
@@ -202,15 +120,25 @@ export class NodeDaemon implements IpamHost {
       this.http = await startHttpServer(config.http.listen, this.metrics, this, log.child({ component: 'http' }));
     }
     this.phase = 'waiting for etcd';
-    await this.waitForEtcd();
+    const stopping = (): boolean => this.stopping;
+    await waitForEtcd(this.client, this.keys, etcdSettings(config), log, stopping);
     this.phase = 'waiting for a topology in etcd';
-    const topology = await this.waitForTopology();
+    const topologyMirror = new PrefixMirror(this.client, this.keys.topology(), log.child({ component: 'topology' }));
+    this.topologyMirror = topologyMirror;
+    const topology = await waitForTopology(topologyMirror, this.keys, log, stopping);
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
-    const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, probeEndpoint(config.http.listen, config.hostIP), log) : undefined;
+    const view = new ClusterView(topology, this.keys, (r) => log.warn(r, 'ignoring record'));
+    this.view = view;
+    const routes = new RouteInputs(view, {
+      node: config.nodeName, hostIP: config.hostIP, subnet: subnet.id, iface: config.interface,
+      table: config.routes.table, protocol: config.routes.protocol, ownBlocks: config.routes.ownBlocks,
+    }, () => this.synced);
+    const healthEndpoint = probeEndpoint(config.http.listen, config.hostIP);
+    const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, healthEndpoint, log) : undefined;
     this.phase = 'registering';
-    if (config.routes.enabled) await this.startRouting();
+    if (config.routes.enabled) await this.startRouting(routes);
     else log.warn('routes.enabled is false: no kernel routes will be installed');
 
     const lease = new LeaseKeeper(this.client, {
@@ -223,20 +151,12 @@ export class NodeDaemon implements IpamHost {
     this.publisher = publisher;
     const started = await lease.start();
     log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
-    publisher.setNode(
-      this.keys.node(config.nodeName),
-      makeRecord(NodeSchema, {
-        name: config.nodeName,
-        subnet: subnet.id,
-        zone: subnet.zone,
-        hostIp: config.hostIP,
-        instanceId: config.instanceId,
-        healthEndpoint: probeEndpoint(this.config.http.listen, this.config.hostIP),
-        startedAt: msToTimestamp(Date.now()),
-        agentVersion: VERSION,
-      }),
-    );
-
+    const advertisement = new NodeAdvertisement({
+      node: config.nodeName, hostIP: config.hostIP, instanceId: config.instanceId, subnet, healthEndpoint,
+      agentVersion: VERSION, keys: this.keys, sink: publisher, log, blockGraceMs: config.ipam.blockGrace,
+    });
+    this.advertisement = advertisement;
+    advertisement.publishNode();
     this.ipam = new Ipam({
       topology,
       subnet,
@@ -245,30 +165,19 @@ export class NodeDaemon implements IpamHost {
       clock: Date.now,
       addressRestMs: config.ipam.addressRest,
       blockGraceMs: config.ipam.blockGrace,
-      beforeRelease: async (block) => {
-        this.own.release(block);
-        this.advertiseOwn();
-        await this.publisher?.flush();
-      },
+      beforeRelease: advertisement.beforeRelease,
     });
-    const blocks = await this.ipam.ensureBlock();
-    log.info({ blocks }, 'holding blocks');
-    this.own.setView(blocks);
-    this.advertiseOwn();
-    await publisher.flush();
+    await advertisement.claim(this.ipam);
 
-    const view = new ClusterView(topology, this.keys, (r) => log.warn(r, 'ignoring record'));
-    this.view = view;
-    this.topologyMirror?.on('changes', () => {
-      const next = this.topologyMirror === undefined ? undefined : this.readTopology(this.topologyMirror);
-      if (next !== undefined) {
-        view.setTopology(next);
-        this.onViewChange();
-      }
+    topologyMirror.on('changes', () => {
+      const next = readTopology(topologyMirror, this.keys, log);
+      if (next === undefined) return;
+      view.setTopology(next);
+      routes.onChanges([{ topology: true }]);
     });
     for (const prefix of [this.keys.nodesPrefix(), this.keys.blocksPrefix(), this.keys.routesPrefix()]) {
       const mirror = new PrefixMirror(this.client, prefix, log.child({ component: 'watch', prefix }));
-      mirror.on('changes', (changes) => this.applyChanges(changes));
+      mirror.on('changes', (changes) => this.applyChanges(view, routes, advertisement, changes));
       this.mirrors.push(mirror);
     }
     this.phase = 'syncing the cluster view from etcd';
@@ -276,13 +185,18 @@ export class NodeDaemon implements IpamHost {
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
     this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,
       cluster: () => (this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined) });
-    await this.vpc?.start();
-    this.onViewChange();
-    const reclaimEvery = Math.max(1000, Math.min(60_000, config.ipam.blockGrace / 4));
-    this.reclaimTimer = setInterval(() => void this.reclaim(), reclaimEvery);
-    this.reclaimTimer.unref?.();
+    const vpcService = this.vpc;
+    if (vpcService !== undefined) routes.subscribe(() => vpcService.markDirty());
+    await vpcService?.start();
+    routes.onChanges([]);
+    advertisement.startReclaim();
     if (config.ipam.socket !== '') {
-      this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }));
+      const host: IpamHost = {
+        ipam: this.ipam, nodeName: config.nodeName, subnetId: subnet.id, routeProtocol: config.routes.protocol, routeTable: config.routes.table,
+        notReadyReason: () => this.notReadyReason(),
+        ensureAdvertised: (block) => advertisement.ensureAdvertised(block),
+      };
+      this.ipamService = new IpamService(host, log.child({ component: 'ipam-api' }));
       await this.ipamService.listen(config.ipam.socket);
     }
   }
@@ -292,93 +206,24 @@ export class NodeDaemon implements IpamHost {
     return this.mirrors.length > 0 && this.mirrors.every((m) => m.synced);
   }
 
-  private applyChanges(changes: MirrorChange[]): void {
-    const view = this.view;
-    if (view === undefined) return;
-    let ownBlocksChanged = false;
-    const ownKeys = new Set([this.keys.node(this.config.nodeName), this.ownRouteKey()]);
+  private applyChanges(view: ClusterView, routes: RouteInputs, advertisement: NodeAdvertisement, changes: MirrorChange[]): void {
+    let blocksChanged = false;
     for (const c of changes) {
       view.apply(c.key, c.type === 'put' ? { value: c.value as string, modRevision: c.modRevision } : undefined);
-      if (c.key.startsWith(this.keys.blocksPrefix())) ownBlocksChanged = true;
-      if (ownKeys.has(c.key)) {
+      if (c.key.startsWith(this.keys.blocksPrefix())) blocksChanged = true;
+      if (advertisement.owns(c.key)) {
         const entry = this.mirrors.find((m) => c.key.startsWith(m.prefix))?.get(c.key);
-        this.publisher?.verify(c.key, entry === undefined ? undefined : { value: entry.value, lease: entry.lease });
+        advertisement.verify(c.key, entry === undefined ? undefined : { value: entry.value, lease: entry.lease });
       }
     }
-    if (ownBlocksChanged) {
-      const mine = view.blocksByNode().get(this.config.nodeName) ?? [];
-      if (this.own.setView(mine.filter((b) => b.subnet.id === this.subnet?.id).map((b) => formatPrefix(b.prefix)))) this.advertiseOwn();
-    }
-    this.onViewChange();
-  }
-
-  private ownRouteKey(): string {
-    return this.keys.route(this.subnet?.id ?? '', this.config.nodeName);
-  }
-
-  /** IpamHost: resolves once `block` is in the published advertisement. */
-  async ensureAdvertised(block: string): Promise<void> {
-    this.own.claim(block);
-    this.advertiseOwn();
-    await this.publisher?.flush();
-  }
-
-  get nodeName(): string {
-    return this.config.nodeName;
-  }
-
-  get subnetId(): string | undefined {
-    return this.subnet?.id;
-  }
-
-  get routeProtocol(): number {
-    return this.config.routes.protocol;
-  }
-
-  get routeTable(): number {
-    return this.config.routes.table;
-  }
-
-  /** Give back blocks that stayed empty for the grace period (never the last one). */
-  private async reclaim(): Promise<void> {
-    const ipam = this.ipam;
-    if (ipam === undefined) return;
-    const before = new Set(this.own.current());
-    try {
-      const released = await ipam.releaseEmptyBlocks();
-      if (released.length > 0) this.log.info({ released }, 'gave empty blocks back to the subnet');
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'giving back empty blocks failed');
-    }
-    // A block withdrawn for release that is still ours (lost race, error) is advertised again.
-    const records = new Set(await ipam.listBlocks().catch(() => [...before]));
-    for (const b of before) if (records.has(b)) this.own.keep(b);
-    this.advertiseOwn();
-  }
-
-  private advertiseOwn(): void {
-    const blocks = this.own.current();
-    if (blocks.length > 0) this.advertise(blocks);
-  }
-
-  private advertise(blocks: readonly string[]): void {
-    const subnet = this.subnet as Subnet;
-    this.publisher?.setAdvertisement(
-      this.ownRouteKey(),
-      makeRecord(AdvertisementSchema, {
-        node: this.config.nodeName,
-        subnet: subnet.id,
-        nextHop: this.config.hostIP,
-        prefixes: aggregate(blocks.map((b) => parsePrefix(b))).map(formatPrefix),
-        instanceId: this.config.instanceId,
-      }),
-    );
+    if (blocksChanged) advertisement.followBlocks(view.blocksByNode().get(this.config.nodeName) ?? []);
+    routes.onChanges(changes);
   }
 
   /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.reclaimTimer !== undefined) clearInterval(this.reclaimTimer);
+    this.advertisement?.stop();
     this.ipamService?.close();
     await this.vpc?.stop();
     this.agent?.stop();

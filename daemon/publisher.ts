@@ -10,11 +10,26 @@
 //    or changed by someone else calls `verify` and we put it back.
 //  * An unchanged advertisement is not rewritten (no churn for watchers).
 
-import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
+import { Backoff, type BackoffPolicy } from '../src/core/backoff.js';
 import { AdvertisementSchema, NodeSchema, type Advertisement, type Node } from '../src/gen/trellis/v1/records_pb.js';
-import type { LeaseKeeper } from '../src/etcd/lease-keeper.js';
+import type { LeaseState } from '../src/etcd/lease-keeper.js';
 import { encodeRecord } from '../src/state/records.js';
+
+/** What the publisher needs of the etcd client: a put under a lease (etcd3's Etcd3 fits). */
+export interface PublisherClient {
+  put(key: string): { value(value: string): { lease(id: string): { exec(): Promise<unknown> } } };
+}
+
+/** What the publisher needs of the lease (LeaseKeeper fits). */
+export interface PublisherLease {
+  readonly id: string | undefined;
+  readonly state: LeaseState;
+  on(event: 'granted', listener: () => void): unknown;
+}
+
+/** Retrying a failed put round: 250 ms doubling to 5 s, reset by a round that succeeds. */
+export const PUBLISH_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 5000 };
 
 export interface PublishedKey {
   readonly key: string;
@@ -25,7 +40,7 @@ export class Publisher {
   private desired = new Map<string, string>();
   private written = new Map<string, { value: string; lease: string }>();
   private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay = 250;
+  private readonly backoff = new Backoff(PUBLISH_BACKOFF);
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -35,8 +50,8 @@ export class Publisher {
   failures = 0;
 
   constructor(
-    private readonly client: Etcd3,
-    private readonly lease: LeaseKeeper,
+    private readonly client: PublisherClient,
+    private readonly lease: PublisherLease,
     private readonly log: Logger,
   ) {
     lease.on('granted', () => {
@@ -106,10 +121,10 @@ export class Publisher {
         this.written.set(key, { value, lease: leaseId });
         this.puts++;
       }
-      this.retryDelay = 250;
+      this.backoff.reset();
     } catch (err) {
       this.failures++;
-      this.log.warn({ err: (err as Error).message, retryInMs: this.retryDelay }, 'publishing to etcd failed; will retry');
+      this.log.warn({ err: (err as Error).message, retryInMs: this.backoff.peek() }, 'publishing to etcd failed; will retry');
       this.scheduleRetry();
     }
   }
@@ -119,8 +134,7 @@ export class Publisher {
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.kick();
-    }, this.retryDelay);
-    this.retryDelay = Math.min(this.retryDelay * 2, 5000);
+    }, this.backoff.next());
   }
 
   stop(): void {

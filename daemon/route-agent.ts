@@ -23,9 +23,18 @@ import { describeRoute, diffRoutes, isEmptyDiff, routeKey, sameRoute, type Kerne
 import type { RouteProgrammer } from '../src/netlink/route-programmer.js';
 import type { RouteEvent } from '../src/netlink/route-watch.js';
 import type { Metrics } from './metrics.js';
+import { Backoff, type BackoffPolicy } from '../src/core/backoff.js';
+
+/** Passing again after a failed pass: 200 ms doubling to 10 s, reset by a pass that succeeds. */
+export const RECONCILE_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 10_000 };
+
+/** What the agent needs of the kernel (RouteProgrammer fits). */
+export type RouteAgentProgrammer = Pick<RouteProgrammer, 'list' | 'apply'> & {
+  watch(onChange: (event: RouteEvent) => void): Promise<{ close(): void }>;
+};
 
 export interface RouteAgentOptions {
-  programmer: RouteProgrammer;
+  programmer: RouteAgentProgrammer;
   /** Desired routes, or undefined while the view from etcd is not complete. */
   compute: () => KernelRoute[] | undefined;
   /** Owned routes that must never be removed (pod routes). */
@@ -51,7 +60,7 @@ export class RouteAgent {
   private observed: Map<string, KernelRoute> | undefined;
   private needList = true;
   private reportedConflicts = new Set<string>();
-  private failures = 0;
+  private readonly backoff = new Backoff(RECONCILE_BACKOFF);
   private stopped = false;
   private readonly now: () => number;
   /** Time of the last pass that completed without error (ms). */
@@ -168,12 +177,11 @@ export class RouteAgent {
       this.o.metrics.routeConflicts.set(diff.conflicts.length);
       if (listed) this.lastFullSync = this.now();
       this.passes++;
-      this.failures = 0;
+      this.backoff.reset();
       ok = true;
     } catch (err) {
-      this.failures++;
       this.needList = true;
-      const retryMs = Math.min(100 * 2 ** Math.min(this.failures, 8), 10_000);
+      const retryMs = this.backoff.next();
       this.o.log.warn({ err: (err as Error).message, retryMs }, 'reconcile pass failed; retrying');
       this.running = false;
       this.markDirty('retry after failure', retryMs);

@@ -14,7 +14,7 @@ import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { Keys } from '../src/state/keys.js';
 import { decodeStoredTopology } from '../src/state/topology-record.js';
-import { etcdSettings } from './node-daemon.js';
+import { etcdSettings } from './cluster-wait.js';
 
 export async function withdrawNode(config: TrellisConfig, log: Logger): Promise<{ blocks: string[] }> {
   const keys = new Keys(config.etcd.prefix);

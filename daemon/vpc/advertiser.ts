@@ -22,6 +22,7 @@
 // retried with backoff.
 
 import type { Logger } from 'pino';
+import { Backoff } from '../../src/core/backoff.js';
 import { formatPrefix, type Prefix } from '../../src/core/cidr.js';
 import { routeTables } from '../../src/core/topology.js';
 import { diffVpcEntries, planVpcRoutes, type Plan, type PlannedEntry, type PlanNode, type VpcEntry, type VpcStep } from '../../src/core/vpc-plan.js';
@@ -102,7 +103,7 @@ export class VpcAdvertiser {
   private forceRead = false;
   private timer: NodeJS.Timeout | undefined;
   private verifyTimer: NodeJS.Timeout | undefined;
-  private retryMs = 0;
+  private readonly retry: Backoff;
   private stopped = false;
   private lastStatus = '';
   private lastStatusAt = 0;
@@ -117,6 +118,8 @@ export class VpcAdvertiser {
 
   constructor(private readonly options: AdvertiserOptions) {
     this.now = options.now ?? Date.now;
+    // A failed pass is retried after 1 s, doubling up to the verify interval; a pass that succeeds resets it.
+    this.retry = new Backoff({ initialMs: 1000, maxMs: options.verifyIntervalMs });
     options.election.on('state', (s) => this.leadershipChanged(s));
     options.health.on('change', () => this.markDirty());
     if (options.election.state === 'leader') this.leadershipChanged('leader');
@@ -247,7 +250,7 @@ export class VpcAdvertiser {
       this.lastPlan = planned.plan;
       const failed = await this.apply(cluster, snap, planned);
       if (failed !== '') error = failed;
-      this.retryMs = 0;
+      this.retry.reset();
       this.options.metrics?.passes.inc({ result: error === '' ? 'ok' : 'error' });
     } catch (err) {
       error = describeError(err);
@@ -387,8 +390,7 @@ export class VpcAdvertiser {
   }
 
   private scheduleRetry(): void {
-    this.retryMs = Math.min(this.retryMs === 0 ? 1000 : this.retryMs * 2, this.options.verifyIntervalMs);
-    const t = setTimeout(() => this.markDirty(true), this.retryMs);
+    const t = setTimeout(() => this.markDirty(true), this.retry.next());
     t.unref?.();
   }
 

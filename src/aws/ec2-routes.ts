@@ -18,6 +18,8 @@
 
 import { CreateRouteCommand, DeleteRouteCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, type Filter, type Route, type RouteTable } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
+import { backoffDelay } from '../core/backoff.js';
+import { sleep } from '../retry.js';
 import { contains, formatPrefix, type Prefix } from '../core/cidr.js';
 import type { VpcEntry, VpcStep } from '../core/vpc-diff.js';
 import { ErrorCode, TrellisError } from '../errors.js';
@@ -116,7 +118,7 @@ export class Ec2Routes {
   constructor(private readonly options: Ec2RoutesOptions) {
     this.retry = { ...DEFAULT_RETRY, ...(options.retry ?? {}) };
     this.random = options.random ?? Math.random;
-    this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.sleep = options.sleep ?? sleep;
   }
 
   /** One attempt loop of `action`; throws a TrellisError once retries are spent or on a final error. */
@@ -142,8 +144,7 @@ export class Ec2Routes {
             details: { action, awsCode: code, attempts: attempt },
           });
         }
-        const ceiling = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-        const wait = Math.round(this.random() * ceiling);
+        const wait = backoffDelay({ initialMs: this.retry.baseDelayMs, maxMs: this.retry.maxDelayMs, jitter: 'full' }, attempt, this.random);
         observer?.retry(action);
         log.debug({ action, code, attempt, waitMs: wait }, 'EC2 call failed; retrying');
         await this.sleep(wait);

@@ -14,6 +14,11 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
+import type { BackoffPolicy } from '../core/backoff.js';
+import { retryUntil } from '../retry.js';
+
+/** Listing again after a watch ended: 200 ms doubling to 5 s. */
+const RELIST_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 5000 };
 
 export interface MirrorEntry {
   readonly value: string;
@@ -159,15 +164,11 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
   }
 
   private async relistWithRetry(): Promise<void> {
-    for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.relist();
-        return;
-      } catch (err) {
-        this.log.warn({ prefix: this.prefix, err: (err as Error).message }, 'list failed; retrying');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+    await retryUntil(() => this.relist(), {
+      policy: RELIST_BACKOFF,
+      stopped: () => this.stopped,
+      onError: (err) => this.log.warn({ prefix: this.prefix, err: (err as Error).message }, 'list failed; retrying'),
+    });
   }
 }
 

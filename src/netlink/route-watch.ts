@@ -17,6 +17,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rt } from 'netlink';
+import { Backoff, type BackoffPolicy } from '../core/backoff.js';
 import type { KernelRoute } from '../core/route.js';
 import { ErrorCode, TrellisError } from '../errors.js';
 import { decodeRoute } from './route-codec.js';
@@ -42,7 +43,8 @@ interface ChildMessage {
 
 const RTM_NEWROUTE = 24;
 const NLM_F_REPLACE = 0x100;
-const MAX_BACKOFF_MS = 5_000;
+/** Restarting a dead listener: 100 ms doubling to 5 s, reset after it ran healthy for HEALTHY_MS. */
+const RESTART_BACKOFF: BackoffPolicy = { initialMs: 100, maxMs: 5_000 };
 const HEALTHY_MS = 10_000;
 
 function childPath(): string {
@@ -54,7 +56,7 @@ export class RouteWatch {
   private child: ChildProcess | undefined;
   private closed = false;
   private delivery: Promise<void> = Promise.resolve();
-  private backoffMs = 100;
+  private readonly backoff = new Backoff(RESTART_BACKOFF);
   private restartTimer: NodeJS.Timeout | undefined;
   private restarts = 0;
 
@@ -116,15 +118,14 @@ export class RouteWatch {
           return;
         }
         if (this.closed) return;
-        if (Date.now() - startedAt > HEALTHY_MS) this.backoffMs = 100;
+        if (Date.now() - startedAt > HEALTHY_MS) this.backoff.reset();
         this.scheduleRestart(`route listener died (code ${code}, signal ${signal}); events may be lost`);
       });
     });
   }
 
   private scheduleRestart(reason: string): void {
-    const wait = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    const wait = this.backoff.next();
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (this.closed) return;
