@@ -55,6 +55,9 @@ export function etcdSettings(config: TrellisConfig): EtcdSettings {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** How often the IPAM usage gauges are refreshed from this node's own records. */
+const IPAM_USAGE_REFRESH_MS = 10_000;
+
 export class NodeDaemon implements IpamHost {
   readonly keys: Keys;
   readonly client: Etcd3;
@@ -141,7 +144,7 @@ export class NodeDaemon implements IpamHost {
 
   private wireMetrics(): void {
     this.metrics.setSources({
-      lastFullSyncAgeMs: () => (this.agent?.lastFullSync === undefined ? undefined : Date.now() - this.agent.lastFullSync),
+      lastFullSyncAt: () => this.agent?.lastFullSync,
       advertisements: () => ({ valid: this.view?.advertisements().size ?? 0, records: this.view?.advertisementCount() ?? 0 }),
       ignored: () => ({ ...(this.view?.ignoredCounts ?? {}) }),
       leaseState: () => this.lease?.state ?? 'pending',
@@ -282,8 +285,9 @@ export class NodeDaemon implements IpamHost {
     this.reclaimTimer = setInterval(() => void this.reclaim(), reclaimEvery);
     this.reclaimTimer.unref?.();
     if (config.ipam.socket !== '') {
-      this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }));
+      this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }), this.metrics.ipam);
       await this.ipamService.listen(config.ipam.socket);
+      this.ipamService.startUsageRefresh(IPAM_USAGE_REFRESH_MS);
     }
   }
 
