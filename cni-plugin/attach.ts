@@ -17,6 +17,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Code, CniError, GATEWAY, allocateRequest, formatResult, vethAlias, vethNames, type CniEnv, type NetConf } from './cni.js';
 import { IpBatch, checkNetns, classify, isMissingDevice, q, runBatch } from './ip-batch.js';
+import { MalformedAnswer } from './api-wire.js';
 import { TrellisdClient, Unreachable, type Allocation } from './trellisd-client.js';
 
 /** sysctls of the host end: proxy ARP, answered at once (a pod whose neighbour entry for the gateway was flushed still reaches it), and IPv4 forwarding on: the host routes its pods. */
@@ -65,8 +66,9 @@ export async function add(env: CniEnv, conf: NetConf): Promise<Record<string, un
     try {
       allocation = await allocating;
     } catch (err) {
-      // A refusal, or a request that never reached trellisd, allocated nothing; a timeout or reset may have.
-      mayHoldAllocation = err instanceof Unreachable && err.mayHaveActed;
+      // A refusal, or a request that never reached trellisd, allocated nothing; a timeout or reset may have,
+      // and an answer the plugin cannot read (a field missing) did.
+      mayHoldAllocation = (err instanceof Unreachable && err.mayHaveActed) || err instanceof MalformedAnswer;
       throw err;
     }
     if (allocation.address.includes(':')) {

@@ -43,7 +43,7 @@ function expected(env: CniEnv, conf: NetConf): Expected {
   return { address: address.split('/')[0]! };
 }
 
-function checkAllocation(entries: AllocationEntry[], env: CniEnv, want: Expected): void {
+function checkAllocation(entries: readonly AllocationEntry[], env: CniEnv, want: Expected): void {
   const held = entries.find((e) => e.containerId === env.containerId && e.ifName === env.ifName);
   if (held === undefined) {
     throw new CniError(Code.AllocationMissing, `trellisd holds no allocation for container ${env.containerId} interface ${env.ifName}`);

@@ -9,6 +9,8 @@
 //  * Validation follows libcni's skel: environment first, then the JSON, then
 //    the network name, then the version, so the same input fails the same way.
 
+import type { AllocateRequest } from '../src/gen/trellis/v1/ipam_api_pb.js';
+
 export const SUPPORTED_VERSIONS: readonly string[] = ['0.4.0', '1.0.0', '1.1.0'];
 /** The spec version the plugin speaks; VERSION answers with it. */
 export const SPEC_VERSION = '1.1.0';
@@ -326,15 +328,11 @@ export function vethAlias(network: string, containerId: string, ifName: string):
   return `trellis/${network}/${containerId}/${ifName}`;
 }
 
-/** The trellisd /v1/allocate request for this invocation (pod from CNI_ARGS, network from the config). */
-export function allocateRequest(env: CniEnv, conf: NetConf): {
-  containerId: string;
-  ifName: string;
-  netns: string;
-  podNamespace: string;
-  podName: string;
-  network: string;
-} {
+/**
+ * The trellisd /v1/allocate request for this invocation (pod from CNI_ARGS, network from the config):
+ * every field of the generated AllocateRequest (type only), so a field renamed in the proto is a compile error.
+ */
+export function allocateRequest(env: CniEnv, conf: NetConf): Omit<AllocateRequest, '$typeName' | '$unknown'> {
   return {
     containerId: env.containerId,
     ifName: env.ifName,

@@ -8,32 +8,32 @@
 //    (E_CONFLICT, E_UNAVAILABLE: busy, starting, etcd unreachable) → 11,
 //    E_EXHAUSTED → 101, anything else trellisd refuses → 106.
 //  * Only node:net is loaded (node:http's client costs ~10 ms on its first
-//    request in a fresh process); no protobuf runtime (the JSON is read by hand).
+//    request in a fresh process); no protobuf runtime: request and response
+//    shapes are the generated types, imported for type checking only, and
+//    every answer is checked field by field against them (api-wire.ts); a
+//    field missing from an answer is a CniError, never a default.
 
 import { connect } from 'node:net';
+import type { AllocateResponse, AllocationList, GcResponse, ReleaseResponse, Status as StatusMessage } from '../src/gen/trellis/v1/ipam_api_pb.js';
+import {
+  ALLOCATE_RESPONSE,
+  ALLOCATION_LIST,
+  GC_RESPONSE,
+  RELEASE_RESPONSE,
+  STATUS,
+  decode,
+  isApiError,
+  type AllocateRequestBody,
+  type AttachmentBody,
+  type GcRequestBody,
+  type ReleaseRequestBody,
+  type Wire,
+} from './api-wire.js';
 import { Code, CniError } from './cni.js';
 
-export interface Allocation {
-  readonly address: string;
-  readonly prefixLength: number;
-  readonly block: string;
-  readonly routeProtocol: number;
-  readonly routeTable: number;
-}
-
-export interface AllocationEntry {
-  readonly address: string;
-  readonly containerId: string;
-  readonly ifName: string;
-  readonly network: string;
-}
-
-export interface Status {
-  readonly ready: boolean;
-  readonly reason: string;
-  readonly routeProtocol: number;
-  readonly routeTable: number;
-}
+export type Allocation = Wire<AllocateResponse>;
+export type AllocationEntry = Wire<AllocationList>['allocations'][number];
+export type Status = Wire<StatusMessage>;
 
 /** No answer from trellisd; `mayHaveActed` when the request may have reached it (timeout, reset). */
 export class Unreachable extends CniError {
@@ -72,7 +72,7 @@ export class TrellisdClient {
    * Sends one request (`Connection: close`) and resolves with the parsed 2xx
    * body. `onSent` runs once the request has been handed to the kernel.
    */
-  call(method: 'GET' | 'POST', path: string, body?: unknown, onSent?: () => void): Promise<Record<string, unknown>> {
+  call(method: 'GET' | 'POST', path: string, body?: AllocateRequestBody | ReleaseRequestBody | GcRequestBody, onSent?: () => void): Promise<unknown> {
     const payload = body === undefined ? '' : JSON.stringify(body);
     const head =
       `${method} ${path} HTTP/1.1\r\nHost: trellisd\r\nConnection: close\r\n` +
@@ -82,13 +82,13 @@ export class TrellisdClient {
       let settled = false;
       let sent = false;
       const chunks: Buffer[] = [];
-      const finish = (err: Error | undefined, value?: Record<string, unknown>): void => {
+      const finish = (err: Error | undefined, value?: unknown): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         sock.destroy();
         if (err !== undefined) reject(err);
-        else resolve(value ?? {});
+        else resolve(value);
       };
       const sock = connect(this.socket);
       const timer = setTimeout(() => {
@@ -126,50 +126,30 @@ export class TrellisdClient {
     return new Unreachable(`trellisd is not reachable at ${this.socket}: ${why[code] ?? code}`, sent);
   }
 
-  async allocate(
-    req: { containerId: string; ifName: string; netns: string; podNamespace: string; podName: string; network: string },
-    onSent?: () => void,
-  ): Promise<Allocation> {
-    const r = await this.call('POST', '/v1/allocate', req, onSent);
-    const address = str(r.address);
-    if (address === '') throw new CniError(Code.TrellisdRefused, 'trellisd answered /v1/allocate without an address');
-    return {
-      address,
-      prefixLength: num(r.prefixLength, address.includes(':') ? 128 : 32),
-      block: str(r.block),
-      routeProtocol: num(r.routeProtocol, 0),
-      routeTable: num(r.routeTable, 254),
-    };
+  async allocate(req: AllocateRequestBody, onSent?: () => void): Promise<Allocation> {
+    const r = decode(await this.call('POST', '/v1/allocate', req, onSent), ALLOCATE_RESPONSE, 'POST /v1/allocate');
+    if (r.address === '') throw new CniError(Code.TrellisdRefused, 'trellisd answered POST /v1/allocate without an address');
+    return r;
   }
 
   /** Releases the pair's address; resolves with it, or '' when the pair held none. */
   async release(containerId: string, ifName: string): Promise<string> {
-    return str((await this.call('POST', '/v1/release', { containerId, ifName })).address);
+    const req: ReleaseRequestBody = { containerId, ifName };
+    return decode<ReleaseResponse>(await this.call('POST', '/v1/release', req), RELEASE_RESPONSE, 'POST /v1/release').address;
   }
 
-  async gc(network: string, valid: ReadonlyArray<{ containerId: string; ifName: string }>): Promise<string[]> {
-    const r = await this.call('POST', '/v1/gc', { network, validAttachments: valid });
-    return Array.isArray(r.released) ? r.released.map(str) : [];
+  async gc(network: string, valid: ReadonlyArray<AttachmentBody>): Promise<readonly string[]> {
+    const req: GcRequestBody = { network, validAttachments: valid.map((a) => ({ containerId: a.containerId, ifName: a.ifName })) };
+    return decode<GcResponse>(await this.call('POST', '/v1/gc', req), GC_RESPONSE, 'POST /v1/gc').released;
   }
 
-  async allocations(): Promise<AllocationEntry[]> {
-    const r = await this.call('GET', '/v1/allocations');
-    const list = Array.isArray(r.allocations) ? (r.allocations as Array<Record<string, unknown>>) : [];
-    return list.map((e) => ({ address: str(e.address), containerId: str(e.containerId), ifName: str(e.ifName), network: str(e.network) }));
+  async allocations(): Promise<readonly AllocationEntry[]> {
+    return decode(await this.call('GET', '/v1/allocations'), ALLOCATION_LIST, 'GET /v1/allocations').allocations;
   }
 
   async status(): Promise<Status> {
-    const r = await this.call('GET', '/v1/status');
-    return { ready: r.ready === true, reason: str(r.reason), routeProtocol: num(r.routeProtocol, 0), routeTable: num(r.routeTable, 254) };
+    return decode(await this.call('GET', '/v1/status'), STATUS, 'GET /v1/status');
   }
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function num(v: unknown, fallback: number): number {
-  return typeof v === 'number' && Number.isInteger(v) ? v : fallback;
 }
 
 /** Status and body of a complete HTTP/1.1 response (Content-Length, chunked, or up to the end). */
@@ -200,17 +180,17 @@ export function parseResponse(raw: Buffer): { status: number; body: string } {
   return { status: Number(m[1]), body: rest.toString('utf8') };
 }
 
-/** The 2xx body as an object, or the CniError for what trellisd answered. */
-function answer(method: string, path: string, res: { status: number; body: string }): Record<string, unknown> {
+/** The parsed 2xx body, or the CniError for what trellisd answered. */
+function answer(method: string, path: string, res: { status: number; body: string }): unknown {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(res.body === '' ? '{}' : res.body);
+    parsed = JSON.parse(res.body);
   } catch {
     throw new CniError(Code.TrellisdRefused, `trellisd answered ${method} ${path} with something that is not JSON (HTTP ${res.status})`);
   }
-  const obj = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : {};
-  if (res.status >= 200 && res.status < 300) return obj;
-  const apiCode = typeof obj.code === 'string' ? obj.code : `HTTP ${res.status}`;
-  const message = typeof obj.message === 'string' ? obj.message : `HTTP ${res.status}`;
-  throw new ApiRefusal(API_TO_CNI[apiCode] ?? Code.TrellisdRefused, `trellisd: ${message} (${apiCode})`, apiCode);
+  if (res.status >= 200 && res.status < 300) return parsed;
+  if (!isApiError(parsed)) {
+    throw new ApiRefusal(Code.TrellisdRefused, `trellisd refused ${method} ${path} with HTTP ${res.status} and a body that is not an ApiError: ${res.body.slice(0, 200)}`, `HTTP ${res.status}`);
+  }
+  throw new ApiRefusal(API_TO_CNI[parsed.code] ?? Code.TrellisdRefused, `trellisd: ${parsed.message} (${parsed.code})`, parsed.code);
 }

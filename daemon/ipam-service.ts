@@ -10,6 +10,12 @@
 //    unknown pair succeeds and returns no address.
 //  * The socket is created mode 0600 in a 0755 directory; a stale socket file
 //    left by a killed daemon is replaced.
+//  * Every answer is built as a complete object of its generated message type
+//    (Fields<T>: a field renamed in the proto is a compile error here) and
+//    sent with every field, default values included, so the plugin can
+//    require each field (cni-plugin/api-wire.ts).
+//  * Metrics (daemon/ipam-metrics.ts): each allocate and release is counted and
+//    timed; usage gauges come from refreshUsage(), run on a timer, never per scrape.
 
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -18,10 +24,19 @@ import { dirname } from 'node:path';
 import { fromJsonString, toJsonString, create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { ErrorCode, TrellisError } from '../src/errors.js';
+import { tryParsePrefix } from '../src/core/cidr.js';
 import type { Ipam } from '../src/core/ipam.js';
+import type { IpamMetrics, IpamUsage } from './ipam-metrics.js';
 import {
+  type AllocateResponse,
+  type AllocationList,
+  type GcResponse,
+  type ReleaseResponse,
+  type Status,
   AllocateRequestSchema,
   AllocateResponseSchema,
+  type AllocationEntry,
+  AllocationEntrySchema,
   AllocationListSchema,
   ApiErrorSchema,
   GcRequestSchema,
@@ -52,8 +67,17 @@ const HTTP_STATUS: Partial<Record<string, number>> = {
   [ErrorCode.Unavailable]: 503,
 };
 
+/** Every field of a generated message type, required: what an answer is built from. */
+type Fields<T> = Omit<T, '$typeName' | '$unknown'>;
+
 function reply<D extends DescMessage>(res: ServerResponse, status: number, schema: D, message: MessageShape<D>): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(toJsonString(schema, message));
+  res.writeHead(status, { 'content-type': 'application/json' }).end(toJsonString(schema, message, { alwaysEmitImplicit: true }));
+}
+
+/** Addresses in a block (every address of a block is usable: src/core/ipam-address.ts). */
+function blockSize(block: string): number {
+  const p = tryParsePrefix(block);
+  return typeof p === 'string' ? 0 : 2 ** ((p.family === 4 ? 32 : 128) - p.len);
 }
 
 function fail(res: ServerResponse, err: unknown): void {
@@ -79,10 +103,12 @@ function required(what: string, value: string): string {
 
 export class IpamService {
   private server: Server | undefined;
+  private usageTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly host: IpamHost,
     private readonly log: Logger,
+    private readonly metrics?: IpamMetrics,
   ) {}
 
   private allocator(): Ipam {
@@ -97,25 +123,51 @@ export class IpamService {
     switch (route) {
       case 'POST /v1/allocate': {
         const r = await body(req, AllocateRequestSchema);
-        const ipam = this.allocator();
-        const got = await ipam.allocate({
-          containerId: required('containerId', r.containerId),
-          ifName: required('ifName', r.ifName),
-          ...(r.netns !== '' ? { netns: r.netns } : {}),
-          ...(r.podNamespace !== '' ? { podNamespace: r.podNamespace } : {}),
-          ...(r.podName !== '' ? { podName: r.podName } : {}),
-          ...(r.network !== '' ? { network: r.network } : {}),
-        });
-        await this.host.ensureAdvertised(got.block);
-        this.log.info({ containerId: r.containerId, ifName: r.ifName, address: got.address, pod: r.podName || undefined }, 'allocated');
-        reply(res, 200, AllocateResponseSchema, create(AllocateResponseSchema, { ...got, routeProtocol: this.host.routeProtocol, routeTable: this.host.routeTable }));
+        const end = this.metrics?.allocationDuration.startTimer();
+        let result = 'error';
+        try {
+          const ipam = this.allocator();
+          const got = await ipam.allocate({
+            containerId: required('containerId', r.containerId),
+            ifName: required('ifName', r.ifName),
+            ...(r.netns !== '' ? { netns: r.netns } : {}),
+            ...(r.podNamespace !== '' ? { podNamespace: r.podNamespace } : {}),
+            ...(r.podName !== '' ? { podName: r.podName } : {}),
+            ...(r.network !== '' ? { network: r.network } : {}),
+          });
+          await this.host.ensureAdvertised(got.block);
+          result = 'ok';
+          this.log.info({ containerId: r.containerId, ifName: r.ifName, address: got.address, pod: r.podName || undefined }, 'allocated');
+          const answer: Fields<AllocateResponse> = {
+            address: got.address,
+            prefixLength: got.prefixLength,
+            block: got.block,
+            routeProtocol: this.host.routeProtocol,
+            routeTable: this.host.routeTable,
+          };
+          reply(res, 200, AllocateResponseSchema, create(AllocateResponseSchema, answer));
+        } catch (err) {
+          if (err instanceof TrellisError && err.code === ErrorCode.Exhausted) this.metrics?.exhausted.inc();
+          throw err;
+        } finally {
+          end?.({ result });
+          this.metrics?.allocations.inc({ result });
+        }
         return;
       }
       case 'POST /v1/release': {
         const r = await body(req, ReleaseRequestSchema);
-        const address = await this.allocator().release(required('containerId', r.containerId), required('ifName', r.ifName));
+        let address: string | undefined;
+        try {
+          address = await this.allocator().release(required('containerId', r.containerId), required('ifName', r.ifName));
+        } catch (err) {
+          this.metrics?.releases.inc({ result: 'error' });
+          throw err;
+        }
+        this.metrics?.releases.inc({ result: address === undefined ? 'none' : 'released' });
         if (address !== undefined) this.log.info({ containerId: r.containerId, ifName: r.ifName, address }, 'released');
-        reply(res, 200, ReleaseResponseSchema, create(ReleaseResponseSchema, { address: address ?? '' }));
+        const answer: Fields<ReleaseResponse> = { address: address ?? '' };
+        reply(res, 200, ReleaseResponseSchema, create(ReleaseResponseSchema, answer));
         return;
       }
       case 'POST /v1/gc': {
@@ -130,19 +182,18 @@ export class IpamService {
           if (gone !== undefined) released.push(gone);
         }
         if (released.length > 0) this.log.info({ network: r.network, released }, 'garbage-collected allocations');
-        reply(res, 200, GcResponseSchema, create(GcResponseSchema, { released }));
+        this.metrics?.gcReleased.inc(released.length);
+        const answer: Fields<GcResponse> = { released };
+        reply(res, 200, GcResponseSchema, create(GcResponseSchema, answer));
         return;
       }
       case 'GET /v1/allocations': {
         const ipam = this.allocator();
         const list = await ipam.listAllocations();
-        reply(
-          res,
-          200,
-          AllocationListSchema,
-          create(AllocationListSchema, {
-            node: this.host.nodeName,
-            allocations: list.map((e) => ({
+        const answer: Fields<AllocationList> = {
+          node: this.host.nodeName,
+          allocations: list.map((e) =>
+            create(AllocationEntrySchema, {
               address: e.address,
               block: e.block,
               containerId: e.allocation.containerId,
@@ -152,28 +203,25 @@ export class IpamService {
               podName: e.allocation.podName ?? '',
               network: e.allocation.network ?? '',
               allocatedAt: new Date(e.allocation.allocatedAt).toISOString(),
-            })),
-          }),
-        );
+            } satisfies Fields<AllocationEntry>),
+          ),
+        };
+        reply(res, 200, AllocationListSchema, create(AllocationListSchema, answer));
         return;
       }
       case 'GET /v1/status': {
         const reason = this.host.notReadyReason();
         const blocks = reason === undefined && this.host.ipam !== undefined ? await this.host.ipam.listBlocks() : [];
-        reply(
-          res,
-          200,
-          StatusSchema,
-          create(StatusSchema, {
-            ready: reason === undefined,
-            reason: reason ?? '',
-            node: this.host.nodeName,
-            subnet: this.host.subnetId ?? '',
-            blocks,
-            routeProtocol: this.host.routeProtocol,
-            routeTable: this.host.routeTable,
-          }),
-        );
+        const answer: Fields<Status> = {
+          ready: reason === undefined,
+          reason: reason ?? '',
+          node: this.host.nodeName,
+          subnet: this.host.subnetId ?? '',
+          blocks,
+          routeProtocol: this.host.routeProtocol,
+          routeTable: this.host.routeTable,
+        };
+        reply(res, 200, StatusSchema, create(StatusSchema, answer));
         return;
       }
       default:
@@ -202,7 +250,37 @@ export class IpamService {
     this.log.info({ socket: path }, 'IPAM API listening');
   }
 
+  /**
+   * Reads this node's allocations and blocks once and sets the usage gauges;
+   * resolves with the usage, or undefined while the allocator is not ready.
+   */
+  async refreshUsage(): Promise<IpamUsage | undefined> {
+    const ipam = this.host.ipam;
+    if (ipam === undefined || this.host.notReadyReason() !== undefined) return undefined;
+    const [allocations, blocks] = await Promise.all([ipam.listAllocations(), ipam.listBlocks()]);
+    const mine = new Set(blocks);
+    const inMine = allocations.filter((a) => mine.has(a.block)).length;
+    const usage: IpamUsage = {
+      allocated: allocations.length,
+      free: Math.max(0, blocks.reduce((n, b) => n + blockSize(b), 0) - inMine),
+      blocks: blocks.length,
+    };
+    this.metrics?.setUsage(usage);
+    return usage;
+  }
+
+  /** Refreshes the usage gauges now and then every `intervalMs` (errors are logged, the timer goes on). */
+  startUsageRefresh(intervalMs: number): void {
+    const refresh = (): void => {
+      this.refreshUsage().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'IPAM usage refresh failed'));
+    };
+    refresh();
+    this.usageTimer = setInterval(refresh, intervalMs);
+    this.usageTimer.unref();
+  }
+
   close(): void {
+    clearInterval(this.usageTimer);
     this.server?.close();
   }
 }

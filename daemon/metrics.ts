@@ -1,13 +1,20 @@
-// trellisd's Prometheus metrics: one registry per daemon, every metric named
-// trellis_* and documented by its help text. Components get the metric
-// objects they update; values that are cheaper to read on scrape (ages,
-// counts kept elsewhere) are filled in by collect callbacks.
+// trellisd's Prometheus metrics: one registry per daemon, every metric of
+// its own named trellis_* and documented by its help text, beside the
+// standard process_* and nodejs_* metrics of prom-client. Components get the
+// metric objects they update; values that are cheaper to read on scrape
+// (timestamps, counts kept elsewhere) are filled in by collect callbacks.
+//
+// Conventions (Prometheus naming): counters end in _total, units are in the
+// name (_seconds, _bytes), points in time are Unix timestamps in seconds
+// (0 while the event has not happened yet), never NaN.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERSION } from '../src/version.js';
+import { IpamMetrics } from './ipam-metrics.js';
 
 export interface MetricSources {
-  /** ms since the last full reconcile pass, or undefined before the first. */
-  lastFullSyncAgeMs?: () => number | undefined;
+  /** When the last full reconcile pass ended (Unix ms), or undefined before the first. */
+  lastFullSyncAt?: () => number | undefined;
   /** Valid advertisements currently seen, and raw records present. */
   advertisements?: () => { valid: number; records: number };
   /** Records ignored since start, by kind. */
@@ -29,11 +36,18 @@ export class Metrics {
   readonly reconcilePasses: Counter<'result'>;
   readonly reconcileDuration: Histogram;
   readonly routeChanges: Counter<'op'>;
+  readonly ipam: IpamMetrics;
   private sources: MetricSources = {};
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'trellis_process_' });
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'trellis_build_info',
+      help: 'Always 1; labels give the trellisd version and the Node.js version running it.',
+      labelNames: ['version', 'node_version'],
+      registers,
+    }).set({ version: VERSION, node_version: process.version }, 1);
     this.routesManaged = new Gauge({ name: 'trellis_routes_managed', help: 'Kernel routes this agent wants and has installed (peers and own blocks).', registers });
     this.routeConflicts = new Gauge({ name: 'trellis_route_conflicts', help: 'Desired routes blocked by a route of another protocol for the same destination.', registers });
     this.reconcilePasses = new Counter({ name: 'trellis_reconcile_passes_total', help: 'Reconcile passes, by result.', labelNames: ['result'], registers });
@@ -46,12 +60,12 @@ export class Metrics {
     this.routeChanges = new Counter({ name: 'trellis_route_changes_total', help: 'Kernel route changes made, by operation.', labelNames: ['op'], registers });
     const sources = (): MetricSources => this.sources;
     new Gauge({
-      name: 'trellis_last_full_sync_age_seconds',
-      help: 'Seconds since the last complete reconcile pass (NaN before the first).',
+      name: 'trellis_last_full_sync_timestamp_seconds',
+      help: 'Unix time at which the last complete reconcile pass (full list of kernel routes) ended; 0 before the first.',
       registers,
       collect() {
-        const ms = sources().lastFullSyncAgeMs?.();
-        this.set(ms === undefined ? NaN : ms / 1000);
+        const ms = sources().lastFullSyncAt?.();
+        this.set(ms === undefined ? 0 : ms / 1000);
       },
     });
     new Gauge({
@@ -85,13 +99,19 @@ export class Metrics {
         for (const s of LEASE_STATES) this.set({ state: s }, s === now ? 1 : 0);
       },
     });
-    new Gauge({
-      name: 'trellis_etcd_errors',
+    const etcdErrorsSeen = new Map<string, number>();
+    new Counter({
+      name: 'trellis_etcd_errors_total',
       help: 'Failed etcd operations since start, by source (publish, watch, lease).',
       labelNames: ['source'],
       registers,
       collect() {
-        for (const [source, n] of Object.entries(sources().etcdErrors?.() ?? {})) this.set({ source }, n);
+        // The sources keep their own counts: add what they counted since the last scrape.
+        for (const [source, n] of Object.entries(sources().etcdErrors?.() ?? {})) {
+          const before = etcdErrorsSeen.get(source) ?? 0;
+          this.inc({ source }, Math.max(0, n - before));
+          etcdErrorsSeen.set(source, Math.max(n, before));
+        }
       },
     });
     new Gauge({
@@ -102,6 +122,7 @@ export class Metrics {
         this.set(sources().ready?.() === true ? 1 : 0);
       },
     });
+    this.ipam = new IpamMetrics(this.registry);
   }
 
   setSources(sources: MetricSources): void {

@@ -39,6 +39,9 @@ import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
 import type { VpcService } from './vpc/vpc-service.js';
 
+/** How often the IPAM usage gauges are refreshed from this node's own records. */
+const IPAM_USAGE_REFRESH_MS = 10_000;
+
 export class NodeDaemon {
   readonly keys: Keys;
   readonly client: Etcd3;
@@ -82,7 +85,7 @@ export class NodeDaemon {
 
   private wireMetrics(): void {
     this.metrics.setSources({
-      lastFullSyncAgeMs: () => (this.agent?.lastFullSync === undefined ? undefined : Date.now() - this.agent.lastFullSync),
+      lastFullSyncAt: () => this.agent?.lastFullSync,
       advertisements: () => ({ valid: this.view?.advertisements().size ?? 0, records: this.view?.advertisementCount() ?? 0 }),
       ignored: () => ({ ...(this.view?.ignoredCounts ?? {}) }),
       leaseState: () => this.lease?.state ?? 'pending',
@@ -196,8 +199,9 @@ export class NodeDaemon {
         notReadyReason: () => this.notReadyReason(),
         ensureAdvertised: (block) => advertisement.ensureAdvertised(block),
       };
-      this.ipamService = new IpamService(host, log.child({ component: 'ipam-api' }));
+      this.ipamService = new IpamService(host, log.child({ component: 'ipam-api' }), this.metrics.ipam);
       await this.ipamService.listen(config.ipam.socket);
+      this.ipamService.startUsageRefresh(IPAM_USAGE_REFRESH_MS);
     }
   }
 

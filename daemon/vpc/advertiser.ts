@@ -126,7 +126,7 @@ export class VpcAdvertiser {
     options.metrics?.setSources({
       leader: () => options.election.isLeader(),
       entriesOwned: () => this.entriesOwned,
-      lastPassAgeMs: () => (this.lastPassAt === undefined ? undefined : this.now() - this.lastPassAt),
+      lastPassAt: () => this.lastPassAt,
       budgetExceeded: () => this.lastPlan?.budgetExceeded === true,
       forwarders: () => {
         const v = options.health.verdicts();

@@ -1,6 +1,7 @@
 // Prometheus metrics of the VPC advertiser, registered on trellisd's
 // registry. Counters are updated by the EC2 adapter (every attempt) and the
-// advertiser; gauges that describe the current state are read on scrape.
+// advertiser; gauges that describe the current state are read on scrape
+// (0 until the advertiser is wired, never NaN).
 
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CallResult, Ec2CallObserver } from '../../src/aws/ec2-routes.js';
@@ -8,8 +9,8 @@ import type { CallResult, Ec2CallObserver } from '../../src/aws/ec2-routes.js';
 export interface VpcGaugeSources {
   leader(): boolean;
   entriesOwned(): number;
-  /** ms since the last completed pass, undefined before the first. */
-  lastPassAgeMs(): number | undefined;
+  /** When the last pass completed (Unix ms), undefined before the first. */
+  lastPassAt(): number | undefined;
   budgetExceeded(): boolean;
   forwarders(): { healthy: number; failed: number };
   unmanaged(): number;
@@ -41,16 +42,13 @@ export class VpcMetrics implements Ec2CallObserver {
         registers,
         collect() {
           const s = src();
-          this.set(s === undefined ? NaN : read(s));
+          this.set(s === undefined ? 0 : read(s));
         },
       });
     };
     gauge('trellis_vpc_leader', "1 while this node is its subnet's elected VPC advertiser.", (s) => (s.leader() ? 1 : 0));
     gauge('trellis_vpc_entries_owned', "The subnet's entries in the VPC route tables after this advertiser's last pass.", (s) => s.entriesOwned());
-    gauge('trellis_vpc_last_pass_age_seconds', 'Seconds since the last completed pass (NaN before the first).', (s) => {
-      const ms = s.lastPassAgeMs();
-      return ms === undefined ? NaN : ms / 1000;
-    });
+    gauge('trellis_vpc_last_pass_timestamp_seconds', 'Unix time at which the last pass as leader completed; 0 before the first.', (s) => (s.lastPassAt() ?? 0) / 1000);
     gauge('trellis_vpc_budget_exceeded', '1 when some route table has fewer entries to give than there are subnets needing one: some pods are not routed.', (s) => (s.budgetExceeded() ? 1 : 0));
     gauge('trellis_vpc_unmanaged_routes', 'Routes inside the pod network that Trellis did not make (reported, never deleted).', (s) => s.unmanaged());
     new Gauge({

@@ -61,9 +61,9 @@ t.test('route agent in a 3×3 lab', { skip }, async (t) => {
     t.match(metrics, /^trellis_lease_state\{state="alive"\} 1$/m);
     t.match(metrics, /^trellis_advertisements\{state="valid"\} 9$/m);
     t.match(metrics, /^trellis_reconcile_passes_total\{result="ok"\} \d+$/m);
-    t.match(metrics, /^trellis_last_full_sync_age_seconds \d/m);
+    t.match(metrics, /^trellis_last_full_sync_timestamp_seconds [1-9]\d{9}/m, 'the last full sync, as a Unix time');
     t.match(metrics, /^trellis_records_ignored\{kind="advertisement"\} 0$/m);
-    t.match(metrics, /^trellis_etcd_errors\{source="publish"\} 0$/m);
+    t.match(metrics, /^trellis_etcd_errors_total\{source="publish"\} 0$/m);
   });
 
   t.test('an owned route deleted by hand is back within 1 s; a foreign route is never touched', async (t) => {

@@ -14,6 +14,9 @@ import { cniPath, invoke, pluginVeths } from '../../lab/cni-harness.js';
 
 const skip = needRoot();
 
+/** A complete Status answer, as trellisd sends it (every field, defaults included). */
+const STATUS = { ready: true, reason: '', node: 'n1', subnet: 'subnet-a1', blocks: ['100.96.7.0/26'], routeProtocol: 84, routeTable: 254 };
+
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
 const json = (res: ServerResponse, status: number, body: unknown): void => {
@@ -52,15 +55,23 @@ t.test('answers of trellisd and what the plugin makes of them', { skip }, async 
     const pod = await lab.ns();
     return invoke({ command: 'ADD', hostNs: host.name, containerId: id, netns: `/var/run/netns/${pod.name}`, path, config: conf(extra) });
   };
-  handlers['POST /v1/release'] = (_req, res) => json(res, 200, {});
+  handlers['POST /v1/release'] = (_req, res) => json(res, 200, { address: '' });
   const releases = () => seen.filter((s) => s === 'POST /v1/release').length;
 
   t.test('STATUS while trellisd is not ready', async (t) => {
-    handlers['GET /v1/status'] = (_req, res) => json(res, 200, { reason: 'syncing the cluster view from etcd', node: 'n1' });
+    handlers['GET /v1/status'] = (_req, res) => json(res, 200, { ...STATUS, ready: false, reason: 'syncing the cluster view from etcd' });
     const out = await invoke({ command: 'STATUS', hostNs: host.name, path, config: conf() });
     t.match(out.json, { code: 50, msg: 'plugin not available: trellisd is not ready: syncing the cluster view from etcd' });
-    handlers['GET /v1/status'] = (_req, res) => json(res, 200, { ready: true, node: 'n1' });
+    handlers['GET /v1/status'] = (_req, res) => json(res, 200, STATUS);
     t.equal((await invoke({ command: 'STATUS', hostNs: host.name, path, config: conf() })).code, 0);
+  });
+
+  t.test('STATUS answered without a field of Status: a loud error naming it, not a default', async (t) => {
+    const { routeTable: _gone, ...rest } = STATUS;
+    handlers['GET /v1/status'] = (_req, res) => json(res, 200, { ...rest, routeTabel: 254 });
+    const out = await invoke({ command: 'STATUS', hostNs: host.name, path, config: conf() });
+    t.match(out.json, { code: 50, msg: /^plugin not available: trellisd answered GET \/v1\/status with a body that does not match the IPAM API: field "routeTable" is missing/ });
+    handlers['GET /v1/status'] = (_req, res) => json(res, 200, STATUS);
   });
 
   const refusals: Array<[string, number, unknown, number, RegExp]> = [
@@ -102,6 +113,22 @@ t.test('answers of trellisd and what the plugin makes of them', { skip }, async 
     t.equal(releases(), before + 1);
   });
 
+  t.test('ADD answered without the route table: 106 naming the field, no route in a guessed table, the address given back', async (t) => {
+    handlers['POST /v1/allocate'] = (_req, res) => json(res, 200, { address: '100.96.7.8', prefixLength: 32, block: '100.96.7.0/26', routeProtocol: 84 });
+    const before = releases();
+    const out = await add('no-table');
+    t.match(out.json, { code: 106, msg: /^trellisd answered POST \/v1\/allocate with a body that does not match the IPAM API: field "routeTable" is missing/ });
+    t.same(await pluginVeths(host.name), [], 'no veth left');
+    t.equal((await lab.exec(host, 'ip', ['route', 'show', 'table', 'main'])).trim(), '', 'no route in the main table');
+    t.equal(releases(), before + 1, 'released: trellisd did allocate');
+  });
+
+  t.test('ADD answered with a mistyped field: 106 naming it', async (t) => {
+    handlers['POST /v1/allocate'] = (_req, res) => json(res, 200, { address: '100.96.7.9', prefixLength: '32', block: '100.96.7.0/26', routeProtocol: 84, routeTable: 254 });
+    const out = await add('typed');
+    t.match(out.json, { code: 106, msg: /field "prefixLength" is not a uint32/ });
+  });
+
   t.test('ADD uses the route protocol and table trellisd names', async (t) => {
     handlers['POST /v1/allocate'] = (_req, res) =>
       json(res, 200, { address: '100.96.7.7', prefixLength: 32, block: '100.96.7.0/26', routeProtocol: 99, routeTable: 100 });
@@ -127,7 +154,7 @@ t.test('answers of trellisd and what the plugin makes of them', { skip }, async 
     handlers['POST /v1/release'] = (_req, res) => json(res, 503, { code: 'E_UNAVAILABLE', message: 'etcd: deadline exceeded' });
     const out = await invoke({ command: 'DEL', hostNs: host.name, containerId: 'later', path, config: conf() });
     t.match(out.json, { code: 11, msg: 'trellisd: etcd: deadline exceeded (E_UNAVAILABLE)' });
-    handlers['POST /v1/release'] = (_req, res) => json(res, 200, {});
+    handlers['POST /v1/release'] = (_req, res) => json(res, 200, { address: '' });
     t.equal((await invoke({ command: 'DEL', hostNs: host.name, containerId: 'later', path, config: conf() })).code, 0);
   });
 });

@@ -176,9 +176,13 @@ t.test('the plugin imports only node built-ins and its own modules', async (t) =
   const dir = join(ROOT, 'cni-plugin');
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
     const text = readFileSync(join(dir, file), 'utf8');
-    const specifiers = [...text.matchAll(/(?:^import|^export)[^'"]*from '([^']+)'|import\('([^']+)'\)/gm)].map((m) => m[1] ?? m[2]!);
-    t.ok(specifiers.length > 0 || file === 'cni.ts', `${file} imports something`);
+    const specifiers = [...text.matchAll(/(?:^import(?! type)|^export)[^'"]*from '([^']+)'|import\('([^']+)'\)/gm)].map((m) => m[1] ?? m[2]!);
+    const typeOnly = [...text.matchAll(/^import type [^'"]*from '([^']+)'/gm)].map((m) => m[1]!);
+    t.ok(specifiers.length + typeOnly.length > 0, `${file} imports something`);
     t.same(specifiers.filter((s) => !s.startsWith('node:') && !/^\.\/[a-z-]+\.js$/.test(s)), [], `${file}: only node: and ./ imports`);
+    t.same(typeOnly.filter((s) => !/^\.\/[a-z-]+\.js$/.test(s) && s !== '../src/gen/trellis/v1/ipam_api_pb.js'), [], `${file}: type-only imports of its own modules or of the generated API types`);
   }
+  const bundle = readFileSync(join(ROOT, 'dist', 'cni', 'trellis.cjs'), 'utf8');
+  t.notMatch(bundle, /@bufbuild|file_trellis_v1_ipam_api|AllocateResponseSchema/, 'the bundle holds no protobuf runtime and no generated code (the API types are erased)');
   t.match(readFileSync(join(dir, 'trellis.ts'), 'utf8'), /^#!\/usr\/bin\/env node\n/, 'the entry is an executable script');
 });

@@ -54,6 +54,10 @@ t.test('/healthz, /readyz before and after the first sync from etcd, 404', async
   t.equal(notReady.status, 503, '/readyz is 503 before the first sync');
   t.equal(notReady.body, 'not ready: waiting for etcd\n', 'and says what it waits for');
   t.notMatch(d.logs, /cluster view synced/, 'indeed not synced yet');
+  const early = (await get(port, '/metrics')).body;
+  t.notMatch(early, /\bNaN\b/, 'no NaN before the first sync');
+  t.match(early, /^trellis_last_full_sync_timestamp_seconds 0$/m, 'last full sync: 0 before the first');
+  t.match(early, /^trellis_ready 0$/m);
 
   await etcd.start(); // same port, same data (the topology is still there)
   const took = await until('/readyz 200', async () => (await get(port, '/readyz')).status === 200);
@@ -73,6 +77,17 @@ t.test('/healthz, /readyz before and after the first sync from etcd, 404', async
   const metrics = await get(port, '/metrics');
   t.equal(metrics.status, 200, '/metrics is 200');
   t.match(metrics.body, /^# (HELP|TYPE) /m, 'in Prometheus text format');
+  t.notMatch(metrics.body, /\bNaN\b/, 'no NaN');
+  t.match(metrics.body, /^trellis_build_info\{version="\d+\.\d+\.\d+[^"]*",node_version="v\d+\.\d+\.\d+"\} 1$/m, 'build info');
+  t.match(metrics.body, /^process_cpu_seconds_total \d/m, 'the standard process metrics, unprefixed');
+  t.match(metrics.body, /^process_resident_memory_bytes \d/m);
+  t.match(metrics.body, /^nodejs_heap_size_used_bytes \d/m);
+  t.notMatch(metrics.body, /^trellis_process_/m, 'no prefixed copy of them');
+  t.match(metrics.body, /^# TYPE trellis_etcd_errors_total counter$/m, 'etcd errors are a counter');
+  t.match(metrics.body, /^trellis_etcd_errors_total\{source="publish"\} 0$/m);
+  t.match(metrics.body, /^trellis_ipam_addresses_free \d+$/m, 'IPAM usage gauges');
+  const counters = [...metrics.body.matchAll(/^# TYPE (\S+) counter$/gm)].map((m) => m[1]!);
+  t.same(counters.filter((n) => !n.endsWith('_total')), [], `counters end in _total (${counters.length} counters)`);
 
   await d.stop();
   await t.rejects(get(port, '/healthz'), /ECONNREFUSED/, 'after the process ends nothing answers');

@@ -6,7 +6,20 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { contains, parseAddress, parsePrefix } from '../../src/core/cidr.js';
 import { startEtcd } from '../../lab/etcd.js';
-import { daemon, seedTopology } from '../../lab/trellis.js';
+import { until } from '../../lab/pids.js';
+import { daemon, seedTopology, type Daemon } from '../../lab/trellis.js';
+
+/** One subnet of four addresses: one /30 block. */
+const TINY_TOPOLOGY = `
+network: 100.100.0.0/28
+blockSize: 30
+subnetSize: 30
+zones:
+  - name: zone-a
+    subnets:
+      - id: subnet-tiny
+        cidr: 198.18.1.0/24
+`;
 
 interface Reply {
   status: number;
@@ -23,6 +36,28 @@ function call(socket: string, method: string, path: string, body?: unknown): Pro
     req.on('error', reject);
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
+}
+
+/** trellisd's /metrics (the lab starts it with --http-listen 127.0.0.1:0; the port is in its log). */
+async function scrape(d: Daemon): Promise<string> {
+  const line = d.logs.split('\n').find((l) => l.includes('"HTTP endpoint listening"'));
+  const port = line === undefined ? undefined : (JSON.parse(line) as { port?: number }).port;
+  if (port === undefined) throw new Error('no HTTP port in the log');
+  return new Promise((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => resolve(text));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** The value of one sample line (`name{labels}` exactly), or undefined when absent. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
 t.test('IPAM API', async (t) => {
@@ -83,7 +118,7 @@ t.test('IPAM API', async (t) => {
     t.type(r.body.address, 'string');
     const again = await call(sock, 'POST', '/v1/release', { containerId: 'burst-0', ifName: 'eth0' });
     t.equal(again.status, 200);
-    t.equal(again.body.address, undefined, 'nothing held any more');
+    t.equal(again.body.address, '', 'nothing held any more (every field is sent, empty ones too)');
   });
 
   t.test('gc releases what is not in the valid attachments of the network', async (t) => {
@@ -107,8 +142,45 @@ t.test('IPAM API', async (t) => {
     t.equal(nowhere.status, 404);
   });
 
+  t.test('metrics count and time the calls', async (t) => {
+    const m = await scrape(d);
+    // ok: c-1 twice, 50 burst, other-net; error: the allocate without containerId (a body that does not parse is not a call).
+    t.equal(sample(m, 'trellis_ipam_allocations_total{result="ok"}'), 53);
+    t.equal(sample(m, 'trellis_ipam_allocations_total{result="error"}'), 1);
+    t.equal(sample(m, 'trellis_ipam_allocation_duration_seconds_count{result="ok"}'), 53, 'each allocate timed');
+    t.equal(sample(m, 'trellis_ipam_releases_total{result="released"}'), 1);
+    t.equal(sample(m, 'trellis_ipam_releases_total{result="none"}'), 1);
+    t.equal(sample(m, 'trellis_ipam_gc_released_total'), 1);
+    t.equal(sample(m, 'trellis_ipam_exhausted_total'), 0);
+    // Usage is refreshed on a timer: wait for the refresh that sees the 50 allocations left.
+    await until('usage refreshed', async () => sample(await scrape(d), 'trellis_ipam_addresses_allocated') === 50, 25_000, 250);
+    const u = await scrape(d);
+    const blocks = sample(u, 'trellis_ipam_blocks') ?? 0;
+    t.ok(blocks >= 1, `${blocks} blocks held`);
+    t.equal((sample(u, 'trellis_ipam_addresses_free') ?? NaN) + 50, blocks * 64, 'free + allocated = the addresses of the /26 blocks held');
+  });
+
   t.test('a second daemon cannot take a live socket', async (t) => {
     const other = daemon(t, { etcd: etcd.endpoint, nodeName: 'ipam-two', hostIP: '198.18.1.61', args: ['--ipam-socket', sock] });
     await t.rejects(other.start('IPAM API listening', 15_000), /another process is serving/);
   });
+});
+
+t.test('an exhausted subnet is counted, and the usage shows no free address', async (t) => {
+  const etcd = await startEtcd(t);
+  await seedTopology(etcd.endpoint, TINY_TOPOLOGY);
+  const d = daemon(t, { etcd: etcd.endpoint, nodeName: 'tiny-node', hostIP: '198.18.1.62' });
+  await d.start('IPAM API listening');
+  const sock = join(d.stateDir, 'trellisd.sock');
+  for (let i = 0; i < 4; i++) t.equal((await call(sock, 'POST', '/v1/allocate', { containerId: `full-${i}`, ifName: 'eth0' })).status, 200);
+  const refused = await call(sock, 'POST', '/v1/allocate', { containerId: 'one-too-many', ifName: 'eth0' });
+  t.equal(refused.status, 507);
+  t.match(refused.body, { code: 'E_EXHAUSTED' });
+  const m = await scrape(d);
+  t.equal(sample(m, 'trellis_ipam_exhausted_total'), 1, 'the refusal is counted');
+  t.equal(sample(m, 'trellis_ipam_allocations_total{result="error"}'), 1);
+  await until('usage refreshed', async () => sample(await scrape(d), 'trellis_ipam_addresses_allocated') === 4, 25_000, 250);
+  const u = await scrape(d);
+  t.equal(sample(u, 'trellis_ipam_addresses_free'), 0);
+  t.equal(sample(u, 'trellis_ipam_blocks'), 1);
 });
