@@ -19,7 +19,7 @@ import { Ipam } from '../src/core/ipam.js';
 import { placeNode } from '../src/core/ipam-placement.js';
 import type { Subnet, Topology } from '../src/core/topology.js';
 import { connectEtcd, explainEtcdError, type EtcdSettings } from '../src/etcd/client.js';
-import { readClaims } from '../src/etcd/claim-reader.js';
+import { mirrorClaims, readClaims } from '../src/etcd/claim-reader.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
@@ -244,12 +244,7 @@ export class NodeDaemon implements IpamHost {
       node: config.nodeName,
       store: new EtcdIpamStore(this.client, this.keys, log.child({ component: 'ipam' })),
       // Block choice reads the watched blocks/ once synced, one paged read of it before.
-      claims: {
-        claims: () =>
-          this.view !== undefined && this.synced
-            ? [...this.view.blocks().values()].map((b) => ({ prefix: formatPrefix(b.prefix), node: b.node }))
-            : readClaims(this.client, this.keys),
-      },
+      claims: { claims: () => (this.view !== undefined && this.synced ? mirrorClaims(this.view, this.mirrors, this.keys) : readClaims(this.client, this.keys)) },
       clock: Date.now,
       addressRestMs: config.ipam.addressRest,
       blockGraceMs: config.ipam.blockGrace,

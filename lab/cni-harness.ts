@@ -236,9 +236,13 @@ export interface CniNode {
  * its IPAM socket, and a lab namespace where the plugin runs as on a host.
  * The socket is a file, so the plugin reaches it from any network namespace.
  */
-export async function cniNode(t: Teardown, opts: { nodeName?: string; topology?: string; hostIP?: string } = {}): Promise<CniNode> {
+export async function cniNode(
+  t: Teardown,
+  opts: { nodeName?: string; topology?: string; hostIP?: string; beforeDaemon?: (endpoint: string) => Promise<void> } = {},
+): Promise<CniNode> {
   const etcd = await startEtcd(t);
   await seedTopology(etcd.endpoint, opts.topology);
+  await opts.beforeDaemon?.(etcd.endpoint);
   const d = daemon(t, { etcd: etcd.endpoint, nodeName: opts.nodeName ?? 'cni-node', hostIP: opts.hostIP ?? '198.18.1.60', args: ['--ipam-address-rest', '0s'] });
   await d.start('IPAM API listening');
   const lab = new Lab(t);

@@ -13,10 +13,9 @@ import type { Subnet, Topology } from '../../src/core/topology.js';
 import { readClaims, etcdClaims } from '../../src/etcd/claim-reader.js';
 import { connectEtcd } from '../../src/etcd/client.js';
 import { EtcdIpamStore } from '../../src/etcd/ipam-store.js';
-import { BlockSchema } from '../../src/gen/trellis/v1/records_pb.js';
 import { Keys } from '../../src/state/keys.js';
-import { encodeRecord, makeRecord, msToTimestamp } from '../../src/state/records.js';
 import { startEtcd } from '../../lab/etcd.js';
+import { fullLegacyBlock } from '../../lab/legacy-blocks.js';
 
 const P = parsePrefix;
 const log = pino({ level: 'silent' });
@@ -25,26 +24,6 @@ const keys = new Keys('/trellis');
 const subA: Subnet = { id: 'subnet-a', zone: 'z1', cidr: P('198.18.0.0/24'), podPrefix: P('100.64.0.0/18'), podPrefixExplicit: true, routeTable: undefined };
 const subX: Subnet = { id: 'subnet-x', zone: 'z1', cidr: P('198.18.1.0/24'), podPrefix: P('100.65.0.0/16'), podPrefixExplicit: true, routeTable: undefined };
 const topology: Topology = { network: P('100.64.0.0/10'), blockSize: 26, nodeHomeSize: 24, subnetSize: 18, zones: [{ name: 'z1', subnets: [subA, subX] }] };
-
-/** An old-layout Block record with every address of the /26 allocated (about 17 KB). */
-function fullLegacyBlock(prefix: string, node: string, subnet: string): string {
-  const p = P(prefix);
-  const allocations: Record<string, object> = {};
-  for (let i = 0n; i < 64n; i++) {
-    const a = p.addr + i;
-    const address = [24n, 16n, 8n, 0n].map((s) => String((a >> s) & 255n)).join('.');
-    allocations[address] = {
-      containerId: `${node}${'0'.repeat(40)}${String(i).padStart(24, '0')}`,
-      ifName: 'eth0',
-      netns: `/var/run/netns/cni-${'f'.repeat(32)}`,
-      podNamespace: 'production-workloads',
-      podName: `deployment-${node}-${i}-abcdefghij-klmno`,
-      network: 'trellis',
-      allocatedAt: msToTimestamp(1_700_000_000_000),
-    };
-  }
-  return encodeRecord(BlockSchema, makeRecord(BlockSchema, { prefix, subnet, node, claimedAt: msToTimestamp(1_700_000_000_000), allocations }));
-}
 
 t.test('IPAM records in etcd', async (t) => {
   const etcd = await startEtcd(t);
