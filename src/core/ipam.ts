@@ -87,6 +87,8 @@ interface OwnedView {
 /** What one attempt sees. */
 interface View {
   readonly state: State;
+  /** The state was read from the store for this attempt (not remembered). */
+  readonly fresh: boolean;
   /** Every block of this node, in any subnet, in address order. */
   readonly owned: OwnedView[];
   /** The node's blocks inside its subnet's pod prefix, in address order. */
@@ -133,6 +135,8 @@ export class Ipam {
   private queue: Promise<unknown> = Promise.resolve();
   private parsed = new Map<string, Prefix | undefined>();
   private state: State | undefined;
+  /** How many times the state was read from the store. */
+  private loads = 0;
   /** Claims of this node written or found here that the claims source may not show yet. */
   private readonly pendingOwn = new Set<string>();
   /** Claims of others found by a lost claim that the claims source may not show yet. */
@@ -201,7 +205,8 @@ export class Ipam {
   release(containerId: string, ifName: string): Promise<string | undefined> {
     return this.run('release an address', async (view) => {
       const found = this.find(view, containerId, ifName);
-      if (found === undefined) return undefined;
+      // Unknown here: read the store once before saying so (another process of the node may hold it).
+      if (found === undefined) return view.fresh ? undefined : LOST;
       const block = view.state.blocks.get(found.block) as OwnBlock;
       const current = view.state.addresses.get(found.address) as VersionedAddress;
       const record: AddressRecord = { address: found.address, block: found.block, node: this.node, releasedAt: this.clock() };
@@ -280,7 +285,9 @@ export class Ipam {
       for (let i = 0; i <= this.maxRetries; i++) {
         let outcome: T | typeof LOST;
         try {
-          outcome = await attempt(this.view(await this.load0()));
+          const loads = this.loads;
+          const state = await this.load0();
+          outcome = await attempt(this.view(state, this.loads !== loads));
         } catch (err) {
           this.state = undefined;
           throw err;
@@ -333,17 +340,18 @@ export class Ipam {
       if (block !== undefined && addressIn(block.prefix, a.record.address)) addresses.set(a.record.address, a);
     }
     this.state = { blocks, addresses };
+    this.loads++;
     return this.state;
   }
 
-  private view(state: State): View {
+  private view(state: State, fresh: boolean): View {
     const byBlock = new Map<string, AddressRecord[]>();
     for (const { record } of state.addresses.values()) byBlock.set(record.block, [...(byBlock.get(record.block) ?? []), record]);
     const owned = [...state.blocks.values()]
       .sort((a, b) => comparePrefix(a.prefix, b.prefix))
       .map((b) => ({ record: assembleBlock(b.claim, byBlock.get(b.claim.prefix) ?? []), version: b.version, prefix: b.prefix }));
     const mine = owned.filter((b) => contains(this.subnet.podPrefix, b.prefix));
-    return { state, owned, mine };
+    return { state, fresh, owned, mine };
   }
 
   /** Every claim block choice must avoid: the source's, this node's, and those found by lost claims. */
