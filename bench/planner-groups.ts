@@ -41,7 +41,7 @@ async function placeNodes(): Promise<PlanNode[]> {
   for (let i = 0; i < NODES; i++) {
     const subnet = subnets[i % subnets.length] as Subnet;
     const name = `node-${String(i).padStart(4, '0')}`;
-    const ipam = new Ipam({ topology, subnet, node: name, store, clock: () => 0 });
+    const ipam = new Ipam({ topology, subnet, node: name, store, claims: store, clock: () => 0 });
     const want = 1 + Math.floor(next() * 4);
     await ipam.ensureBlock();
     for (let b = 1; b < want; b++) await ipam.claimBlock();

@@ -22,6 +22,7 @@ import { Ipam } from '../src/core/ipam.js';
 import { placeNode } from '../src/core/ipam-placement.js';
 import type { Subnet } from '../src/core/topology.js';
 import { connectEtcd } from '../src/etcd/client.js';
+import { mirrorClaims, readClaims } from '../src/etcd/claim-reader.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
@@ -165,11 +166,15 @@ export class NodeDaemon {
       subnet,
       node: config.nodeName,
       store: new EtcdIpamStore(this.client, this.keys, log.child({ component: 'ipam' })),
+      // Block choice reads the watched blocks/ once synced, one paged read of it before.
+      claims: { claims: () => (this.view !== undefined && this.synced ? mirrorClaims(this.view, this.mirrors, this.keys) : readClaims(this.client, this.keys)) },
       clock: Date.now,
       addressRestMs: config.ipam.addressRest,
       blockGraceMs: config.ipam.blockGrace,
       beforeRelease: advertisement.beforeRelease,
     });
+    // Reads the node's own address records (migrating claims of the old layout first).
+    await this.ipam.load();
     await advertisement.claim(this.ipam);
 
     topologyMirror.on('changes', () => {

@@ -17,6 +17,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, accessSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { readPrefix } from '../src/etcd/paged-range.js';
 import { onTeardown, type Teardown } from './cleanup.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { Lab, type Netns } from './netns.js';
@@ -189,15 +190,15 @@ export async function delList(list: ConfList, att: Attachment, result?: Record<s
   return outs;
 }
 
-/** Allocations recorded in etcd block records: address → containerId. */
+/** Allocations recorded in etcd (the PodAddress records under ipam/): address → allocation. */
 export async function etcdAllocations(endpoint: string, prefix = '/trellis'): Promise<Map<string, { containerId: string; ifName: string; network?: string }>> {
   const client = new Etcd3({ hosts: endpoint });
   try {
-    const values = await client.getAll().prefix(`${prefix}/v1/blocks/`).strings();
+    const { kvs } = await readPrefix(client, `${prefix}/v1/ipam/`);
     const out = new Map<string, { containerId: string; ifName: string; network?: string }>();
-    for (const text of Object.values(values)) {
-      const record = JSON.parse(text) as { allocations?: Record<string, { containerId: string; ifName: string; network?: string }> };
-      for (const [address, a] of Object.entries(record.allocations ?? {})) out.set(address, a);
+    for (const kv of kvs) {
+      const record = JSON.parse(kv.value.toString()) as { address: string; allocation?: { containerId: string; ifName: string; network?: string } };
+      if (record.allocation !== undefined) out.set(record.address, record.allocation);
     }
     return out;
   } finally {
@@ -238,9 +239,13 @@ export interface CniNode {
  * its IPAM socket, and a lab namespace where the plugin runs as on a host.
  * The socket is a file, so the plugin reaches it from any network namespace.
  */
-export async function cniNode(t: Teardown, opts: { nodeName?: string; topology?: string; hostIP?: string } = {}): Promise<CniNode> {
+export async function cniNode(
+  t: Teardown,
+  opts: { nodeName?: string; topology?: string; hostIP?: string; beforeDaemon?: (endpoint: string) => Promise<void> } = {},
+): Promise<CniNode> {
   const etcd = await startEtcd(t);
   await seedTopology(etcd.endpoint, opts.topology);
+  await opts.beforeDaemon?.(etcd.endpoint);
   const d = daemon(t, { etcd: etcd.endpoint, nodeName: opts.nodeName ?? 'cni-node', hostIP: opts.hostIP ?? '198.18.1.60', args: ['--ipam-address-rest', '0s'] });
   await d.start('IPAM API listening');
   const lab = new Lab(t);

@@ -1,5 +1,5 @@
-// A consistent read of the whole Trellis state for inspection commands: one
-// range read of <prefix>/v1/ at a single etcd revision, run through the same
+// A consistent read of the Trellis state for inspection commands (all but the
+// pod address records): paged range reads at a single etcd revision, run through the same
 // validation trellisd applies, so what trellisctl shows as valid is exactly
 // what the daemons act on, and everything else is shown with its reason.
 
@@ -8,6 +8,7 @@ import { BlockSchema, TopologySchema, type Block, type Topology as TopologyRecor
 import { ClusterView, type IgnoredRecord } from '../state/cluster-view.js';
 import { decodeRecord } from '../state/records.js';
 import { topologyFromRecord } from '../state/topology-record.js';
+import { readPrefix } from '../etcd/paged-range.js';
 import type { EtcdSession } from './etcd-options.js';
 import type { Keys } from '../state/keys.js';
 
@@ -28,9 +29,14 @@ export interface Snapshot {
 
 export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
   const { client, keys } = session;
-  const res = await client.getAll().prefix(`${keys.root}/`).exec();
-  const revision = String(res.header.revision);
-  const entries = res.kvs.map((kv) => ({
+  // Paged, at one revision; the pod address records under ipam/ are left to `trellisctl ipam`.
+  const first = await readPrefix(client, keys.topology(), { maxValueBytes: Number.POSITIVE_INFINITY });
+  const revision = first.revision;
+  const kvs = [...first.kvs];
+  for (const prefix of [keys.nodesPrefix(), keys.blocksPrefix(), keys.routesPrefix(), `${keys.root}/advertisers/`, keys.vpcPrefix()]) {
+    kvs.push(...(await readPrefix(client, prefix, { revision, maxValueBytes: Number.POSITIVE_INFINITY })).kvs);
+  }
+  const entries = kvs.map((kv) => ({
     key: kv.key.toString(),
     value: kv.value.toString(),
     modRevision: String(kv.mod_revision),

@@ -1,14 +1,25 @@
 // The IPAM allocator of one node: claims blocks of its subnet's pod prefix and
-// hands out addresses from them, over an injected IpamStore.
+// hands out addresses from them, over an injected IpamStore and ClaimSource.
+//
+// What it reads: block choice uses the claims source (the cluster's claims,
+// small records; never anybody's addresses); the node's own state is its own
+// claims (one small read each) and its address records (one bounded read of
+// its own range), loaded once, migrated from the old layout first (see
+// ipam-migrate.ts), and kept in memory afterwards. What it writes: one address
+// record per allocation or release, one claim (with the block's first
+// address) per claimed block, one atomic delete per block given back.
 //
 // Invariants:
 //  * every block and address of the node lies inside its subnet's pod prefix
 //    (blocks come only from chooseBlock, addresses only from the node's blocks);
-//  * nothing is owned twice: every write is a compare-and-swap on the version
-//    it was computed from; a lost race re-reads the store and recomputes, at
-//    most `maxRetries` times before failing with ErrorCode.Conflict;
-//  * an allocation is in its block record before allocate() returns, and
-//    allocate() is idempotent per (containerId, ifName);
+//  * nothing is owned twice: every write is a compare-and-swap (create-if-absent
+//    for a claim or a new address record, the record's version for a reused one,
+//    and the claim's version for any address write), so the in-memory state is
+//    only a guess: a lost race (or any store error) drops it, re-reads the
+//    store and recomputes, at most `maxRetries` times before ErrorCode.Conflict;
+//  * an allocation is in the store before allocate() returns, and allocate()
+//    is idempotent per (containerId, ifName);
+//  * no address is handed out before every claim of the node is migrated;
 //  * nothing existing is ever renumbered: writes only add to or remove from
 //    the node's own records, never move an allocation or another node's block.
 // Calls on one Ipam run one at a time (an internal queue), so concurrent CNI
@@ -20,63 +31,68 @@ import { aggregate, comparePrefix, contains, formatPrefix, parseAddress, tryPars
 import { ErrorCode, TrellisError } from '../errors.js';
 import { chooseAddress, chooseRestingAddress, firstUnusedAddress, type AddressChoice } from './ipam-address.js';
 import { checkBlockSize, chooseBlock, type ClaimedBlock } from './ipam-choose.js';
-import { cloneBlock, type Allocation, type BlockRecord, type IpamStore, type VersionedBlock } from './ipam-store.js';
+import { migrateBlock } from './ipam-migrate.js';
+import {
+  assembleBlock,
+  type AddressRecord,
+  type Allocation,
+  type BlockRecord,
+  type ClaimInfo,
+  type ClaimRecord,
+  type ClaimSource,
+  type IpamStore,
+  type VersionedAddress,
+} from './ipam-store.js';
+import {
+  DEFAULT_ADDRESS_REST_MS,
+  DEFAULT_BLOCK_GRACE_MS,
+  DEFAULT_MAX_RETRIES,
+  type AllocationEntry,
+  type AllocationRequest,
+  type AllocationResult,
+  type IpamOptions,
+} from './ipam-types.js';
 import type { Subnet, Topology } from './topology.js';
 
-export const DEFAULT_ADDRESS_REST_MS = 30_000;
-export const DEFAULT_BLOCK_GRACE_MS = 600_000;
-export const DEFAULT_MAX_RETRIES = 16;
+export {
+  DEFAULT_ADDRESS_REST_MS,
+  DEFAULT_BLOCK_GRACE_MS,
+  DEFAULT_MAX_RETRIES,
+  type AllocationEntry,
+  type AllocationRequest,
+  type AllocationResult,
+  type IpamOptions,
+} from './ipam-types.js';
 
-export interface IpamOptions {
-  readonly topology: Topology;
-  readonly store: IpamStore;
-  /** This node's name: owner of the blocks it claims. */
-  readonly node: string;
-  /** This node's subnet (see placeNode). */
-  readonly subnet: Subnet;
-  /** Current time in ms. */
-  readonly clock: () => number;
-  /** How long a released address rests before it is preferred over claiming a block. */
-  readonly addressRestMs?: number;
-  /** How long a block stays empty before releaseEmptyBlocks() gives it back. */
-  readonly blockGraceMs?: number;
-  /** How many times a lost compare-and-swap is retried before ErrorCode.Conflict. */
-  readonly maxRetries?: number;
-  /**
-   * Called before an empty block of this node is given back, so the caller
-   * can stop advertising it first (peers never see an advertised prefix
-   * without its block record).
-   */
-  readonly beforeRelease?: (prefix: string) => Promise<void>;
+/** One claim of this node, as last read or written. */
+interface OwnBlock {
+  readonly prefix: Prefix;
+  readonly claim: ClaimRecord;
+  readonly version: string;
 }
 
-export interface AllocationRequest {
-  readonly containerId: string;
-  readonly ifName: string;
-  readonly netns?: string;
-  readonly podNamespace?: string;
-  readonly podName?: string;
-  readonly network?: string;
+/** The node's own records as this allocator believes them (dropped on any lost race). */
+interface State {
+  readonly blocks: Map<string, OwnBlock>;
+  /** Address records of the node's blocks, by address text. */
+  readonly addresses: Map<string, VersionedAddress>;
 }
 
-export interface AllocationResult {
-  readonly address: string;
-  readonly prefixLength: 32 | 128;
-  /** The block holding the address. */
-  readonly block: string;
+interface OwnedView {
+  readonly record: BlockRecord;
+  readonly version: string;
+  readonly prefix: Prefix;
 }
 
-export interface AllocationEntry extends AllocationResult {
-  readonly allocation: Allocation;
-}
-
-/** What the store holds, as one attempt sees it. */
+/** What one attempt sees. */
 interface View {
-  readonly claimed: ClaimedBlock[];
+  readonly state: State;
+  /** The state was read from the store for this attempt (not remembered). */
+  readonly fresh: boolean;
   /** Every block of this node, in any subnet, in address order. */
-  readonly owned: Array<VersionedBlock & { prefix: Prefix }>;
+  readonly owned: OwnedView[];
   /** The node's blocks inside its subnet's pod prefix, in address order. */
-  readonly mine: Array<VersionedBlock & { prefix: Prefix }>;
+  readonly mine: OwnedView[];
 }
 
 const LOST = Symbol('lost compare-and-swap');
@@ -87,14 +103,22 @@ function parseOrUndefined(text: string): Prefix | undefined {
   return typeof p === 'string' ? undefined : p;
 }
 
+function addressIn(prefix: Prefix, text: string): boolean {
+  try {
+    return contains(prefix, parseAddress(text));
+  } catch {
+    return false;
+  }
+}
+
 function nonNegative(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback;
   if (!Number.isFinite(v) || v < 0) throw new TrellisError(ErrorCode.Config, `${name} must be a non-negative number, got ${v}`);
   return v;
 }
 
-function entryOf(record: BlockRecord, address: string, allocation: Allocation): AllocationEntry {
-  return { address, prefixLength: address.includes(':') ? 128 : 32, block: record.prefix, allocation };
+function entryOf(block: string, address: string, allocation: Allocation): AllocationEntry {
+  return { address, prefixLength: address.includes(':') ? 128 : 32, block, allocation };
 }
 
 export class Ipam {
@@ -102,6 +126,7 @@ export class Ipam {
   readonly subnet: Subnet;
   private readonly topology: Topology;
   private readonly store: IpamStore;
+  private readonly source: ClaimSource;
   private readonly clock: () => number;
   private readonly restMs: number;
   private readonly graceMs: number;
@@ -109,11 +134,19 @@ export class Ipam {
   private readonly beforeRelease: ((prefix: string) => Promise<void>) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private parsed = new Map<string, Prefix | undefined>();
+  private state: State | undefined;
+  /** How many times the state was read from the store. */
+  private loads = 0;
+  /** Claims of this node written or found here that the claims source may not show yet. */
+  private readonly pendingOwn = new Set<string>();
+  /** Claims of others found by a lost claim that the claims source may not show yet. */
+  private readonly learned = new Map<string, ClaimInfo>();
 
   constructor(options: IpamOptions) {
     checkBlockSize(options.topology, options.subnet);
     this.topology = options.topology;
     this.store = options.store;
+    this.source = options.claims;
     this.node = options.node;
     this.subnet = options.subnet;
     this.clock = options.clock;
@@ -121,6 +154,14 @@ export class Ipam {
     this.graceMs = nonNegative('blockGraceMs', options.blockGraceMs, DEFAULT_BLOCK_GRACE_MS);
     this.maxRetries = Math.floor(nonNegative('maxRetries', options.maxRetries, DEFAULT_MAX_RETRIES));
     this.beforeRelease = options.beforeRelease;
+  }
+
+  /**
+   * Reads (and migrates) the node's records now, so the first allocation does
+   * not wait for it. Every other call does it first when it has not been done.
+   */
+  load(): Promise<void> {
+    return this.run('read its records', async () => undefined);
   }
 
   /** Makes sure the node holds at least one block; returns its blocks in the subnet. */
@@ -141,7 +182,8 @@ export class Ipam {
   allocate(req: AllocationRequest): Promise<AllocationResult> {
     return this.run('allocate an address', async (view) => {
       const existing = this.find(view, req.containerId, req.ifName);
-      if (existing !== undefined) return existing;
+      // A repeated call (rare: a retried ADD) checks that the block was not given back meanwhile.
+      if (existing !== undefined) return (await this.stillClaimed(view, existing.block)) ? existing : LOST;
       const now = this.clock();
       const allocation: Allocation = { containerId: req.containerId, ifName: req.ifName, allocatedAt: now };
       for (const field of ['netns', 'podNamespace', 'podName', 'network'] as const) {
@@ -152,7 +194,7 @@ export class Ipam {
       const choice = chooseAddress(records, now, this.restMs);
       if (choice !== undefined) return this.put(view, choice, allocation);
       const claimed = await this.claim(view, allocation);
-      if (claimed !== undefined) return claimed === LOST ? LOST : entryOf(claimed, Object.keys(claimed.allocations)[0] as string, allocation);
+      if (claimed !== undefined) return claimed;
       const resting = chooseRestingAddress(records);
       if (resting !== undefined) return this.put(view, resting, allocation);
       throw this.exhausted('address');
@@ -163,26 +205,26 @@ export class Ipam {
   release(containerId: string, ifName: string): Promise<string | undefined> {
     return this.run('release an address', async (view) => {
       const found = this.find(view, containerId, ifName);
-      if (found === undefined) return undefined;
-      const block = view.owned.find((b) => b.record.prefix === found.block) as VersionedBlock;
-      const record = cloneBlock(block.record);
-      const now = this.clock();
-      delete record.allocations[found.address];
-      record.released[found.address] = now;
-      if (Object.keys(record.allocations).length === 0) record.emptySince = now;
-      return (await this.store.updateBlock(record, block.version)) ? found.address : LOST;
+      // Unknown here: read the store once before saying so (another process of the node may hold it).
+      if (found === undefined) return view.fresh ? undefined : LOST;
+      const block = view.state.blocks.get(found.block) as OwnBlock;
+      const current = view.state.addresses.get(found.address) as VersionedAddress;
+      const record: AddressRecord = { address: found.address, block: found.block, node: this.node, releasedAt: this.clock() };
+      const version = await this.store.updateAddress(record, current.version, block.version);
+      if (version === undefined) return LOST;
+      view.state.addresses.set(found.address, { record, version });
+      return found.address;
     });
   }
 
   /** Every allocation of this node, in address order within blocks in address order. */
-  async listAllocations(): Promise<AllocationEntry[]> {
-    const view = await this.read();
-    return view.owned.flatMap((b) => this.entries(b.record));
+  listAllocations(): Promise<AllocationEntry[]> {
+    return this.run('list its allocations', async (view) => view.owned.flatMap((b) => this.entries(b.record)));
   }
 
   /** The node's blocks inside its subnet, in address order. */
-  async listBlocks(): Promise<string[]> {
-    return (await this.read()).mine.map((b) => b.record.prefix);
+  listBlocks(): Promise<string[]> {
+    return this.run('list its blocks', async (view) => view.mine.map((b) => b.record.prefix));
   }
 
   /**
@@ -194,23 +236,21 @@ export class Ipam {
     const released: string[] = [];
     return this.run('release empty blocks', async (view) => {
       const now = this.clock();
-      const idle = (b: VersionedBlock): boolean =>
+      const idle = (b: OwnedView): boolean =>
         Object.keys(b.record.allocations).length === 0 && now - (b.record.emptySince ?? b.record.claimedAt) >= this.graceMs;
       const foreign = view.owned.filter((b) => !view.mine.includes(b) && idle(b));
       for (const b of foreign) {
-        await this.beforeRelease?.(b.record.prefix);
-        if (!(await this.store.deleteBlock(b.record.prefix, b.version))) return LOST;
+        if (!(await this.giveBack(view, b, true))) return LOST;
         released.push(b.record.prefix);
       }
       let remaining = view.mine;
       let candidates = remaining.filter(idle);
       while (candidates.length > 0 && remaining.length > 1) {
         const rest = remaining;
-        const score = (c: VersionedBlock): number => aggregate(rest.filter((b) => b !== c).map((b) => b.prefix)).length;
+        const score = (c: OwnedView): number => aggregate(rest.filter((b) => b !== c).map((b) => b.prefix)).length;
         // Fewest aggregate prefixes left; on a tie the highest block goes first.
         const next = candidates.reduce((a, b) => (score(b) <= score(a) ? b : a));
-        await this.beforeRelease?.(next.record.prefix);
-        if (!(await this.store.deleteBlock(next.record.prefix, next.version))) return LOST;
+        if (!(await this.giveBack(view, next, true))) return LOST;
         released.push(next.record.prefix);
         remaining = remaining.filter((b) => b !== next);
         candidates = candidates.filter((b) => b !== next);
@@ -219,24 +259,41 @@ export class Ipam {
     });
   }
 
-  /** Deletes every block claim of this node (the node is gone). Returns them. */
+  /**
+   * Gives back every block of this node with its address records, whatever
+   * they hold (the node is gone), from a fresh read. Returns the blocks.
+   */
   releaseNode(): Promise<string[]> {
     const released: string[] = [];
     return this.run('release the node', async (view) => {
       for (const b of view.owned) {
-        if (!(await this.store.deleteBlock(b.record.prefix, b.version))) return LOST;
+        if (!(await this.giveBack(view, b, false))) return LOST;
         released.push(b.record.prefix);
       }
       return released;
-    });
+    }, true);
   }
 
-  /** Runs `attempt` on fresh views until it does not lose a race, one call at a time. */
-  private run<T>(what: string, attempt: Attempt<T>): Promise<T> {
+  /**
+   * Runs `attempt` until it does not lose a race, one call at a time; a lost
+   * race or an error drops the state. `fresh`: read the store even when the
+   * state is at hand (for what must not act on a guess).
+   */
+  private run<T>(what: string, attempt: Attempt<T>, fresh = false): Promise<T> {
     const result = this.queue.then(async () => {
+      if (fresh) this.state = undefined;
       for (let i = 0; i <= this.maxRetries; i++) {
-        const outcome = await attempt(await this.read());
+        let outcome: T | typeof LOST;
+        try {
+          const loads = this.loads;
+          const state = await this.load0();
+          outcome = await attempt(this.view(state, this.loads !== loads));
+        } catch (err) {
+          this.state = undefined;
+          throw err;
+        }
         if (outcome !== LOST) return outcome;
+        this.state = undefined;
       }
       throw new TrellisError(
         ErrorCode.Conflict,
@@ -248,69 +305,157 @@ export class Ipam {
     return result;
   }
 
-  private async read(): Promise<View> {
-    const claimed: ClaimedBlock[] = [];
-    const owned: View['owned'] = [];
-    const parsed = new Map<string, Prefix | undefined>();
-    for (const b of await this.store.listBlocks()) {
-      const text = b.record.prefix;
-      const prefix = this.parsed.has(text) ? this.parsed.get(text) : parseOrUndefined(text);
-      parsed.set(text, prefix);
-      if (prefix === undefined) continue; // not a block this allocator can reason about
-      claimed.push({ prefix, node: b.record.node });
-      if (b.record.node === this.node) owned.push({ ...b, prefix });
+  private parse(text: string): Prefix | undefined {
+    if (!this.parsed.has(text)) this.parsed.set(text, parseOrUndefined(text));
+    return this.parsed.get(text);
+  }
+
+  /**
+   * The node's claims (from the claims source and from this allocator's own
+   * writes, each checked and migrated in the store), then its address records
+   * in one read of its own range.
+   */
+  private async load0(): Promise<State> {
+    if (this.state !== undefined) return this.state;
+    const own = new Set(this.pendingOwn);
+    for (const c of await this.source.claims()) {
+      if (c.node === this.node) own.add(c.prefix);
+      this.pendingOwn.delete(c.prefix);
+      this.learned.delete(c.prefix);
     }
-    // Parsing IPv6 text is not cheap: remember the prefixes of the blocks that exist now.
-    this.parsed = parsed;
-    owned.sort((a, b) => comparePrefix(a.prefix, b.prefix));
+    const blocks = new Map<string, OwnBlock>();
+    for (const text of own) {
+      const prefix = this.parse(text);
+      if (prefix === undefined) continue; // not a block this allocator can reason about
+      const { claim } = await migrateBlock(this.store, this.node, text);
+      if (claim === undefined) {
+        this.pendingOwn.delete(text);
+        continue;
+      }
+      blocks.set(text, { prefix, claim: claim.claim, version: claim.version });
+    }
+    const addresses = new Map<string, VersionedAddress>();
+    for (const a of (await this.store.listAddresses(this.node)).addresses) {
+      const block = blocks.get(a.record.block);
+      if (block !== undefined && addressIn(block.prefix, a.record.address)) addresses.set(a.record.address, a);
+    }
+    this.state = { blocks, addresses };
+    this.loads++;
+    return this.state;
+  }
+
+  private view(state: State, fresh: boolean): View {
+    const byBlock = new Map<string, AddressRecord[]>();
+    for (const { record } of state.addresses.values()) byBlock.set(record.block, [...(byBlock.get(record.block) ?? []), record]);
+    const owned = [...state.blocks.values()]
+      .sort((a, b) => comparePrefix(a.prefix, b.prefix))
+      .map((b) => ({ record: assembleBlock(b.claim, byBlock.get(b.claim.prefix) ?? []), version: b.version, prefix: b.prefix }));
     const mine = owned.filter((b) => contains(this.subnet.podPrefix, b.prefix));
-    return { claimed, owned, mine };
+    return { state, fresh, owned, mine };
+  }
+
+  /** Every claim block choice must avoid: the source's, this node's, and those found by lost claims. */
+  private async claimed(state: State): Promise<ClaimedBlock[]> {
+    const out: ClaimedBlock[] = [];
+    const seen = new Set<string>();
+    for (const c of await this.source.claims()) {
+      const prefix = this.parse(c.prefix);
+      if (prefix === undefined) continue;
+      seen.add(c.prefix);
+      // The source may still show a block this node gave back, or lag behind its claims.
+      out.push({ prefix, node: c.node === this.node && !state.blocks.has(c.prefix) ? '(unknown)' : c.node });
+    }
+    for (const b of state.blocks.values()) if (!seen.has(b.claim.prefix)) out.push({ prefix: b.prefix, node: this.node });
+    for (const c of this.learned.values()) {
+      const prefix = this.parse(c.prefix);
+      if (prefix !== undefined && !seen.has(c.prefix)) out.push({ prefix, node: c.node });
+    }
+    return out;
   }
 
   private entries(record: BlockRecord): AllocationEntry[] {
     return Object.entries(record.allocations)
       .map(([address, allocation]) => ({ address, allocation, addr: parseAddress(address).addr }))
       .sort((a, b) => (a.addr < b.addr ? -1 : 1)) // keys of one record are distinct
-      .map(({ address, allocation }) => entryOf(record, address, allocation));
+      .map(({ address, allocation }) => entryOf(record.prefix, address, allocation));
   }
 
   private find(view: View, containerId: string, ifName: string): AllocationEntry | undefined {
     for (const b of view.owned) {
       for (const [address, allocation] of Object.entries(b.record.allocations)) {
-        if (allocation.containerId === containerId && allocation.ifName === ifName) return entryOf(b.record, address, allocation);
+        if (allocation.containerId === containerId && allocation.ifName === ifName) return entryOf(b.record.prefix, address, allocation);
       }
     }
     return undefined;
   }
 
   private async put(view: View, choice: AddressChoice, allocation: Allocation): Promise<AllocationEntry | typeof LOST> {
-    const block = view.mine.find((b) => b.record.prefix === choice.block) as VersionedBlock;
-    const record = cloneBlock(block.record);
-    record.allocations[choice.address] = allocation;
-    delete record.released[choice.address];
-    delete record.emptySince;
-    return (await this.store.updateBlock(record, block.version)) ? entryOf(record, choice.address, allocation) : LOST;
+    const block = view.state.blocks.get(choice.block) as OwnBlock;
+    const record: AddressRecord = { address: choice.address, block: choice.block, node: this.node, allocation };
+    const current = view.state.addresses.get(choice.address);
+    const version =
+      current === undefined
+        ? await this.store.createAddress(record, block.version)
+        : await this.store.updateAddress(record, current.version, block.version);
+    if (version === undefined) return LOST;
+    view.state.addresses.set(choice.address, { record, version });
+    return entryOf(choice.block, choice.address, allocation);
   }
 
   /**
    * Claims the block chooseBlock picks, holding `allocation` at its first
-   * address when given (so a block claimed for a pod is never seen empty), or
-   * empty since now. Undefined when the subnet has no free block.
+   * address when given (one write: a block claimed for a pod is never seen
+   * empty), or empty since now. Undefined when the subnet has no free block.
    */
-  private async claim(view: View, allocation: Allocation | undefined): Promise<BlockRecord | undefined | typeof LOST> {
-    const block = chooseBlock(this.topology, this.subnet, view.claimed, this.node);
+  private async claim(view: View, allocation: Allocation): Promise<AllocationEntry | undefined | typeof LOST>;
+  private async claim(view: View, allocation: undefined): Promise<string | undefined | typeof LOST>;
+  private async claim(view: View, allocation: Allocation | undefined): Promise<AllocationEntry | string | undefined | typeof LOST> {
+    const block = chooseBlock(this.topology, this.subnet, await this.claimed(view.state), this.node);
     if (block === undefined) return undefined;
-    const now = this.clock();
-    const record: BlockRecord = { prefix: formatPrefix(block), subnet: this.subnet.id, node: this.node, claimedAt: now, allocations: {}, released: {} };
-    if (allocation === undefined) record.emptySince = now;
-    else record.allocations[firstUnusedAddress(record) as string] = allocation;
-    return (await this.store.createBlock(record)) ? record : LOST;
+    const claim: ClaimRecord = { prefix: formatPrefix(block), subnet: this.subnet.id, node: this.node, claimedAt: this.clock() };
+    const address = allocation === undefined ? undefined : (firstUnusedAddress(assembleBlock(claim, [])) as string);
+    const first: AddressRecord | undefined = allocation === undefined ? undefined : { address: address as string, block: claim.prefix, node: this.node, allocation };
+    const version = await this.store.createClaim(claim, first);
+    if (version === undefined) {
+      const holder = await this.store.getClaim(claim.prefix);
+      if (holder !== undefined && holder.claim.node === this.node) this.pendingOwn.add(claim.prefix);
+      else if (holder !== undefined) this.learned.set(claim.prefix, { prefix: claim.prefix, node: holder.claim.node });
+      return LOST;
+    }
+    this.pendingOwn.add(claim.prefix);
+    view.state.blocks.set(claim.prefix, { prefix: block, claim, version });
+    if (first === undefined || allocation === undefined) return claim.prefix;
+    view.state.addresses.set(first.address, { record: first, version });
+    return entryOf(claim.prefix, first.address, allocation);
   }
 
   private async claimEmpty(view: View): Promise<string | typeof LOST> {
     const claimed = await this.claim(view, undefined);
     if (claimed === undefined) throw this.exhausted('block');
-    return claimed === LOST ? LOST : claimed.prefix;
+    return claimed;
+  }
+
+  /**
+   * Deletes a claim of this node with its address records, in one step that
+   * fails if anything in the block changed since a fresh read of it; with
+   * `onlyIfEmpty`, also when that read finds an allocation (beforeRelease
+   * runs between the read and the delete: only for a block found empty).
+   */
+  private async giveBack(view: View, b: OwnedView, onlyIfEmpty: boolean): Promise<boolean> {
+    const fresh = await this.store.listBlockAddresses(this.node, b.record.prefix);
+    if (onlyIfEmpty) {
+      if (fresh.addresses.some((a) => a.record.allocation !== undefined)) return false;
+      await this.beforeRelease?.(b.record.prefix);
+    }
+    if (!(await this.store.releaseBlock(this.node, b.record.prefix, b.version, fresh.revision))) return false;
+    view.state.blocks.delete(b.record.prefix);
+    this.pendingOwn.delete(b.record.prefix);
+    for (const [address, a] of view.state.addresses) if (a.record.block === b.record.prefix) view.state.addresses.delete(address);
+    return true;
+  }
+
+  private async stillClaimed(view: View, block: string): Promise<boolean> {
+    return (await this.store.getClaim(block))?.version === view.state.blocks.get(block)?.version;
   }
 
   private exhausted(what: 'address' | 'block'): TrellisError {

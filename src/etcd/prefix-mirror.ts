@@ -14,6 +14,7 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
+import { readPrefix } from './paged-range.js';
 import type { BackoffPolicy } from '../core/backoff.js';
 import { retryUntil } from '../retry.js';
 
@@ -97,8 +98,9 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
     this.watcher = undefined;
     if (old !== undefined) await cancelQuietly(old);
     if (this.stopped) return;
-    const res = await this.client.getAll().prefix(this.prefix).exec();
-    const revision = String(res.header.revision);
+    // Paged, every page at the revision of the first: one snapshot whatever its size.
+    const res = await readPrefix(this.client, this.prefix, { maxValueBytes: Number.POSITIVE_INFINITY });
+    const revision = res.revision;
     const seen = new Set<string>();
     const changes: MirrorChange[] = [];
     for (const kv of res.kvs) {

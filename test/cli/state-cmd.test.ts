@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { main } from '../../src/cli/main.js';
 import type { CliIO } from '../../src/cli/command.js';
-import { AdvertisementSchema, BlockSchema, NodeSchema } from '../../src/gen/trellis/v1/records_pb.js';
+import { AdvertisementSchema, BlockSchema, NodeSchema, PodAddressSchema } from '../../src/gen/trellis/v1/records_pb.js';
 import { encodeRecord, makeRecord } from '../../src/state/records.js';
 import { startEtcd } from '../../lab/etcd.js';
 
@@ -99,7 +99,14 @@ t.test('trellisctl with etcd', async (t) => {
       })),
     );
     await client.put('/trellis/v1/blocks/100.96.1.0-26').value(encodeRecord(BlockSchema, makeRecord(BlockSchema, { prefix: '100.96.1.0/26', subnet: 'subnet-0a1', node: 'node-b' })));
+    // The current layout: one record per address under ipam/<node>/ (node-a's first block mixes both).
+    const podAddress = (node: string, block: string, address: string, init: object): Promise<unknown> =>
+      client.put(`/trellis/v1/ipam/${node}/${block.replace('/', '-')}/${address}`).value(encodeRecord(PodAddressSchema, makeRecord(PodAddressSchema, { node, block, address, ...init }))).exec();
+    await podAddress('node-a', '100.96.0.0/26', '100.96.0.7', { allocation: { containerId: 'c7', ifName: 'eth0', network: 'trellis' } });
+    await podAddress('node-a', '100.96.0.0/26', '100.96.0.8', { releasedAt: {} });
+    await podAddress('node-c', '100.96.2.0/26', '100.96.2.1', { allocation: { containerId: 'stray', ifName: 'eth0' } });
     t.teardown(async () => {
+      await client.delete().prefix('/trellis/v1/ipam/');
       await client.delete().key('/trellis/v1/blocks/100.96.0.64-26');
       await client.delete().key('/trellis/v1/blocks/100.96.1.0-26');
     });
@@ -108,16 +115,19 @@ t.test('trellisctl with etcd', async (t) => {
     const lines = r.stdout.trimEnd().split('\n');
     t.match(lines[0], /^NODE\s+BLOCK\s+ADDRESS\s+CONTAINER\s+IFNAME\s+NETWORK\s+POD\s+ALLOCATED$/);
     t.match(lines[1], /^node-a\s+100\.96\.0\.0\/26\s+100\.96\.0\.5\s+c1\s+eth0\s+-\s+-/);
-    t.match(lines[2], /^node-a\s+100\.96\.0\.64\/26\s+100\.96\.0\.66\s+c2\s+net1\s+trellis\s+-/, 'addresses in numeric order');
-    t.match(lines[3], /^node-a\s+100\.96\.0\.64\/26\s+100\.96\.0\.70\s+ffffffff0123\s+eth0\s+trellis\s+web\/front-1/, 'long ids shortened, pod shown');
-    t.match(lines[4], /^node-b\s+100\.96\.1\.0\/26\s+-.*none of 64 in use$/, 'an empty block says so');
-    t.equal(lines.length, 5);
+    t.match(lines[2], /^node-a\s+100\.96\.0\.0\/26\s+100\.96\.0\.7\s+c7\s+eth0\s+trellis\s+-/, 'an address record');
+    t.match(lines[3], /^node-a\s+100\.96\.0\.64\/26\s+100\.96\.0\.66\s+c2\s+net1\s+trellis\s+-/, 'addresses in numeric order');
+    t.match(lines[4], /^node-a\s+100\.96\.0\.64\/26\s+100\.96\.0\.70\s+ffffffff0123\s+eth0\s+trellis\s+web\/front-1/, 'long ids shortened, pod shown');
+    t.match(lines[5], /^node-b\s+100\.96\.1\.0\/26\s+-.*none of 64 in use$/, 'an empty block says so');
+    t.match(lines[6], /^node-c\s+100\.96\.2\.0\/26\s+100\.96\.2\.1\s+stray.*ignored by trellisd: no claim of node-c holds this block/, 'a record outside any claim');
+    t.equal(lines.length, 7);
 
     const json = await run(['ipam', '--node', 'node-a', '-o', 'json', ...e]);
     t.equal(json.code, 0, json.stderr);
     const parsed = JSON.parse(json.stdout) as Array<{ node: string; blocks: Array<{ prefix: string; resting: number; valid: boolean; allocations: Array<{ address: string; containerId: string }> }> }>;
     t.same(parsed.map((n) => n.node), ['node-a']);
-    t.same(parsed[0]?.blocks.map((b) => [b.prefix, b.resting, b.valid]), [['100.96.0.0/26', 0, true], ['100.96.0.64/26', 1, true]]);
+    t.same(parsed[0]?.blocks.map((b) => [b.prefix, b.resting, b.valid]), [['100.96.0.0/26', 1, true], ['100.96.0.64/26', 1, true]]);
+    t.same(parsed[0]?.blocks[0]?.allocations.map((a) => a.containerId), ['c1', 'c7'], 'old-layout and record allocations together');
     t.equal(parsed[0]?.blocks[1]?.allocations[1]?.containerId, long, 'JSON keeps the whole id');
 
     const one = await run(['ipam', '--container', 'ffffffff01', ...e]);

@@ -3,7 +3,7 @@ import { parsePrefix } from '../../src/core/cidr.js';
 import { Ipam, type IpamOptions } from '../../src/core/ipam.js';
 import { placeNode } from '../../src/core/ipam-placement.js';
 import type { BlockRecord } from '../../src/core/ipam-store.js';
-import { MemoryIpamStore, type StoreHook } from '../../src/core/memory-store.js';
+import { MemoryIpamStore, type StoreHook, type StoreOperation } from '../../src/core/memory-store.js';
 import type { Subnet, Topology } from '../../src/core/topology.js';
 import { ErrorCode } from '../../src/errors.js';
 
@@ -31,7 +31,7 @@ interface Fixture {
 function fixture(topo: Topology, sub: Subnet, hook?: StoreHook): Fixture {
   const store = new MemoryIpamStore(hook === undefined ? {} : { hook });
   const clock = new Clock();
-  return { store, clock, ipam: (node, extra = {}) => new Ipam({ topology: topo, store, node, subnet: sub, clock: clock.read, ...extra }) };
+  return { store, clock, ipam: (node, extra = {}) => new Ipam({ topology: topo, store, claims: store, node, subnet: sub, clock: clock.read, ...extra }) };
 }
 
 const pod = (id: string): { containerId: string; ifName: string } => ({ containerId: id, ifName: 'eth0' });
@@ -186,11 +186,10 @@ t.test('empty blocks go back after the grace period, best aggregation first, one
   t.equal(c.block, '100.64.0.0/28');
   // Move the pod into the second block so the first three blocks are empty around it.
   await n.release('c1', 'eth0');
-  const rec = block(store, '100.64.0.16/28') as BlockRecord;
-  const cur = (await store.getBlock('100.64.0.16/28'))!;
-  rec.allocations['100.64.0.16'] = { containerId: 'c2', ifName: 'eth0', allocatedAt: clock.now };
-  delete rec.emptySince;
-  t.ok(await store.updateBlock(rec, cur.version));
+  // Written by another process of the node: this allocator finds it when its release is refused.
+  const cur = (await store.getClaim('100.64.0.16/28'))!;
+  const c2 = { containerId: 'c2', ifName: 'eth0', allocatedAt: clock.now };
+  t.ok(await store.createAddress({ address: '100.64.0.16', block: '100.64.0.16/28', node: 'n1', allocation: c2 }, cur.version));
   clock.now += 599_999;
   t.same(await n.releaseEmptyBlocks(), [], 'grace not over');
   clock.now += 1;
@@ -230,7 +229,7 @@ t.test('the block whose removal keeps the rest aggregated goes first, wherever i
   ];
   for (const [blocks, want] of cases) {
     const store = new MemoryIpamStore({ blocks });
-    const n = new Ipam({ topology: topology(28, 26, [s]), store, node: 'n1', subnet: s, clock: () => 0, blockGraceMs: 0 });
+    const n = new Ipam({ topology: topology(28, 26, [s]), store, claims: store, node: 'n1', subnet: s, clock: () => 0, blockGraceMs: 0 });
     t.same(await n.releaseEmptyBlocks(), want);
   }
 });
@@ -266,7 +265,7 @@ t.test('a lost compare-and-swap is retried on a fresh view', async (t) => {
   let lose = 1;
   const { ipam, store } = fixture(tinyTopo, tiny, (op) => {
     ops.push(op);
-    if (op === 'update' && lose > 0) {
+    if (op === 'createAddress' && lose > 0) {
       lose--;
       return 'lose';
     }
@@ -276,14 +275,18 @@ t.test('a lost compare-and-swap is retried on a fresh view', async (t) => {
   await n.allocate(pod('c1'));
   ops.length = 0;
   t.equal((await n.allocate(pod('c2'))).address, '100.64.0.1');
-  t.same(ops, ['list', 'update', 'list', 'update'], 're-read after the lost update');
+  t.same(
+    ops,
+    ['createAddress', 'claims', 'getClaim', 'listAddresses', 'createAddress'],
+    'the node re-reads its claims and its addresses after the lost write, then writes one record',
+  );
   t.same(Object.keys(block(store, '100.64.0.0/30')?.allocations ?? {}), ['100.64.0.0', '100.64.0.1']);
 });
 
 t.test('a real concurrent writer moves the version: the loser recomputes', async (t) => {
   let interfere = true;
   const f = fixture(tinyTopo, tiny, async (op) => {
-    if (op === 'create' && interfere) {
+    if (op === 'createClaim' && interfere) {
       interfere = false;
       // Another node claims the very block this create is about to claim.
       await f.ipam('other').ensureBlock();
@@ -301,16 +304,16 @@ t.test('a real concurrent writer moves the version: the loser recomputes', async
 
 t.test('too many lost races end in ErrorCode.Conflict', async (t) => {
   const held: BlockRecord = { prefix: '100.64.0.0/30', subnet: tiny.id, node: 'n1', claimedAt: 0, allocations: {}, released: {} };
-  const cases: Array<{ op: 'create' | 'update' | 'delete'; blocks: BlockRecord[]; run: (n: Ipam) => Promise<unknown>; message: RegExp }> = [
-    { op: 'update', blocks: [held], run: (n) => n.allocate(pod('c1')), message: /node n1: could not allocate an address: lost 4 compare-and-swap races/ },
-    { op: 'create', blocks: [], run: (n) => n.ensureBlock(), message: /could not ensure a block/ },
-    { op: 'delete', blocks: [held], run: (n) => n.releaseNode(), message: /could not release the node/ },
+  const cases: Array<{ op: StoreOperation; blocks: BlockRecord[]; run: (n: Ipam) => Promise<unknown>; message: RegExp }> = [
+    { op: 'createAddress', blocks: [held], run: (n) => n.allocate(pod('c1')), message: /node n1: could not allocate an address: lost 4 compare-and-swap races/ },
+    { op: 'createClaim', blocks: [], run: (n) => n.ensureBlock(), message: /could not ensure a block/ },
+    { op: 'releaseBlock', blocks: [held], run: (n) => n.releaseNode(), message: /could not release the node/ },
   ];
   for (const c of cases) {
     let attempts = 0;
     const hook: StoreHook = (o) => (o === c.op && ++attempts > 0 ? 'lose' : undefined);
     const store = new MemoryIpamStore({ hook, blocks: c.blocks });
-    const n = new Ipam({ topology: tinyTopo, store, node: 'n1', subnet: tiny, clock: () => 0, maxRetries: 3 });
+    const n = new Ipam({ topology: tinyTopo, store, claims: store, node: 'n1', subnet: tiny, clock: () => 0, maxRetries: 3 });
     await t.rejects(c.run(n), { code: ErrorCode.Conflict, message: c.message }, c.op);
     t.equal(attempts, 4, `${c.op}: 1 + maxRetries attempts`);
   }
@@ -328,7 +331,7 @@ t.test('calls after a failed call still run (the queue survives errors)', async 
 
 t.test('options and topology are checked up front', async (t) => {
   const store = new MemoryIpamStore();
-  const base = { topology: tinyTopo, store, node: 'n1', subnet: tiny, clock: () => 0 };
+  const base = { topology: tinyTopo, store, claims: store, node: 'n1', subnet: tiny, clock: () => 0 };
   t.throws(() => new Ipam({ ...base, addressRestMs: -1 }), { code: ErrorCode.Config, message: /addressRestMs/ });
   t.throws(() => new Ipam({ ...base, blockGraceMs: Number.NaN }), { code: ErrorCode.Config, message: /blockGraceMs/ });
   t.throws(() => new Ipam({ ...base, topology: { ...tinyTopo, blockSize: 27 } }), { code: ErrorCode.Topology });
@@ -354,7 +357,7 @@ t.test('records of other subnets and unreadable records are left alone', async (
     ],
   });
   const clock = new Clock();
-  const n = new Ipam({ topology: topo, store, node: 'n1', subnet: s1, clock: clock.read, blockGraceMs: 0 });
+  const n = new Ipam({ topology: topo, store, claims: store, node: 'n1', subnet: s1, clock: clock.read, blockGraceMs: 0 });
   t.same(await n.allocate(pod('new')), { address: '100.64.0.0', prefixLength: 32, block: '100.64.0.0/30' });
   t.same(
     (await n.listAllocations()).map((a) => [a.address, a.allocation.containerId]),
@@ -387,19 +390,19 @@ t.test('every write path recovers from one lost compare-and-swap', async (t) => 
   // Empty without emptySince (written by someone else): empty since its claim.
   const idle: BlockRecord = { prefix: '100.64.0.48/28', subnet: s.id, node: 'n1', claimedAt: 0, allocations: {}, released: {} };
   const foreign: BlockRecord = { prefix: '100.64.1.0/28', subnet: other.id, node: 'n1', claimedAt: 0, allocations: {}, released: {}, emptySince: 0 };
-  const cases: Array<{ name: string; op: 'create' | 'update' | 'delete'; blocks: BlockRecord[]; run: (n: Ipam) => Promise<unknown>; want: unknown }> = [
-    { name: 'allocate claiming a block', op: 'create', blocks: [], run: (n) => n.allocate(pod('new')), want: { address: '100.64.0.0', prefixLength: 32, block: '100.64.0.0/28' } },
-    { name: 'allocate in a block', op: 'update', blocks: [busy], run: (n) => n.allocate(pod('new')), want: { address: '100.64.0.33', prefixLength: 32, block: '100.64.0.32/28' } },
-    { name: 'release', op: 'update', blocks: [busy, idle], run: (n) => n.release('c1', 'eth0'), want: '100.64.0.32' },
-    { name: 'releaseEmptyBlocks, other subnet first', op: 'delete', blocks: [busy, idle, foreign], run: (n) => n.releaseEmptyBlocks(), want: ['100.64.1.0/28', '100.64.0.48/28'] },
-    { name: 'releaseEmptyBlocks, own subnet', op: 'delete', blocks: [busy, idle], run: (n) => n.releaseEmptyBlocks(), want: ['100.64.0.48/28'] },
-    { name: 'releaseNode', op: 'delete', blocks: [busy, idle, foreign], run: (n) => n.releaseNode(), want: ['100.64.0.32/28', '100.64.0.48/28', '100.64.1.0/28'] },
+  const cases: Array<{ name: string; op: StoreOperation; blocks: BlockRecord[]; run: (n: Ipam) => Promise<unknown>; want: unknown }> = [
+    { name: 'allocate claiming a block', op: 'createClaim', blocks: [], run: (n) => n.allocate(pod('new')), want: { address: '100.64.0.0', prefixLength: 32, block: '100.64.0.0/28' } },
+    { name: 'allocate in a block', op: 'createAddress', blocks: [busy], run: (n) => n.allocate(pod('new')), want: { address: '100.64.0.33', prefixLength: 32, block: '100.64.0.32/28' } },
+    { name: 'release', op: 'updateAddress', blocks: [busy, idle], run: (n) => n.release('c1', 'eth0'), want: '100.64.0.32' },
+    { name: 'releaseEmptyBlocks, other subnet first', op: 'releaseBlock', blocks: [busy, idle, foreign], run: (n) => n.releaseEmptyBlocks(), want: ['100.64.1.0/28', '100.64.0.48/28'] },
+    { name: 'releaseEmptyBlocks, own subnet', op: 'releaseBlock', blocks: [busy, idle], run: (n) => n.releaseEmptyBlocks(), want: ['100.64.0.48/28'] },
+    { name: 'releaseNode', op: 'releaseBlock', blocks: [busy, idle, foreign], run: (n) => n.releaseNode(), want: ['100.64.0.32/28', '100.64.0.48/28', '100.64.1.0/28'] },
   ];
   for (const c of cases) {
     let lost = 0;
     const hook: StoreHook = (op) => (op === c.op && lost++ === 0 ? 'lose' : undefined);
     const store = new MemoryIpamStore({ hook, blocks: c.blocks });
-    const n = new Ipam({ topology: topo, store, node: 'n1', subnet: s, clock: () => 600_000 });
+    const n = new Ipam({ topology: topo, store, claims: store, node: 'n1', subnet: s, clock: () => 600_000 });
     t.same(await c.run(n), c.want, c.name);
     t.ok(lost > 1, `${c.name}: a write was lost and retried`);
   }

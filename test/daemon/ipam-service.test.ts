@@ -88,9 +88,9 @@ t.test('IPAM API', async (t) => {
     const address = a.body.address as string;
     t.ok(contains(podPrefix, parseAddress(address)), `${address} inside the subnet's pod prefix`);
     t.equal(a.body.prefixLength, 32);
-    const key = `/trellis/v1/blocks/${(a.body.block as string).replace('/', '-')}`;
-    const record = JSON.parse((await client.get(key).string()) as string) as { allocations: Record<string, { containerId: string; podName: string }> };
-    t.match(record.allocations[address], { containerId: 'c-1', podName: 'web-1' }, 'etcdctl shows which container holds the address');
+    const key = `/trellis/v1/ipam/ipam-node/${(a.body.block as string).replace('/', '-')}/${address}`;
+    const record = JSON.parse((await client.get(key).string()) as string) as { allocation: { containerId: string; podName: string } };
+    t.match(record.allocation, { containerId: 'c-1', podName: 'web-1' }, 'etcdctl shows which container holds the address');
     const again = await call(sock, 'POST', '/v1/allocate', req);
     t.equal(again.body.address, address, 'same pair, same address');
   });

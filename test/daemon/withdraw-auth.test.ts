@@ -15,6 +15,14 @@ t.test('withdraw removes the node at once and gives its blocks back', async (t) 
   const blocksOf = async (node: string): Promise<number> =>
     Object.values(await client.getAll().prefix('/trellis/v1/blocks/').strings()).filter((v) => JSON.parse(v).node === node).length;
   t.equal(await blocksOf('leaving'), 1);
+  // Pod address records of both nodes: one in the leaving node's block, one outside any of its claims.
+  const claim = Object.values(await client.getAll().prefix('/trellis/v1/blocks/').strings()).map((v) => JSON.parse(v) as { node: string; prefix: string }).find((b) => b.node === 'leaving')!;
+  const base = claim.prefix.replace(/\/26$/, '');
+  const record = (node: string, block: string, address: string): string =>
+    JSON.stringify({ schemaVersion: 1, address, block, node, allocation: { containerId: `pod-of-${node}`, ifName: 'eth0' } });
+  await client.put(`/trellis/v1/ipam/leaving/${claim.prefix.replace('/', '-')}/${base}`).value(record('leaving', claim.prefix, base));
+  await client.put('/trellis/v1/ipam/leaving/100.96.15.0-26/100.96.15.1').value(record('leaving', '100.96.15.0/26', '100.96.15.1'));
+  await client.put('/trellis/v1/ipam/staying/100.96.14.0-26/100.96.14.1').value(record('staying', '100.96.14.0/26', '100.96.14.1'));
   await d.stop();
   t.equal(await client.get('/trellis/v1/routes/subnet-a1/leaving').exists(), true, 'a stopped daemon keeps its advertisement until the hold time');
   const r = runCli('daemon/trellisd', [
@@ -31,6 +39,8 @@ t.test('withdraw removes the node at once and gives its blocks back', async (t) 
   t.equal(await client.get('/trellis/v1/nodes/leaving').exists(), false, 'node record gone at once');
   t.equal(await blocksOf('leaving'), 0, 'blocks released');
   t.equal(await blocksOf('staying'), 1, 'other nodes untouched');
+  t.same(await client.getAll().prefix('/trellis/v1/ipam/leaving/').keys(), [], 'its pod address records gone');
+  t.same(await client.getAll().prefix('/trellis/v1/ipam/').keys(), ['/trellis/v1/ipam/staying/100.96.14.0-26/100.96.14.1'], 'other nodes’ records untouched');
   t.equal(await client.get('/trellis/v1/routes/subnet-a1/staying').exists(), true);
 });
 

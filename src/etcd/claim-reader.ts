@@ -1,0 +1,56 @@
+// The cluster's block claims read straight from etcd: one paged read of
+// <prefix>/v1/blocks/ (bounded whatever the records weigh, even old-layout
+// claims still carrying their addresses), each record reduced to its prefix
+// and owner: a ClaimSource for the allocator where no watched mirror of
+// blocks/ is at hand yet (trellisd before its watches sync, `--withdraw`).
+// mirrorClaims gives the same from the watched mirror of blocks/ (no read).
+// Records that cannot be decoded are reported as owned by INVALID_OWNER, so
+// nobody chooses their block.
+
+import type { Etcd3 } from 'etcd3';
+import { formatPrefix } from '../core/cidr.js';
+import type { ClaimInfo, ClaimSource } from '../core/ipam-store.js';
+import { BlockSchema } from '../gen/trellis/v1/records_pb.js';
+import type { Keys } from '../state/keys.js';
+import { decodeRecord } from '../state/records.js';
+import type { ClusterView } from '../state/cluster-view.js';
+import { INVALID_OWNER } from './ipam-store.js';
+import type { PrefixMirror } from './prefix-mirror.js';
+import { rangePages } from './paged-range.js';
+
+export async function readClaims(client: Etcd3, keys: Keys): Promise<ClaimInfo[]> {
+  const out: ClaimInfo[] = [];
+  for await (const page of rangePages(client, keys.blocksPrefix(), { maxValueBytes: Number.POSITIVE_INFINITY })) {
+    for (const kv of page.kvs) {
+      const prefix = keys.blockFromKey(kv.key.toString());
+      if (prefix === undefined) continue;
+      const text = formatPrefix(prefix);
+      const decoded = decodeRecord(BlockSchema, kv.value.toString());
+      out.push({ prefix: text, node: decoded.ok && decoded.value.prefix === text ? decoded.value.node : INVALID_OWNER });
+    }
+  }
+  return out;
+}
+
+/** A ClaimSource that reads etcd on every call. */
+export function etcdClaims(client: Etcd3, keys: Keys): ClaimSource {
+  return { claims: () => readClaims(client, keys) };
+}
+
+/**
+ * Every key of the watched blocks/ mirror as a claim: its owner when the
+ * cluster view accepts the record, INVALID_OWNER when it does not (the key is
+ * taken all the same).
+ */
+export function mirrorClaims(view: ClusterView, mirrors: readonly PrefixMirror[], keys: Keys): ClaimInfo[] {
+  const mirror = mirrors.find((m) => m.prefix === keys.blocksPrefix());
+  const valid = view.blocks();
+  const out: ClaimInfo[] = [];
+  for (const key of mirror?.entries().keys() ?? []) {
+    const prefix = keys.blockFromKey(key);
+    if (prefix === undefined) continue;
+    const text = formatPrefix(prefix);
+    out.push({ prefix: text, node: valid.get(text)?.node ?? INVALID_OWNER });
+  }
+  return out;
+}
