@@ -48,7 +48,8 @@ async function serve(t: Teardown) {
   const socket = join(dir, 'run', 'trellisd.sock');
   const advertised: string[] = [];
   let reason: string | undefined = 'syncing the cluster view from etcd';
-  const ipam = new Ipam({ topology, subnet, node: 'n1', store: new MemoryIpamStore(), clock: () => 1_000_000, addressRestMs: 0 });
+  const store = new MemoryIpamStore();
+  const ipam = new Ipam({ topology, subnet, node: 'n1', store, claims: store, clock: () => 1_000_000, addressRestMs: 0 });
   const host: IpamHost = {
     ipam, nodeName: 'n1', subnetId: 'subnet-a', routeProtocol: 201, routeTable: 254,
     notReadyReason: () => reason,

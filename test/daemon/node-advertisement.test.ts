@@ -75,7 +75,7 @@ function fixture(hook?: StoreHook) {
     node: 'n1', hostIP: '198.18.0.10', instanceId: 'i-1', subnet: subnetA, healthEndpoint: '198.18.0.10:9653', agentVersion: '9.9.9',
     keys, sink, log, blockGraceMs: GRACE, now: clock.now, timers,
   });
-  const ipam = new Ipam({ topology, subnet: subnetA, node: 'n1', store, clock: clock.now, addressRestMs: 0, blockGraceMs: GRACE, beforeRelease: adv.beforeRelease });
+  const ipam = new Ipam({ topology, subnet: subnetA, node: 'n1', store, claims: store, clock: clock.now, addressRestMs: 0, blockGraceMs: GRACE, beforeRelease: adv.beforeRelease });
   return { clock, sink, timers, store, adv, ipam };
 }
 
@@ -163,7 +163,7 @@ t.test('reclaim gives back an empty block, withdrawn and flushed before its reco
   const deletes: Array<{ prefix: string; published: string[] }> = [];
   let sinkRef: FakeSink | undefined;
   const f = fixture((op, prefix) => {
-    if (op === 'delete') deletes.push({ prefix: prefix as string, published: [...(sinkRef?.published ?? [])] });
+    if (op === 'releaseBlock') deletes.push({ prefix: prefix as string, published: [...(sinkRef?.published ?? [])] });
   });
   sinkRef = f.sink;
   const { sink, adv, ipam, clock, timers, store } = f;
@@ -200,7 +200,7 @@ t.test('reclaim gives back an empty block, withdrawn and flushed before its reco
 t.test('a release that fails after the withdrawal is advertised again', async (t) => {
   let failDelete = true;
   const { sink, adv, ipam, clock } = fixture((op) => {
-    if (op === 'delete' && failDelete) throw new Error('etcd unavailable');
+    if (op === 'releaseBlock' && failDelete) throw new Error('etcd unavailable');
   });
   await adv.claim(ipam);
   for (let i = 0; i < 5; i++) await adv.ensureAdvertised((await ipam.allocate(pod(`p${i}`))).block);
