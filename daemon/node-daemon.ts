@@ -25,6 +25,7 @@ import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
 import { Publisher } from './publisher.js';
 import { AdvertisementSchema, NodeSchema } from '../src/gen/trellis/v1/records_pb.js';
 import { ClusterView } from '../src/state/cluster-view.js';
+import { compactBlockRecord } from '../src/state/block-claim.js';
 import { Keys } from '../src/state/keys.js';
 import { makeRecord, msToTimestamp } from '../src/state/records.js';
 import { decodeStoredTopology } from '../src/state/topology-record.js';
@@ -143,7 +144,6 @@ export class NodeDaemon implements IpamHost {
     this.metrics.setSources({
       lastFullSyncAgeMs: () => (this.agent?.lastFullSync === undefined ? undefined : Date.now() - this.agent.lastFullSync),
       advertisements: () => ({ valid: this.view?.advertisements().size ?? 0, records: this.view?.advertisementCount() ?? 0 }),
-      ignored: () => ({ ...(this.view?.ignoredCounts ?? {}) }),
       leaseState: () => this.lease?.state ?? 'pending',
       ready: () => this.notReadyReason() === undefined,
       etcdErrors: () => ({
@@ -257,7 +257,10 @@ export class NodeDaemon implements IpamHost {
     this.advertiseOwn();
     await publisher.flush();
 
-    const view = new ClusterView(topology, this.keys, (r) => log.warn(r, 'ignoring record'));
+    const view = new ClusterView(topology, this.keys, (r) => {
+      log.warn(r, 'ignoring record');
+      this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
+    });
     this.view = view;
     this.topologyMirror?.on('changes', () => {
       const next = this.topologyMirror === undefined ? undefined : this.readTopology(this.topologyMirror);
@@ -266,8 +269,13 @@ export class NodeDaemon implements IpamHost {
         this.onViewChange();
       }
     });
-    for (const prefix of [this.keys.nodesPrefix(), this.keys.blocksPrefix(), this.keys.routesPrefix()]) {
-      const mirror = new PrefixMirror(this.client, prefix, log.child({ component: 'watch', prefix }));
+    const kinds = [[this.keys.nodesPrefix(), 'node'], [this.keys.blocksPrefix(), 'block'], [this.keys.routesPrefix(), 'advertisement']] as const;
+    for (const [prefix, kind] of kinds) {
+      const mirror = new PrefixMirror(this.client, prefix, log.child({ component: 'watch', prefix }), {
+        onOversize: () => this.metrics.recordsIgnored.inc({ kind, reason: 'oversized' }),
+        // Peers need a block's claim, never its allocations (older records carry them).
+        compact: kind === 'block' ? (_key, value) => compactBlockRecord(value) : undefined,
+      });
       mirror.on('changes', (changes) => this.applyChanges(changes));
       this.mirrors.push(mirror);
     }

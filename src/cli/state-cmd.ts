@@ -3,7 +3,7 @@
 // the reason the daemons ignore them), because an operator debugging a
 // missing route needs to see exactly those.
 
-import { formatAddress, formatPrefix, parsePrefix, size } from '../core/cidr.js';
+import { formatAddress, formatPrefix, size, tryParsePrefix } from '../core/cidr.js';
 import { Keys } from '../state/keys.js';
 import { hex } from '../etcd/lease-keeper.js';
 import { timestampToIso } from '../state/records.js';
@@ -31,6 +31,12 @@ export function ignoredReason(s: Snapshot, key: string): string | undefined {
   return s.ignored.find((i) => i.key === key && i.kind !== 'advertised-prefix')?.reason;
 }
 
+/** `--ignored`: only the records trellisd ignores (or ignores part of), each with its reason. */
+const ignoredOption = { type: 'boolean', doc: 'list only the records trellisd ignores, with the reason' } as const;
+
+const onlyIgnored = <T extends { valid: boolean; rejected?: readonly unknown[] }>(inv: Invocation, rows: T[]): T[] =>
+  inv.options.ignored === true ? rows.filter((r) => !r.valid || (r.rejected?.length ?? 0) > 0) : rows;
+
 /** An aligned table, or "(none)" when there are no rows. */
 export const table = (header: string[], rows: string[][], right: number[] = []): string =>
   rows.length === 0 ? '(none)\n' : `${formatTable(header, rows, { right }).join('\n')}\n`;
@@ -41,18 +47,19 @@ export const nodesCommand: LeafCommand = {
   summary: 'list live nodes (present while their lease is alive)',
   args: '',
   positionals: { min: 0, max: 0 },
-  options: { output: outputOption, ...etcdOptions },
+  options: { output: outputOption, ignored: ignoredOption, ...etcdOptions },
   description:
     'Lists the node records in etcd: every node whose lease is alive, with its\n' +
     'subnet, host IP, instance id, lease, and the blocks it holds. Records that\n' +
-    'fail validation are listed with the reason trellisd ignores them.',
+    'fail validation (or are too large to read) are listed with the reason\n' +
+    'trellisd ignores them; --ignored lists only those.',
   examples: ['trellisctl nodes', 'trellisctl nodes -o json --etcd http://198.18.0.2:2379'],
   run: (inv, io) =>
     withSnapshot(inv, io, (s) => {
       const keys = s.keys;
       const valid = s.view?.nodes() ?? new Map<string, NodeInfo>();
       const byNode = s.view?.blocksByNode() ?? new Map<string, BlockInfo[]>();
-      const rows = [...(s.leases.keys())]
+      const rows = s.recordKeys
         .filter((k) => k.startsWith(keys.nodesPrefix()))
         .map((key) => {
           const name = Keys.leaf(key);
@@ -64,16 +71,16 @@ export const nodesCommand: LeafCommand = {
             zone: n?.subnet.zone ?? '',
             hostIP: n === undefined ? '' : formatAddress(n.hostIP),
             instanceId: n?.instanceId ?? '',
-            lease: hex(s.leases.get(key) as string),
+            lease: s.leases.has(key) ? hex(s.leases.get(key) as string) : '-',
             blocks,
             valid: n !== undefined,
             ...(n === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
           };
         });
-      if (inv.options.output === 'json') return rows;
+      if (inv.options.output === 'json') return onlyIgnored(inv, rows);
       return table(
         ['NODE', 'SUBNET', 'ZONE', 'HOST IP', 'INSTANCE', 'LEASE', 'BLOCKS', 'STATUS'],
-        rows.map((r) => [r.name, r.subnet, r.zone, r.hostIP, r.instanceId || '-', r.lease, r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
+        onlyIgnored(inv, rows).map((r) => [r.name, r.subnet, r.zone, r.hostIP, r.instanceId || '-', r.lease, r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
       );
     }),
 };
@@ -86,6 +93,7 @@ export const blocksCommand: LeafCommand = {
   positionals: { min: 0, max: 0 },
   options: {
     output: outputOption,
+    ignored: ignoredOption,
     node: { type: 'string', valueName: 'NODE', doc: 'only blocks of this node' },
     subnet: { type: 'string', valueName: 'SUBNET', doc: 'only blocks of this subnet' },
     ...etcdOptions,
@@ -97,32 +105,32 @@ export const blocksCommand: LeafCommand = {
   run: (inv, io) =>
     withSnapshot(inv, io, (s) => {
       const valid = s.view?.blocks() ?? new Map<string, BlockInfo>();
-      const rows = [...s.blockRecords.values()]
-        .filter((b) => inv.options.node === undefined || b.node === inv.options.node)
-        .filter((b) => inv.options.subnet === undefined || b.subnet === inv.options.subnet)
-        .map((b) => {
-          const key = s.keys.block(b.prefix);
-          let total = '';
-          try {
-            total = String(size(parsePrefix(b.prefix)));
-          } catch {
-            total = '?';
-          }
+      const rows = s.recordKeys
+        .filter((key) => key.startsWith(s.keys.blocksPrefix()))
+        .map((key) => {
+          const b = s.blockRecords.get(key);
+          const named = s.keys.blockFromKey(key);
+          const prefix = b?.prefix || (named === undefined ? Keys.leaf(key) : formatPrefix(named));
+          const parsed = tryParsePrefix(prefix);
+          const ok = b !== undefined && valid.has(b.prefix) && named !== undefined && valid.get(b.prefix)?.node === b.node;
           return {
-            prefix: b.prefix,
-            subnet: b.subnet,
-            node: b.node,
-            allocated: Object.keys(b.allocations).length,
-            size: total,
-            claimedAt: timestampToIso(b.claimedAt),
-            valid: valid.has(b.prefix),
-            ...(valid.has(b.prefix) ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
+            key,
+            prefix,
+            subnet: b?.subnet ?? '',
+            node: b?.node ?? '',
+            allocated: Object.keys(b?.allocations ?? {}).length,
+            size: typeof parsed === 'string' ? '?' : String(size(parsed)),
+            claimedAt: timestampToIso(b?.claimedAt),
+            valid: ok,
+            ...(ok ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
           };
-        });
-      if (inv.options.output === 'json') return rows;
+        })
+        .filter((b) => inv.options.node === undefined || b.node === inv.options.node)
+        .filter((b) => inv.options.subnet === undefined || b.subnet === inv.options.subnet);
+      if (inv.options.output === 'json') return onlyIgnored(inv, rows);
       return table(
         ['BLOCK', 'SUBNET', 'NODE', 'USED', 'CLAIMED', 'STATUS'],
-        rows.map((r) => [r.prefix, r.subnet, r.node, `${r.allocated}/${r.size}`, r.claimedAt || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
+        onlyIgnored(inv, rows).map((r) => [r.prefix || '-', r.subnet || '-', r.node || '-', `${r.allocated}/${r.size}`, r.claimedAt || '-', r.valid ? 'ok' : `ignored: ${r.problem}`]),
         [3],
       );
     }),
@@ -134,7 +142,7 @@ export const routesCommand: LeafCommand = {
   summary: "list nodes' advertisements: pod prefixes and their next hop",
   args: '',
   positionals: { min: 0, max: 0 },
-  options: { output: outputOption, subnet: { type: 'string', valueName: 'SUBNET', doc: 'only this subnet' }, ...etcdOptions },
+  options: { output: outputOption, ignored: ignoredOption, subnet: { type: 'string', valueName: 'SUBNET', doc: 'only this subnet' }, ...etcdOptions },
   description:
     'Lists every advertisement (leased: it vanishes one hold time after its node\n' +
     'dies): the prefixes a node advertises via its host IP. Prefixes that the\n' +
@@ -145,7 +153,7 @@ export const routesCommand: LeafCommand = {
     withSnapshot(inv, io, (s) => {
       const keys = s.keys;
       const accepted = s.view?.advertisements() ?? new Map<string, AdvertisementInfo>();
-      const rows = [...s.leases.keys()]
+      const rows = s.recordKeys
         .filter((k) => k.startsWith(keys.routesPrefix()))
         .map((key) => ({ key, where: keys.routeFromKey(key) }))
         .filter((r) => inv.options.subnet === undefined || r.where?.subnet === inv.options.subnet)
@@ -161,10 +169,10 @@ export const routesCommand: LeafCommand = {
             ...(a === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
           };
         });
-      if (inv.options.output === 'json') return rows;
+      if (inv.options.output === 'json') return onlyIgnored(inv, rows);
       return table(
         ['SUBNET', 'NODE', 'NEXT HOP', 'PREFIXES', 'STATUS'],
-        rows.map((r) => [
+        onlyIgnored(inv, rows).map((r) => [
           r.subnet,
           r.node,
           r.nextHop,

@@ -4,7 +4,8 @@
 // blocks/ and routes/) and answers with checked NodeInfo, BlockInfo and
 // AdvertisementInfo values. Invariants:
 //  * Only checked records are ever returned; a record that fails a check is
-//    left out, logged once per (key, revision) and counted by reason kind.
+//    left out, reported once per (key, revision, reason) and counted by kind
+//    and cause: one report per record, however many of its prefixes fail.
 //  * An advertisement is re-checked whenever its node's blocks change, so a
 //    prefix is accepted only while the block records say the advertiser owns it.
 //  * Work is incremental: a change re-checks only the records it can affect
@@ -28,8 +29,20 @@ export interface IgnoredRecord {
   readonly key: string;
   readonly modRevision: string;
   readonly kind: 'node' | 'block' | 'advertisement' | 'advertised-prefix';
+  /** What is wrong, in a few words (a metric label): see IgnoreCause. */
+  readonly cause: IgnoreCause;
   readonly reason: string;
 }
+
+/**
+ * undecodable: not a record of this schema version; invalid: decodes but
+ * fails a check; oversized: too large to be read as a record (reported by
+ * the readers, before decoding).
+ */
+export type IgnoreCause = 'undecodable' | 'invalid' | 'oversized';
+
+/** At most this many rejected prefixes are named in one report. */
+const NAMED_PREFIXES = 5;
 
 type Kind = 'nodes' | 'blocks' | 'routes';
 
@@ -82,13 +95,13 @@ export class ClusterView {
     this.dirty[kind].add(key);
   }
 
-  private ignore(key: string, entry: RawEntry, kind: IgnoredRecord['kind'], reason: string): void {
+  private ignore(key: string, entry: RawEntry, kind: IgnoredRecord['kind'], reason: string, cause: IgnoreCause = 'invalid'): void {
     const id = `${kind}\u0000${key}\u0000${entry.modRevision}\u0000${reason}`;
     if (this.reported.has(id)) return;
     if (this.reported.size > 100_000) this.reported.clear();
     this.reported.add(id);
     this.ignoredCounts[kind]++;
-    this.onIgnored({ key, modRevision: entry.modRevision, kind, reason });
+    this.onIgnored({ key, modRevision: entry.modRevision, kind, cause, reason });
   }
 
   /** Live nodes by name. */
@@ -106,7 +119,7 @@ export class ClusterView {
       if (checked.ok) {
         this.nodeByKey.set(key, checked.value);
         this.nodesOut.set(checked.value.name, checked.value);
-      } else this.ignore(key, entry, 'node', checked.reason);
+      } else this.ignore(key, entry, 'node', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
     }
     this.dirty.nodes.clear();
     return this.nodesOut;
@@ -144,7 +157,7 @@ export class ClusterView {
       const decoded = decodeRecord(BlockSchema, entry.value);
       const checked = decoded.ok ? checkBlock(decoded.value, keyPrefix, this.topology) : decoded;
       if (!checked.ok) {
-        this.ignore(key, entry, 'block', checked.reason);
+        this.ignore(key, entry, 'block', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
         continue;
       }
       const b = checked.value;
@@ -194,10 +207,15 @@ export class ClusterView {
       const owned = [...(this.byNode.get(where.node)?.values() ?? [])];
       const checked = decoded.ok ? checkAdvertisement(decoded.value, where, this.topology, owned) : decoded;
       if (!checked.ok) {
-        this.ignore(key, entry, 'advertisement', checked.reason);
+        this.ignore(key, entry, 'advertisement', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
         continue;
       }
-      for (const r of checked.value.rejected) this.ignore(key, entry, 'advertised-prefix', `${r.prefix}: ${r.reason}`);
+      const rejected = checked.value.rejected;
+      if (rejected.length > 0) {
+        const named = rejected.slice(0, NAMED_PREFIXES).map((r) => `${r.prefix}: ${r.reason}`);
+        if (rejected.length > NAMED_PREFIXES) named.push(`and ${rejected.length - NAMED_PREFIXES} more`);
+        this.ignore(key, entry, 'advertised-prefix', named.join('; '));
+      }
       this.advertByKey.set(key, checked.value);
       this.advertsOut.set(where.node, checked.value);
     }
