@@ -61,6 +61,8 @@ export class ClusterView {
   /** Advertisement key of each node (for re-checks when its blocks change). */
   private readonly advertKeyOfNode = new Map<string, string>();
   private readonly reported = new Set<string>();
+  /** Nodes whose accepted advertisement changed since takeChangedAdvertisers(). */
+  private readonly changedAdvertisers = new Set<string>();
   /** Ignored records by kind, counted once per key revision. */
   readonly ignoredCounts = { node: 0, block: 0, advertisement: 0, 'advertised-prefix': 0 };
 
@@ -192,7 +194,10 @@ export class ClusterView {
       const old = this.advertByKey.get(key);
       if (old !== undefined) {
         this.advertByKey.delete(key);
-        if (this.advertsOut.get(old.node) === old) this.advertsOut.delete(old.node);
+        if (this.advertsOut.get(old.node) === old) {
+          this.advertsOut.delete(old.node);
+          this.changedAdvertisers.add(old.node);
+        }
       }
       const entry = this.raw.routes.get(key);
       const where = this.keys.routeFromKey(key);
@@ -218,9 +223,21 @@ export class ClusterView {
       }
       this.advertByKey.set(key, checked.value);
       this.advertsOut.set(where.node, checked.value);
+      this.changedAdvertisers.add(where.node);
     }
     this.dirty.routes.clear();
     return this.advertsOut;
+  }
+
+  /**
+   * Nodes whose accepted advertisement may have changed since the last call
+   * (set, replaced or gone): what an incremental consumer must look at again.
+   */
+  takeChangedAdvertisers(): string[] {
+    this.advertisements();
+    const out = [...this.changedAdvertisers];
+    this.changedAdvertisers.clear();
+    return out;
   }
 
   /** Number of raw advertisement records present (valid or not). */
