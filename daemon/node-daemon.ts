@@ -36,6 +36,7 @@ import { desiredRoutes, isPodRoute } from '../src/core/desired-routes.js';
 import type { KernelRoute } from '../src/core/route.js';
 import { Metrics } from './metrics.js';
 import { RouteAgent } from './route-agent.js';
+import { mergeDelta, RouteIndex, type RouteDelta } from '../src/core/route-index.js';
 import { RouteProgrammer } from '../src/netlink/route-programmer.js';
 import { parseAddress } from '../src/core/cidr.js';
 import type { Server } from 'node:http';
@@ -70,6 +71,8 @@ export class NodeDaemon implements IpamHost {
   readonly metrics = new Metrics();
   private programmer: RouteProgrammer | undefined;
   agent: RouteAgent | undefined;
+  /** Desired routes kept incrementally: an etcd change reaches the agent as the routes it changed. */
+  private routeIndex: RouteIndex | undefined;
   private http: Server | undefined;
   /** What start() is waiting for, shown by /readyz. */
   private phase = 'starting';
@@ -160,7 +163,7 @@ export class NodeDaemon implements IpamHost {
     const subnet = this.subnet;
     if (view === undefined || subnet === undefined || !this.synced) return undefined;
     const { config } = this;
-    const own = (view.blocksByNode().get(config.nodeName) ?? []).filter((b) => b.subnet.id === subnet.id).map((b) => b.prefix);
+    const own = view.blocksOf(config.nodeName).filter((b) => b.subnet.id === subnet.id).map((b) => b.prefix);
     return desiredRoutes({
       self: config.nodeName,
       selfIP: parseAddress(config.hostIP),
@@ -176,6 +179,15 @@ export class NodeDaemon implements IpamHost {
 
   private async startRouting(): Promise<void> {
     const { config, log } = this;
+    this.routeIndex = new RouteIndex({
+      self: config.nodeName,
+      selfIP: parseAddress(config.hostIP),
+      subnet: (this.subnet as Subnet).id,
+      iface: config.interface,
+      table: config.routes.table,
+      protocol: config.routes.protocol,
+      ownBlocks: config.routes.ownBlocks,
+    });
     this.programmer = new RouteProgrammer({ protocol: config.routes.protocol });
     this.agent = new RouteAgent({
       programmer: this.programmer,
@@ -266,6 +278,7 @@ export class NodeDaemon implements IpamHost {
       const next = this.topologyMirror === undefined ? undefined : this.readTopology(this.topologyMirror);
       if (next !== undefined) {
         view.setTopology(next);
+        this.updateRouteIndex(true);
         this.onViewChange();
       }
     });
@@ -314,10 +327,34 @@ export class NodeDaemon implements IpamHost {
       }
     }
     if (ownBlocksChanged) {
-      const mine = view.blocksByNode().get(this.config.nodeName) ?? [];
+      const mine = view.blocksOf(this.config.nodeName);
       if (this.own.setView(mine.filter((b) => b.subnet.id === this.subnet?.id).map((b) => formatPrefix(b.prefix)))) this.advertiseOwn();
     }
-    this.onViewChange();
+    // Check the changed records now, so a bad one is reported (log, metric) when it arrives.
+    view.nodes();
+    view.advertisements();
+    const delta = this.updateRouteIndex(ownBlocksChanged);
+    if (delta !== undefined && this.synced) this.agent?.applyChanges(delta);
+    else this.agent?.markDirty('etcd change');
+    this.vpc?.markDirty();
+  }
+
+  /** Feed the route index what changed in the view; the routes that changed, or undefined without an index. */
+  private updateRouteIndex(ownBlocksChanged: boolean): RouteDelta | undefined {
+    const index = this.routeIndex;
+    const view = this.view;
+    if (index === undefined || view === undefined) return undefined;
+    const delta: RouteDelta = new Map();
+    const adverts = view.advertisements();
+    for (const node of view.takeChangedAdvertisers()) {
+      const a = adverts.get(node);
+      mergeDelta(delta, index.setAdvertisement(node, a === undefined ? undefined : { ...a, subnet: a.subnet.id }));
+    }
+    if (ownBlocksChanged) {
+      const subnet = this.subnet?.id;
+      mergeDelta(delta, index.setOwnPrefixes(view.blocksOf(this.config.nodeName).filter((b) => b.subnet.id === subnet).map((b) => b.prefix)));
+    }
+    return delta;
   }
 
   private ownRouteKey(): string {
