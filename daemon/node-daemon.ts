@@ -4,7 +4,8 @@
 //   etcd reachable → topology present and valid → node placed in its subnet →
 //   lease granted or re-attached → node record published → at least one block
 //   claimed → advertisement published → watches of nodes/, blocks/ and routes/
-//   synced (the cluster view is then complete).
+//   synced (the cluster view is then complete). The first (paged) lists of
+//   those watches start once the node is placed and run during registration.
 // The advertisement always equals the aggregate of the blocks the block
 // records in etcd assign to this node, so a block claimed by any component
 // is advertised as soon as its record is seen.
@@ -222,6 +223,9 @@ export class NodeDaemon implements IpamHost {
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
     const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, probeEndpoint(config.http.listen, config.hostIP), log) : undefined;
     this.phase = 'registering';
+    // The first lists of nodes/, blocks/ and routes/ run while this node registers.
+    const syncing = this.startClusterView(topology);
+    syncing.catch(() => undefined); // awaited below; a failure is reported there
     if (config.routes.enabled) await this.startRouting();
     else log.warn('routes.enabled is false: no kernel routes will be installed');
 
@@ -269,6 +273,26 @@ export class NodeDaemon implements IpamHost {
     this.advertiseOwn();
     await publisher.flush();
 
+    this.phase = 'syncing the cluster view from etcd';
+    await syncing;
+    const view = this.view as ClusterView;
+    log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
+    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,
+      cluster: () => (this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined) });
+    await this.vpc?.start();
+    this.onViewChange();
+    const reclaimEvery = Math.max(1000, Math.min(60_000, config.ipam.blockGrace / 4));
+    this.reclaimTimer = setInterval(() => void this.reclaim(), reclaimEvery);
+    this.reclaimTimer.unref?.();
+    if (config.ipam.socket !== '') {
+      this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }));
+      await this.ipamService.listen(config.ipam.socket);
+    }
+  }
+
+  /** Create the cluster view and its mirrors; resolves when every mirror has listed once. */
+  private startClusterView(topology: Topology): Promise<void> {
+    const { log } = this;
     const view = new ClusterView(topology, this.keys, (r) => {
       log.warn(r, 'ignoring record');
       this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
@@ -292,20 +316,7 @@ export class NodeDaemon implements IpamHost {
       mirror.on('changes', (changes) => this.applyChanges(changes));
       this.mirrors.push(mirror);
     }
-    this.phase = 'syncing the cluster view from etcd';
-    await Promise.all(this.mirrors.map((m) => m.start()));
-    log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
-    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,
-      cluster: () => (this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined) });
-    await this.vpc?.start();
-    this.onViewChange();
-    const reclaimEvery = Math.max(1000, Math.min(60_000, config.ipam.blockGrace / 4));
-    this.reclaimTimer = setInterval(() => void this.reclaim(), reclaimEvery);
-    this.reclaimTimer.unref?.();
-    if (config.ipam.socket !== '') {
-      this.ipamService = new IpamService(this, log.child({ component: 'ipam-api' }));
-      await this.ipamService.listen(config.ipam.socket);
-    }
+    return Promise.all(this.mirrors.map((m) => m.start())).then(() => undefined);
   }
 
   /** True once every watch has completed its first list. */
@@ -330,11 +341,15 @@ export class NodeDaemon implements IpamHost {
       const mine = view.blocksOf(this.config.nodeName);
       if (this.own.setView(mine.filter((b) => b.subnet.id === this.subnet?.id).map((b) => formatPrefix(b.prefix)))) this.advertiseOwn();
     }
-    // Check the changed records now, so a bad one is reported (log, metric) when it arrives.
-    view.nodes();
-    view.advertisements();
-    const delta = this.updateRouteIndex(ownBlocksChanged);
-    if (delta !== undefined && this.synced) this.agent?.applyChanges(delta);
+    // Once synced, check the changed records now, so a bad one is reported (log, metric) when it
+    // arrives (before, an advertisement may simply precede its block records in the first lists).
+    if (this.synced) {
+      view.nodes();
+      view.advertisements();
+    }
+    // Before the first sync the index is not fed (an advertisement may precede its blocks): it is filled once synced.
+    const delta = this.synced ? this.updateRouteIndex(ownBlocksChanged) : undefined;
+    if (delta !== undefined) this.agent?.applyChanges(delta);
     else this.agent?.markDirty('etcd change');
     this.vpc?.markDirty();
   }

@@ -14,7 +14,7 @@ import { contains, parseAddress, tryParsePrefix } from '../core/cidr.js';
 import { BlockSchema } from '../gen/trellis/v1/records_pb.js';
 import { decodeRecord, encodeRecord } from './records.js';
 
-/** Longest text kept of a value that does not decode (enough for its reason). */
+/** Values up to this length are kept as they are; longer undecodable ones are cut to it. */
 const KEEP_UNDECODABLE = 512;
 
 function inBlock(prefixText: string, address: string): boolean {
@@ -29,6 +29,7 @@ function inBlock(prefixText: string, address: string): boolean {
 
 /** The block record `text` reduced to its claim. */
 export function compactBlockRecord(text: string): string {
+  if (text.length <= KEEP_UNDECODABLE) return text; // a claim alone is this short: nothing to gain
   const decoded = decodeRecord(BlockSchema, text);
   if (!decoded.ok) return text.length <= KEEP_UNDECODABLE ? text : text.slice(0, KEEP_UNDECODABLE);
   const b = decoded.value;
