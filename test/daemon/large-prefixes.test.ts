@@ -5,6 +5,9 @@
 // trellisd still starts and becomes ready, counts what it ignores in
 // trellis_records_ignored_total, and trellisctl lists every record with the
 // reason it is ignored.
+// blocks/ grows past 4 MiB while trellisd runs (its watch sees it): the IPAM
+// store still lists blocks/ in one range when a daemon starts
+// (src/etcd/ipam-store.ts listBlocks, which the per-node IPAM records replace).
 import t from 'tap';
 import { request } from 'node:http';
 import { Etcd3 } from 'etcd3';
