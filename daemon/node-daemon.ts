@@ -5,7 +5,8 @@
 //   lease granted or re-attached → node record published → at least one block
 //   claimed → advertisement published → watches of nodes/, blocks/ and routes/
 //   synced (the cluster view is then complete). The first (paged) lists of
-//   those watches start once the node is placed and run during registration.
+//   those watches, and the kernel route watch, start once the node is placed
+//   and run during registration; no route pass runs before both are done.
 // The advertisement always equals the aggregate of the blocks the block
 // records in etcd assign to this node, so a block claimed by any component
 // is advertised as soon as its record is seen.
@@ -226,8 +227,10 @@ export class NodeDaemon implements IpamHost {
     // The first lists of nodes/, blocks/ and routes/ run while this node registers.
     const syncing = this.startClusterView(topology);
     syncing.catch(() => undefined); // awaited below; a failure is reported there
-    if (config.routes.enabled) await this.startRouting();
-    else log.warn('routes.enabled is false: no kernel routes will be installed');
+    // The kernel route watch (a child process) starts while this node registers, too.
+    const routing = config.routes.enabled ? this.startRouting() : Promise.resolve();
+    routing.catch(() => undefined); // awaited below; a failure is reported there
+    if (!config.routes.enabled) log.warn('routes.enabled is false: no kernel routes will be installed');
 
     const lease = new LeaseKeeper(this.client, {
       ttlSeconds: config.holdTime / 1000,
@@ -274,7 +277,7 @@ export class NodeDaemon implements IpamHost {
     await publisher.flush();
 
     this.phase = 'syncing the cluster view from etcd';
-    await syncing;
+    await Promise.all([syncing, routing]);
     const view = this.view as ClusterView;
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
     this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,

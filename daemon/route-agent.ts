@@ -65,6 +65,8 @@ export class RouteAgent {
   private pending = new Map<string, KernelRoute | undefined>();
   /** Number of completed incremental passes. */
   partialPasses = 0;
+  /** No pass runs before the kernel route watch is up (start() resolved). */
+  private started = false;
   private readonly now: () => number;
   /** Time of the last pass that completed without error (ms). */
   lastFullSync: number | undefined;
@@ -86,6 +88,7 @@ export class RouteAgent {
       this.markDirty('periodic resync');
     }, this.o.resyncMs);
     this.resyncTimer.unref?.();
+    this.started = true;
     this.markDirty('start');
   }
 
@@ -115,6 +118,7 @@ export class RouteAgent {
   private schedule(reason: string, delayMs = this.o.coalesceMs ?? 5): void {
     if (this.stopped) return;
     this.dirty = true;
+    if (!this.started) return; // start() runs the first pass
     if (this.timer !== undefined || this.running) return;
     this.o.log.trace({ reason }, 'reconcile scheduled');
     this.timer = setTimeout(() => {
