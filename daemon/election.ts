@@ -26,6 +26,7 @@ import type { Etcd3, IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
 import { hex, type LeaseKeeperEvents } from '../src/etcd/lease-keeper.js';
 import type { LeaseState } from '../src/etcd/lease-keeper.js';
+import { readPrefix } from '../src/etcd/paged-range.js';
 import { PrefixMirror } from '../src/etcd/prefix-mirror.js';
 import type { Keys } from '../src/state/keys.js';
 
@@ -154,14 +155,14 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
   private async check(): Promise<void> {
     if (this.closed()) return;
     const { client, lease, node, log } = this.options;
-    let list = candidates((await client.getAll().prefix(this.prefix).exec()).kvs);
+    let list = candidates((await readPrefix(client, this.prefix)).kvs);
     const leaseId = lease.id;
     const mine = leaseId === undefined ? undefined : `${this.prefix}${hex(leaseId)}`;
     if (leaseId !== undefined && lease.state === 'alive' && mine !== undefined && !list.some((c) => c.key === mine) && !this.closed()) {
       await client.put(mine).value(node).lease(leaseId).exec();
       if (this.campaignLease !== leaseId) log.info({ key: mine }, 'advertiser election: candidate');
       this.campaignLease = leaseId;
-      list = candidates((await client.getAll().prefix(this.prefix).exec()).kvs);
+      list = candidates((await readPrefix(client, this.prefix)).kvs);
     }
     if (this.closed()) return;
     // A key under our lease that we did not put in this run: a restart re-attached to the lease; keep our place.

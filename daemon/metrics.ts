@@ -17,8 +17,6 @@ export interface MetricSources {
   lastFullSyncAt?: () => number | undefined;
   /** Valid advertisements currently seen, and raw records present. */
   advertisements?: () => { valid: number; records: number };
-  /** Records ignored since start, by kind. */
-  ignored?: () => Record<string, number>;
   /** Current lease state name. */
   leaseState?: () => string;
   /** Whether /readyz would answer ready. */
@@ -37,6 +35,7 @@ export class Metrics {
   readonly reconcileDuration: Histogram;
   readonly routeChanges: Counter<'op'>;
   readonly ipam: IpamMetrics;
+  readonly recordsIgnored: Counter<'kind' | 'reason'>;
   private sources: MetricSources = {};
 
   constructor() {
@@ -80,15 +79,15 @@ export class Metrics {
         this.set({ state: 'records' }, a.records);
       },
     });
-    new Gauge({
-      name: 'trellis_records_ignored',
-      help: 'Records read from etcd and ignored as malformed or hostile since start, by kind (each record revision counted once).',
-      labelNames: ['kind'],
+    this.recordsIgnored = new Counter({
+      name: 'trellis_records_ignored_total',
+      help: 'Records read from etcd and ignored since start, by kind (node, block, advertisement, advertised-prefix) and reason (undecodable, invalid, oversized); each record revision counted once.',
+      labelNames: ['kind', 'reason'],
       registers,
-      collect() {
-        for (const [kind, n] of Object.entries(sources().ignored?.() ?? {})) this.set({ kind }, n);
-      },
     });
+    for (const kind of ['node', 'block', 'advertisement', 'advertised-prefix']) {
+      for (const reason of ['undecodable', 'invalid', 'oversized']) this.recordsIgnored.inc({ kind, reason }, 0);
+    }
     new Gauge({
       name: 'trellis_lease_state',
       help: "State of this node's etcd lease (1 for the current state).",

@@ -28,9 +28,12 @@ import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
 import { RouteProgrammer } from '../src/netlink/route-programmer.js';
 import { ClusterView } from '../src/state/cluster-view.js';
+import { compactBlockRecord } from '../src/state/block-claim.js';
 import { Keys } from '../src/state/keys.js';
 import { VERSION } from '../src/version.js';
 import { etcdSettings, readTopology, waitForEtcd, waitForTopology } from './cluster-wait.js';
+import { parseAddress } from '../src/core/cidr.js';
+import { mergeDelta, RouteIndex, type RouteDelta } from '../src/core/route-index.js';
 import { startHttpServer } from './http-server.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
@@ -57,6 +60,8 @@ export class NodeDaemon {
   readonly metrics = new Metrics();
   private programmer: RouteProgrammer | undefined;
   agent: RouteAgent | undefined;
+  /** Desired routes kept incrementally: an etcd change reaches the agent as the routes it changed. */
+  private routeIndex: RouteIndex | undefined;
   private http: Server | undefined;
   /** What start() is waiting for, shown by /readyz. */
   private phase = 'starting';
@@ -88,7 +93,6 @@ export class NodeDaemon {
     this.metrics.setSources({
       lastFullSyncAt: () => this.agent?.lastFullSync,
       advertisements: () => ({ valid: this.view?.advertisements().size ?? 0, records: this.view?.advertisementCount() ?? 0 }),
-      ignored: () => ({ ...(this.view?.ignoredCounts ?? {}) }),
       leaseState: () => this.lease?.state ?? 'pending',
       ready: () => this.notReadyReason() === undefined,
       etcdErrors: () => ({
@@ -101,6 +105,15 @@ export class NodeDaemon {
 
   private async startRouting(routes: RouteInputs): Promise<void> {
     const { config, log } = this;
+    this.routeIndex = new RouteIndex({
+      self: config.nodeName,
+      selfIP: parseAddress(config.hostIP),
+      subnet: (this.subnet as Subnet).id,
+      iface: config.interface,
+      table: config.routes.table,
+      protocol: config.routes.protocol,
+      ownBlocks: config.routes.ownBlocks,
+    });
     this.programmer = new RouteProgrammer({ protocol: config.routes.protocol });
     const agent = new RouteAgent({
       programmer: this.programmer,
@@ -133,7 +146,10 @@ export class NodeDaemon {
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
-    const view = new ClusterView(topology, this.keys, (r) => log.warn(r, 'ignoring record'));
+    const view = new ClusterView(topology, this.keys, (r) => {
+      log.warn(r, 'ignoring record');
+      this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
+    });
     this.view = view;
     const routes = new RouteInputs(view, {
       node: config.nodeName, hostIP: config.hostIP, subnet: subnet.id, iface: config.interface,
@@ -181,15 +197,22 @@ export class NodeDaemon {
       const next = readTopology(topologyMirror, this.keys, log);
       if (next === undefined) return;
       view.setTopology(next);
+      this.updateRouteIndex(view, true);
       routes.onChanges([{ topology: true }]);
     });
-    for (const prefix of [this.keys.nodesPrefix(), this.keys.blocksPrefix(), this.keys.routesPrefix()]) {
-      const mirror = new PrefixMirror(this.client, prefix, log.child({ component: 'watch', prefix }));
+    const kinds = [[this.keys.nodesPrefix(), 'node'], [this.keys.blocksPrefix(), 'block'], [this.keys.routesPrefix(), 'advertisement']] as const;
+    for (const [prefix, kind] of kinds) {
+      const mirror = new PrefixMirror(this.client, prefix, log.child({ component: 'watch', prefix }), {
+        onOversize: () => this.metrics.recordsIgnored.inc({ kind, reason: 'oversized' }),
+        // Peers need a block's claim, never its allocations (older records carry them).
+        compact: kind === 'block' ? (_key, value) => compactBlockRecord(value) : undefined,
+      });
       mirror.on('changes', (changes) => this.applyChanges(view, routes, advertisement, changes));
       this.mirrors.push(mirror);
     }
     this.phase = 'syncing the cluster view from etcd';
     await Promise.all(this.mirrors.map((m) => m.start()));
+    this.updateRouteIndex(view, true);
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
     this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,
       cluster: () => (this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined) });
@@ -225,8 +248,37 @@ export class NodeDaemon {
         advertisement.verify(c.key, entry === undefined ? undefined : { value: entry.value, lease: entry.lease });
       }
     }
-    if (blocksChanged) advertisement.followBlocks(view.blocksByNode().get(this.config.nodeName) ?? []);
-    routes.onChanges(changes);
+    if (blocksChanged) advertisement.followBlocks(view.blocksOf(this.config.nodeName));
+    // Once synced, check the changed records now, so a bad one is reported (log, metric) when it arrives.
+    if (this.synced) {
+      view.nodes();
+      view.advertisements();
+    }
+    // Before the first sync the index is not fed (an advertisement may precede its blocks): it is filled once synced.
+    const delta = this.synced ? this.updateRouteIndex(view, blocksChanged) : undefined;
+    if (delta !== undefined && this.agent !== undefined) {
+      this.agent.applyChanges(delta);
+      this.vpc?.markDirty();
+    } else {
+      routes.onChanges(changes);
+    }
+  }
+
+  /** Feed the route index what changed in the view; the routes that changed, or undefined without an index. */
+  private updateRouteIndex(view: ClusterView, ownBlocksChanged: boolean): RouteDelta | undefined {
+    const index = this.routeIndex;
+    if (index === undefined) return undefined;
+    const delta: RouteDelta = new Map();
+    const adverts = view.advertisements();
+    for (const node of view.takeChangedAdvertisers()) {
+      const a = adverts.get(node);
+      mergeDelta(delta, index.setAdvertisement(node, a === undefined ? undefined : { ...a, subnet: a.subnet.id }));
+    }
+    if (ownBlocksChanged) {
+      const subnet = this.subnet?.id;
+      mergeDelta(delta, index.setOwnPrefixes(view.blocksOf(this.config.nodeName).filter((b) => b.subnet.id === subnet).map((b) => b.prefix)));
+    }
+    return delta;
   }
 
   /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */

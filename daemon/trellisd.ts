@@ -145,7 +145,9 @@ async function run(daemon: NodeDaemon, log: pino.Logger): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
-    if (code !== 0) setTimeout(() => process.exit(code), 200).unref();
+    // Everything is stopped and logged (pino writes synchronously): exit now rather than
+    // wait for closing sockets to drain. A failure leaves 200 ms for stderr to flush.
+    setTimeout(() => process.exit(code), code !== 0 ? 200 : 0).unref();
   },
   (err: unknown) => {
     process.stderr.write(`trellisd: ${describeError(err)}\n`);

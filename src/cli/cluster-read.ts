@@ -1,7 +1,9 @@
-// A consistent read of the Trellis state for inspection commands (all but the
-// pod address records): paged range reads at a single etcd revision, run through the same
-// validation trellisd applies, so what trellisctl shows as valid is exactly
-// what the daemons act on, and everything else is shown with its reason.
+// A consistent read of the Trellis state for inspection commands: the
+// topology, nodes/, blocks/ and routes/ read in pages at a single etcd
+// revision (any size fits), run through the same validation trellisd
+// applies, so what trellisctl shows as valid is exactly what the daemons act
+// on, and everything else is shown with its reason. A value too large to be
+// a record is not decoded: it is listed as ignored with its size.
 
 import type { Topology } from '../core/topology.js';
 import { BlockSchema, TopologySchema, type Block, type Topology as TopologyRecord } from '../gen/trellis/v1/records_pb.js';
@@ -21,27 +23,27 @@ export interface Snapshot {
   readonly topologyProblem: string | undefined;
   readonly view: ClusterView | undefined;
   readonly ignored: readonly IgnoredRecord[];
-  /** Decoded block records by prefix text (valid or not). */
+  /** Decoded block records by etcd key (valid or not). */
   readonly blockRecords: ReadonlyMap<string, Block>;
   /** Lease id of each key (nodes and advertisements are leased). */
   readonly leases: ReadonlyMap<string, string>;
+  /** Every key read under nodes/, blocks/ and routes/, sorted, oversized ones included. */
+  readonly recordKeys: readonly string[];
 }
 
 export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
   const { client, keys } = session;
-  // Paged, at one revision; the pod address records under ipam/ are left to `trellisctl ipam`.
-  const first = await readPrefix(client, keys.topology(), { maxValueBytes: Number.POSITIVE_INFINITY });
-  const revision = first.revision;
-  const kvs = [...first.kvs];
-  for (const prefix of [keys.nodesPrefix(), keys.blocksPrefix(), keys.routesPrefix(), `${keys.root}/advertisers/`, keys.vpcPrefix()]) {
-    kvs.push(...(await readPrefix(client, prefix, { revision, maxValueBytes: Number.POSITIVE_INFINITY })).kvs);
+  const first = await client.get(keys.topology()).exec();
+  const revision = String(first.header.revision);
+  const ignored: IgnoredRecord[] = [];
+  const entries = first.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision), lease: String(kv.lease) }));
+  for (const [prefix, kind] of [[keys.nodesPrefix(), 'node'], [keys.blocksPrefix(), 'block'], [keys.routesPrefix(), 'advertisement']] as const) {
+    const page = await readPrefix(client, prefix, {
+      revision,
+      onOversize: (key, bytes) => ignored.push({ key, modRevision: revision, kind, cause: 'oversized', reason: `value of ${bytes} bytes is above the size limit` }),
+    });
+    for (const kv of page.kvs) entries.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision), lease: String(kv.lease) });
   }
-  const entries = kvs.map((kv) => ({
-    key: kv.key.toString(),
-    value: kv.value.toString(),
-    modRevision: String(kv.mod_revision),
-    lease: String(kv.lease),
-  }));
   const topoEntry = entries.find((e) => e.key === keys.topology());
   let topology: Topology | undefined;
   let topologyRecord: TopologyRecord | undefined;
@@ -55,7 +57,6 @@ export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
     if (checked.ok) topology = checked.value;
     else topologyProblem = `stored topology is invalid: ${checked.reason}`;
   }
-  const ignored: IgnoredRecord[] = [];
   const view = topology === undefined ? undefined : new ClusterView(topology, keys, (r) => ignored.push(r));
   const blockRecords = new Map<string, Block>();
   const leases = new Map<string, string>();
@@ -64,12 +65,13 @@ export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
     if (e.lease !== '0') leases.set(e.key, e.lease);
     if (e.key.startsWith(keys.blocksPrefix())) {
       const decoded = decodeRecord(BlockSchema, e.value);
-      if (decoded.ok) blockRecords.set(decoded.value.prefix, decoded.value);
+      if (decoded.ok) blockRecords.set(e.key, decoded.value);
     }
   }
   // Force validation of everything so `ignored` is complete.
   view?.nodes();
   view?.blocks();
   view?.advertisements();
-  return { keys, revision, topology, topologyRecord, topologyProblem, view, ignored, blockRecords, leases };
+  const recordKeys = [...new Set([...entries.filter((e) => e.key !== keys.topology()).map((e) => e.key), ...ignored.map((i) => i.key)])].sort();
+  return { keys, revision, topology, topologyRecord, topologyProblem, view, ignored, blockRecords, leases, recordKeys };
 }

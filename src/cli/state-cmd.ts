@@ -51,6 +51,12 @@ export function byPrefixText(a: string, b: string): number {
   return byText(a, b);
 }
 
+/** `--ignored`: only the records trellisd ignores (or ignores part of), each with its reason. */
+const ignoredOption = { type: 'boolean', doc: 'list only the records trellisd ignores, with the reason' } as const;
+
+const onlyIgnored = <T extends { valid: boolean; rejected?: readonly unknown[] }>(inv: Invocation, rows: T[]): T[] =>
+  inv.options.ignored === true ? rows.filter((r) => !r.valid || (r.rejected?.length ?? 0) > 0) : rows;
+
 /** An aligned table, or "(none)" when there are no rows. */
 export const table = (header: string[], rows: string[][], right: number[] = []): string =>
   rows.length === 0 ? '(none)\n' : `${formatTable(header, rows, { right }).join('\n')}\n`;
@@ -61,18 +67,19 @@ export const nodesCommand: LeafCommand = {
   summary: 'list live nodes (present while their lease is alive)',
   args: '',
   positionals: { min: 0, max: 0 },
-  options: { output: outputOption, ...etcdOptions },
+  options: { output: outputOption, ignored: ignoredOption, ...etcdOptions },
   description:
     'Lists the node records in etcd: every node whose lease is alive, with its\n' +
     'subnet, host IP, instance id, lease, and the blocks it holds. Records that\n' +
-    'fail validation are listed with the reason trellisd ignores them.',
+    'fail validation (or are too large to read) are listed with the reason\n' +
+    'trellisd ignores them; --ignored lists only those.',
   examples: ['trellisctl nodes', 'trellisctl nodes -o json --etcd-endpoints http://198.18.0.2:2379'],
   run: (inv, io) =>
     withSnapshot(inv, io, (s) => {
       const keys = s.keys;
       const valid = s.view?.nodes() ?? new Map<string, NodeInfo>();
       const byNode = s.view?.blocksByNode() ?? new Map<string, BlockInfo[]>();
-      const rows = [...(s.leases.keys())]
+      const rows = s.recordKeys
         .filter((k) => k.startsWith(keys.nodesPrefix()))
         .map((key) => {
           const name = Keys.leaf(key);
@@ -84,7 +91,7 @@ export const nodesCommand: LeafCommand = {
             zone: n?.subnet.zone ?? '',
             hostIP: n === undefined ? '' : formatAddress(n.hostIP),
             instanceId: n?.instanceId ?? '',
-            lease: hex(s.leases.get(key) as string),
+            lease: s.leases.has(key) ? hex(s.leases.get(key) as string) : '-',
             healthEndpoint: n?.healthEndpoint ?? '',
             blocks,
             valid: n !== undefined,
@@ -92,11 +99,11 @@ export const nodesCommand: LeafCommand = {
           };
         })
         .sort((a, b) => byText(a.name, b.name));
-      if (isData(inv.options.output)) return rows;
+      if (isData(inv.options.output)) return onlyIgnored(inv, rows);
       const wide = inv.options.output === 'wide';
       return table(
         ['NODE', 'SUBNET', 'ZONE', 'HOST IP', 'INSTANCE', 'LEASE', ...(wide ? ['HEALTH ENDPOINT', '#BLOCKS'] : []), 'BLOCKS', 'STATUS'],
-        rows.map((r) => [
+        onlyIgnored(inv, rows).map((r) => [
           r.name, r.subnet, r.zone, r.hostIP, r.instanceId || '-', r.lease,
           ...(wide ? [r.healthEndpoint || '-', String(r.blocks.length)] : []),
           r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`,
@@ -114,6 +121,7 @@ export const blocksCommand: LeafCommand = {
   positionals: { min: 0, max: 0 },
   options: {
     output: outputOption,
+    ignored: ignoredOption,
     node: { type: 'string', valueName: 'NODE', doc: 'only blocks of this node' },
     subnet: { type: 'string', valueName: 'SUBNET', doc: 'only blocks of this subnet' },
     ...etcdOptions,
@@ -125,32 +133,37 @@ export const blocksCommand: LeafCommand = {
   run: (inv, io) =>
     withSnapshot(inv, io, (s) => {
       const valid = s.view?.blocks() ?? new Map<string, BlockInfo>();
-      const rows = [...s.blockRecords.values()]
-        .filter((b) => inv.options.node === undefined || b.node === inv.options.node)
-        .filter((b) => inv.options.subnet === undefined || b.subnet === inv.options.subnet)
-        .map((b) => {
-          const key = s.keys.block(b.prefix);
-          const parsed = tryPrefix(b.prefix);
+      const rows = s.recordKeys
+        .filter((key) => key.startsWith(s.keys.blocksPrefix()))
+        .map((key) => {
+          const b = s.blockRecords.get(key);
+          const named = s.keys.blockFromKey(key);
+          const prefix = b?.prefix || (named === undefined ? Keys.leaf(key) : formatPrefix(named));
+          const parsed = tryPrefix(prefix);
+          const ok = b !== undefined && valid.has(b.prefix) && named !== undefined && valid.get(b.prefix)?.node === b.node;
           return {
-            prefix: b.prefix,
-            subnet: b.subnet,
-            node: b.node,
-            allocated: Object.keys(b.allocations).length,
+            key,
+            prefix,
+            subnet: b?.subnet ?? '',
+            node: b?.node ?? '',
+            allocated: Object.keys(b?.allocations ?? {}).length,
             size: parsed === undefined ? null : toNumber(size(parsed)),
-            resting: Object.keys(b.released).length,
-            claimedAt: timestampToIso(b.claimedAt),
-            valid: valid.has(b.prefix),
-            ...(valid.has(b.prefix) ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
+            resting: Object.keys(b?.released ?? {}).length,
+            claimedAt: timestampToIso(b?.claimedAt),
+            valid: ok,
+            ...(ok ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
           };
         })
+        .filter((b) => inv.options.node === undefined || b.node === inv.options.node)
+        .filter((b) => inv.options.subnet === undefined || b.subnet === inv.options.subnet)
         .sort((a, b) => byPrefixText(a.prefix, b.prefix));
-      if (isData(inv.options.output)) return rows;
+      if (isData(inv.options.output)) return onlyIgnored(inv, rows);
       const wide = inv.options.output === 'wide';
       return table(
         ['BLOCK', 'SUBNET', 'NODE', 'USED', ...(wide ? ['RESTING', 'KEY'] : []), 'CLAIMED', 'STATUS'],
-        rows.map((r) => [
-          r.prefix, r.subnet, r.node, `${r.allocated}/${r.size ?? '?'}`,
-          ...(wide ? [String(r.resting), s.keys.block(r.prefix)] : []),
+        onlyIgnored(inv, rows).map((r) => [
+          r.prefix || '-', r.subnet || '-', r.node || '-', `${r.allocated}/${r.size ?? '?'}`,
+          ...(wide ? [String(r.resting), r.key] : []),
           r.claimedAt || '-', r.valid ? 'ok' : `ignored: ${r.problem}`,
         ]),
         wide ? [3, 4] : [3],
@@ -164,7 +177,7 @@ export const routesCommand: LeafCommand = {
   summary: "list nodes' advertisements: pod prefixes and their next hop",
   args: '',
   positionals: { min: 0, max: 0 },
-  options: { output: outputOption, subnet: { type: 'string', valueName: 'SUBNET', doc: 'only this subnet' }, ...etcdOptions },
+  options: { output: outputOption, ignored: ignoredOption, subnet: { type: 'string', valueName: 'SUBNET', doc: 'only this subnet' }, ...etcdOptions },
   description:
     'Lists every advertisement (leased: it vanishes one hold time after its node\n' +
     'dies): the prefixes a node advertises via its host IP. Prefixes that the\n' +
@@ -175,7 +188,7 @@ export const routesCommand: LeafCommand = {
     withSnapshot(inv, io, (s) => {
       const keys = s.keys;
       const accepted = s.view?.advertisements() ?? new Map<string, AdvertisementInfo>();
-      const rows = [...s.leases.keys()]
+      const rows = s.recordKeys
         .filter((k) => k.startsWith(keys.routesPrefix()))
         .map((key) => ({ key, where: keys.routeFromKey(key) }))
         .filter((r) => inv.options.subnet === undefined || r.where?.subnet === inv.options.subnet)
@@ -186,7 +199,7 @@ export const routesCommand: LeafCommand = {
             node: where?.node ?? key,
             nextHop: a === undefined ? '' : formatAddress(a.nextHop),
             instanceId: a?.instanceId ?? '',
-            lease: hex(s.leases.get(key) as string),
+            lease: s.leases.has(key) ? hex(s.leases.get(key) as string) : '-',
             prefixes: [...(a?.prefixes ?? [])].sort(comparePrefix).map(formatPrefix),
             rejected: a?.rejected ?? [],
             valid: a !== undefined,
@@ -194,11 +207,11 @@ export const routesCommand: LeafCommand = {
           };
         })
         .sort((a, b) => byText(a.subnet, b.subnet) || byText(a.node, b.node));
-      if (isData(inv.options.output)) return rows;
+      if (isData(inv.options.output)) return onlyIgnored(inv, rows);
       const wide = inv.options.output === 'wide';
       return table(
         ['SUBNET', 'NODE', 'NEXT HOP', ...(wide ? ['INSTANCE', 'LEASE'] : []), 'PREFIXES', 'STATUS'],
-        rows.map((r) => [
+        onlyIgnored(inv, rows).map((r) => [
           r.subnet,
           r.node,
           r.nextHop,

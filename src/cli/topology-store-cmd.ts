@@ -12,6 +12,7 @@ import { TopologySchema } from '../gen/trellis/v1/records_pb.js';
 import { decodeRecord, encodeRecord } from '../state/records.js';
 import { checkTopologyChange, topologyFromRecord, topologyToRecord, type ClaimedBlock } from '../state/topology-record.js';
 import { BlockSchema } from '../gen/trellis/v1/records_pb.js';
+import { readPrefix } from '../etcd/paged-range.js';
 import { EXIT_FAILURE, EXIT_OK, type LeafCommand } from './command.js';
 import { readSnapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
@@ -71,10 +72,10 @@ export const applyCommand: LeafCommand = {
         current = checked.value;
         generation = decoded.ok ? decoded.value.generation : 0n;
       }
-      const blocks = await client.getAll().prefix(keys.blocksPrefix()).strings();
+      const blocks = await readPrefix(client, keys.blocksPrefix());
       const claimed: ClaimedBlock[] = [];
-      for (const value of Object.values(blocks)) {
-        const b = decodeRecord(BlockSchema, value);
+      for (const kv of blocks.kvs) {
+        const b = decodeRecord(BlockSchema, kv.value.toString());
         if (!b.ok) continue;
         try {
           claimed.push({ prefix: parsePrefix(b.value.prefix), subnet: b.value.subnet, node: b.value.node });

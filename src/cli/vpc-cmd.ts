@@ -18,6 +18,7 @@ import { documentOutputOption, formatData, formatTable, isData, outputOption } f
 import { displayName, loadTopologyFile } from './topology-file.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
 import { Keys } from '../state/keys.js';
+import { readPrefix } from '../etcd/paged-range.js';
 import { VpcStatusSchema } from '../gen/trellis/v1/records_pb.js';
 import { decodeRecord, timestampToIso } from '../state/records.js';
 
@@ -139,15 +140,16 @@ interface SubnetStatus {
   problem?: string;
 }
 
-/** Status records and election candidates, one consistent read of <prefix>/v1/. */
+/** Status records and election candidates, read in pages at one revision (advertisers/, then vpc/). */
 async function readStatuses(inv: { options: Record<string, string | boolean | undefined> }): Promise<SubnetStatus[]> {
   const session = await openEtcd(inv.options);
   try {
     const { client, keys } = session;
-    const res = await client.getAll().prefix(`${keys.root}/`).exec();
+    const advertisers = await readPrefix(client, `${keys.root}/advertisers/`);
+    const statuses = await readPrefix(client, keys.vpcPrefix(), { revision: advertisers.revision, maxValueBytes: Number.MAX_SAFE_INTEGER });
     const candidates = new Map<string, Array<{ node: string; rev: bigint }>>();
     const records = new Map<string, string>();
-    for (const kv of res.kvs) {
+    for (const kv of [...advertisers.kvs, ...statuses.kvs]) {
       const key = kv.key.toString();
       const parts = key.slice(keys.root.length + 1).split('/');
       if (parts[0] === 'advertisers' && parts.length === 3 && parts[1]) {

@@ -10,13 +10,31 @@
 //    must not act on absence (delete anything) before that.
 //  * Listeners get batches of changes in revision order; a batch never mixes
 //    two different list snapshots.
+//  * Bounded reads: lists are paged at one revision (src/etcd/paged-range.ts),
+//    so no prefix is too large to list. A value above `maxValueBytes` (listed
+//    or watched) is never held: it is counted in `oversized`, reported once
+//    per key revision to `onOversize`, and the key is treated as absent.
+//  * `compact` may shrink each value before it is held (e.g. keep only the
+//    fields a consumer reads): memory follows what consumers need, not what
+//    writers stored. Changes carry the compacted value.
 
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
-import { readPrefix } from './paged-range.js';
 import type { BackoffPolicy } from '../core/backoff.js';
 import { retryUntil } from '../retry.js';
+import { DEFAULT_MAX_VALUE_BYTES, rangePages } from './paged-range.js';
+
+export interface PrefixMirrorOptions {
+  /** Values larger than this are skipped (default DEFAULT_MAX_VALUE_BYTES). */
+  readonly maxValueBytes?: number;
+  /** Called once per skipped key revision. */
+  readonly onOversize?: (key: string, bytes: number) => void;
+  /** Shrinks a value to what consumers need before it is held. */
+  readonly compact?: (key: string, value: string) => string;
+  /** Keys asked for per list page. */
+  readonly pageKeys?: number;
+}
 
 /** Listing again after a watch ended: 200 ms doubling to 5 s. */
 const RELIST_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 5000 };
@@ -51,13 +69,38 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
   lists = 0;
   /** Number of watches that ended with an error (compaction, cancellation). */
   watchErrors = 0;
+  /** Key revisions skipped for being larger than maxValueBytes. */
+  oversized = 0;
+  /** Revision of each oversized key already reported. */
+  private readonly oversizedAt = new Map<string, string>();
 
   constructor(
     private readonly client: Etcd3,
     readonly prefix: string,
     private readonly log: Logger,
+    private readonly options: PrefixMirrorOptions = {},
   ) {
     super();
+  }
+
+  private get maxValueBytes(): number {
+    return this.options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+  }
+
+  /** Count and report one oversized key revision (once, however often it is listed again). */
+  private skipOversize(key: string, bytes: number, modRevision: string): void {
+    if (this.oversizedAt.get(key) === modRevision) return;
+    if (this.oversizedAt.size >= 10_000) this.oversizedAt.clear();
+    this.oversizedAt.set(key, modRevision);
+    this.oversized++;
+    this.log.warn({ key, bytes, limit: this.maxValueBytes }, 'ignoring a value above the size limit');
+    this.options.onOversize?.(key, bytes);
+  }
+
+  private toEntry(kv: IKeyValue): MirrorEntry {
+    const raw = kv.value.toString();
+    const value = this.options.compact === undefined ? raw : this.options.compact(kv.key.toString(), raw);
+    return { value, modRevision: String(kv.mod_revision), lease: String(kv.lease) };
   }
 
   entries(): ReadonlyMap<string, MirrorEntry> {
@@ -98,21 +141,31 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
     this.watcher = undefined;
     if (old !== undefined) await cancelQuietly(old);
     if (this.stopped) return;
-    // Paged, every page at the revision of the first: one snapshot whatever its size.
-    const res = await readPrefix(this.client, this.prefix, { maxValueBytes: Number.POSITIVE_INFINITY });
-    const revision = res.revision;
     const seen = new Set<string>();
     const changes: MirrorChange[] = [];
-    for (const kv of res.kvs) {
-      const key = kv.key.toString();
-      seen.add(key);
-      const entry = toEntry(kv);
-      const prev = this.map.get(key);
-      if (prev === undefined || prev.modRevision !== entry.modRevision) {
+    let revision: string | undefined;
+    const pages = rangePages(this.client, this.prefix, {
+      pageKeys: this.options.pageKeys,
+      // Oversized values are filtered here, not in rangePages, to see their revision.
+      maxValueBytes: Number.MAX_SAFE_INTEGER,
+    });
+    for await (const page of pages) {
+      revision = page.revision;
+      for (const kv of page.kvs) {
+        const key = kv.key.toString();
+        if (kv.value.length > this.maxValueBytes) {
+          this.skipOversize(key, kv.value.length, String(kv.mod_revision));
+          continue;
+        }
+        seen.add(key);
+        const prev = this.map.get(key);
+        if (prev !== undefined && prev.modRevision === String(kv.mod_revision)) continue;
+        const entry = this.toEntry(kv);
         this.map.set(key, entry);
         changes.push({ type: 'put', key, value: entry.value, modRevision: entry.modRevision });
       }
     }
+    if (revision === undefined) throw new Error(`listing ${this.prefix} gave no revision`);
     for (const [key, prev] of this.map) {
       if (!seen.has(key)) {
         this.map.delete(key);
@@ -142,12 +195,14 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
       for (const ev of res.events) {
         const key = ev.kv.key.toString();
         const modRevision = String(ev.kv.mod_revision);
-        if (ev.type === 'Delete') {
+        if (ev.type === 'Delete' || ev.kv.value.length > this.maxValueBytes) {
+          if (ev.type !== 'Delete') this.skipOversize(key, ev.kv.value.length, modRevision);
           const prev = this.map.get(key);
+          if (prev === undefined && ev.type !== 'Delete') continue;
           this.map.delete(key);
           changes.push({ type: 'delete', key, value: prev?.value, modRevision });
         } else {
-          const entry = toEntry(ev.kv);
+          const entry = this.toEntry(ev.kv);
           this.map.set(key, entry);
           changes.push({ type: 'put', key, value: entry.value, modRevision });
         }
@@ -178,8 +233,4 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
 async function cancelQuietly(w: Watcher): Promise<void> {
   w.removeAllListeners('data');
   await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
-}
-
-function toEntry(kv: IKeyValue): MirrorEntry {
-  return { value: kv.value.toString(), modRevision: String(kv.mod_revision), lease: String(kv.lease) };
 }

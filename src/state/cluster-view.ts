@@ -4,7 +4,8 @@
 // blocks/ and routes/) and answers with checked NodeInfo, BlockInfo and
 // AdvertisementInfo values. Invariants:
 //  * Only checked records are ever returned; a record that fails a check is
-//    left out, logged once per (key, revision) and counted by reason kind.
+//    left out, reported once per (key, revision, reason) and counted by kind
+//    and cause: one report per record, however many of its prefixes fail.
 //  * An advertisement is re-checked whenever its node's blocks change, so a
 //    prefix is accepted only while the block records say the advertiser owns it.
 //  * Work is incremental: a change re-checks only the records it can affect
@@ -28,8 +29,20 @@ export interface IgnoredRecord {
   readonly key: string;
   readonly modRevision: string;
   readonly kind: 'node' | 'block' | 'advertisement' | 'advertised-prefix';
+  /** What is wrong, in a few words (a metric label): see IgnoreCause. */
+  readonly cause: IgnoreCause;
   readonly reason: string;
 }
+
+/**
+ * undecodable: not a record of this schema version; invalid: decodes but
+ * fails a check; oversized: too large to be read as a record (reported by
+ * the readers, before decoding).
+ */
+export type IgnoreCause = 'undecodable' | 'invalid' | 'oversized';
+
+/** At most this many rejected prefixes are named in one report. */
+const NAMED_PREFIXES = 5;
 
 type Kind = 'nodes' | 'blocks' | 'routes';
 
@@ -48,6 +61,8 @@ export class ClusterView {
   /** Advertisement key of each node (for re-checks when its blocks change). */
   private readonly advertKeyOfNode = new Map<string, string>();
   private readonly reported = new Set<string>();
+  /** Nodes whose accepted advertisement changed since takeChangedAdvertisers(). */
+  private readonly changedAdvertisers = new Set<string>();
   /** Ignored records by kind, counted once per key revision. */
   readonly ignoredCounts = { node: 0, block: 0, advertisement: 0, 'advertised-prefix': 0 };
 
@@ -82,13 +97,13 @@ export class ClusterView {
     this.dirty[kind].add(key);
   }
 
-  private ignore(key: string, entry: RawEntry, kind: IgnoredRecord['kind'], reason: string): void {
+  private ignore(key: string, entry: RawEntry, kind: IgnoredRecord['kind'], reason: string, cause: IgnoreCause = 'invalid'): void {
     const id = `${kind}\u0000${key}\u0000${entry.modRevision}\u0000${reason}`;
     if (this.reported.has(id)) return;
     if (this.reported.size > 100_000) this.reported.clear();
     this.reported.add(id);
     this.ignoredCounts[kind]++;
-    this.onIgnored({ key, modRevision: entry.modRevision, kind, reason });
+    this.onIgnored({ key, modRevision: entry.modRevision, kind, cause, reason });
   }
 
   /** Live nodes by name. */
@@ -106,7 +121,7 @@ export class ClusterView {
       if (checked.ok) {
         this.nodeByKey.set(key, checked.value);
         this.nodesOut.set(checked.value.name, checked.value);
-      } else this.ignore(key, entry, 'node', checked.reason);
+      } else this.ignore(key, entry, 'node', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
     }
     this.dirty.nodes.clear();
     return this.nodesOut;
@@ -144,7 +159,7 @@ export class ClusterView {
       const decoded = decodeRecord(BlockSchema, entry.value);
       const checked = decoded.ok ? checkBlock(decoded.value, keyPrefix, this.topology) : decoded;
       if (!checked.ok) {
-        this.ignore(key, entry, 'block', checked.reason);
+        this.ignore(key, entry, 'block', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
         continue;
       }
       const b = checked.value;
@@ -179,7 +194,10 @@ export class ClusterView {
       const old = this.advertByKey.get(key);
       if (old !== undefined) {
         this.advertByKey.delete(key);
-        if (this.advertsOut.get(old.node) === old) this.advertsOut.delete(old.node);
+        if (this.advertsOut.get(old.node) === old) {
+          this.advertsOut.delete(old.node);
+          this.changedAdvertisers.add(old.node);
+        }
       }
       const entry = this.raw.routes.get(key);
       const where = this.keys.routeFromKey(key);
@@ -194,15 +212,32 @@ export class ClusterView {
       const owned = [...(this.byNode.get(where.node)?.values() ?? [])];
       const checked = decoded.ok ? checkAdvertisement(decoded.value, where, this.topology, owned) : decoded;
       if (!checked.ok) {
-        this.ignore(key, entry, 'advertisement', checked.reason);
+        this.ignore(key, entry, 'advertisement', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
         continue;
       }
-      for (const r of checked.value.rejected) this.ignore(key, entry, 'advertised-prefix', `${r.prefix}: ${r.reason}`);
+      const rejected = checked.value.rejected;
+      if (rejected.length > 0) {
+        const named = rejected.slice(0, NAMED_PREFIXES).map((r) => `${r.prefix}: ${r.reason}`);
+        if (rejected.length > NAMED_PREFIXES) named.push(`and ${rejected.length - NAMED_PREFIXES} more`);
+        this.ignore(key, entry, 'advertised-prefix', named.join('; '));
+      }
       this.advertByKey.set(key, checked.value);
       this.advertsOut.set(where.node, checked.value);
+      this.changedAdvertisers.add(where.node);
     }
     this.dirty.routes.clear();
     return this.advertsOut;
+  }
+
+  /**
+   * Nodes whose accepted advertisement may have changed since the last call
+   * (set, replaced or gone): what an incremental consumer must look at again.
+   */
+  takeChangedAdvertisers(): string[] {
+    this.advertisements();
+    const out = [...this.changedAdvertisers];
+    this.changedAdvertisers.clear();
+    return out;
   }
 
   /** Number of raw advertisement records present (valid or not). */

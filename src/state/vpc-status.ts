@@ -16,6 +16,7 @@ import { create } from '@bufbuild/protobuf';
 import type { Keys } from './keys.js';
 import { decodeRecord, encodeRecord, makeRecord, msToTimestamp, timestampToMs } from './records.js';
 import { entryKey } from '../core/vpc-table-state.js';
+import { readPrefix } from '../etcd/paged-range.js';
 
 /** The advertiser's verdict on one forwarder, as recorded in the status. */
 export interface ForwarderVerdict {
@@ -83,10 +84,10 @@ export async function writeStatus(client: Etcd3, keys: Keys, status: VpcStatus):
  * A record that does not decode contributes nothing.
  */
 export async function readEntryHistory(client: Etcd3, keys: Keys): Promise<Set<string>> {
-  const values = await client.getAll().prefix(keys.vpcPrefix()).strings();
+  const values = await readPrefix(client, keys.vpcPrefix(), { maxValueBytes: Number.MAX_SAFE_INTEGER });
   const out = new Set<string>();
-  for (const text of Object.values(values)) {
-    const decoded = decodeRecord(VpcStatusSchema, text);
+  for (const kv of values.kvs) {
+    const decoded = decodeRecord(VpcStatusSchema, kv.value.toString());
     if (!decoded.ok) continue;
     for (const r of [...decoded.value.plan, ...decoded.value.applied]) out.add(entryKey(r.subnet || decoded.value.subnet, r.table, r.destination, r.target));
   }

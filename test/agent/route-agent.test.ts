@@ -62,7 +62,7 @@ t.test('route agent in a 3×3 lab', { skip }, async (t) => {
     t.match(metrics, /^trellis_advertisements\{state="valid"\} 9$/m);
     t.match(metrics, /^trellis_reconcile_passes_total\{result="ok"\} \d+$/m);
     t.match(metrics, /^trellis_last_full_sync_timestamp_seconds [1-9]\d{9}/m, 'the last full sync, as a Unix time');
-    t.match(metrics, /^trellis_records_ignored\{kind="advertisement"\} 0$/m);
+    t.match(metrics, /^trellis_records_ignored_total\{kind="advertisement",reason="invalid"\} 0$/m);
     t.match(metrics, /^trellis_etcd_errors_total\{source="publish"\} 0$/m);
   });
 

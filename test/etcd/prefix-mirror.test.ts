@@ -95,3 +95,39 @@ t.test('prefix mirror', async (t) => {
     t.pass('watching again after the re-list');
   });
 });
+
+t.test('prefix mirror: paged lists, oversized values skipped and counted once, compacted values', async (t) => {
+  const etcd = await startEtcd(t);
+  const client = connectEtcd({ endpoints: [etcd.endpoint] });
+  t.teardown(() => client.close());
+  for (let i = 0; i < 25; i++) await client.put(`/big/k${String(i).padStart(2, '0')}`).value(`value-${i}`.padEnd(200, '.')).exec();
+  await client.put('/big/huge').value('h'.repeat(5000)).exec();
+  const reported: string[] = [];
+  const mirror = new PrefixMirror(client, '/big/', log, {
+    pageKeys: 4,
+    maxValueBytes: 1000,
+    onOversize: (key) => reported.push(key),
+    compact: (_key, value) => value.replace(/\.+$/, ''),
+  });
+  const seen: MirrorChange[] = [];
+  mirror.on('changes', (c) => seen.push(...c));
+  t.teardown(() => mirror.stop());
+  await mirror.start();
+  t.equal(mirror.entries().size, 25, 'every key listed across pages, the oversized one left out');
+  t.equal(mirror.get('/big/k07')?.value, 'value-7', 'values held compacted');
+  t.ok(seen.every((c) => c.value === undefined || !c.value.endsWith('.')), 'changes carry compacted values');
+  t.same(reported, ['/big/huge']);
+  t.equal(mirror.oversized, 1);
+
+  await mirror.relist();
+  t.same(reported, ['/big/huge'], 'a relist does not report the same revision again');
+
+  seen.length = 0;
+  await client.put('/big/k03').value('x'.repeat(2000)).exec();
+  await until('k03 gone', () => mirror.get('/big/k03') === undefined);
+  t.match(seen, [{ type: 'delete', key: '/big/k03' }], 'a value that grows past the limit reads as a delete');
+  t.same(reported, ['/big/huge', '/big/k03']);
+  await client.put('/big/k03').value('back').exec();
+  await until('k03 back', () => mirror.get('/big/k03')?.value === 'back');
+  t.equal(mirror.oversized, 2);
+});
