@@ -59,7 +59,7 @@ async function countingProxy(port: number): Promise<{ port: number; received: ()
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     const up = connect(port, '127.0.0.1');
-    for (const s of [client, up]) sockets.add(s).size;
+    sockets.add(client).add(up);
     up.on('data', (d: Buffer) => (received += d.length));
     const drop = (): void => void (client.destroy(), up.destroy(), sockets.delete(client), sockets.delete(up));
     client.on('error', drop).on('close', drop);
