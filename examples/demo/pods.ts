@@ -47,7 +47,8 @@ export async function addPod(v: VpcLab, host: LabHost, k: number): Promise<DemoP
       CNI_ARGS: `K8S_POD_NAMESPACE=demo;K8S_POD_NAME=${name}`,
       CNI_PATH: '/usr/lib/cni',
     },
-    { cniVersion: '1.0.0', name: 'trellis-demo', type: 'trellis', socket: join(daemon.stateDir, 'trellisd.sock') },
+    // A busy machine running sixty daemons may take longer than the plugin's default 10 s to answer.
+    { cniVersion: '1.0.0', name: 'trellis-demo', type: 'trellis', socket: join(daemon.stateDir, 'trellisd.sock'), timeoutMs: 60_000 },
   );
   const address = ((JSON.parse(result) as { ips: Array<{ address: string }> }).ips[0]?.address ?? '').split('/')[0] ?? '';
   return { name, host, ns, address };
