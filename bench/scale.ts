@@ -44,7 +44,10 @@ import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopo
 
 const HOST_IP = '198.18.1.254';
 const ETCD_PORT_IN_NS = 2379;
-const ROUNDS = { ipam: 200, cni: 40, adv: 40, foreign: 200 };
+/** Samples per figure: fewer in the reduced mode, which must stay under a minute. */
+const FULL_ROUNDS = { ipam: 200, cni: 40, adv: 40, foreign: 200, churnMs: 5000 };
+const REDUCED_ROUNDS = { ipam: 100, cni: 20, adv: 20, foreign: 100, churnMs: 3000 };
+let ROUNDS = REDUCED_ROUNDS;
 
 function options(): ScaleShape & { full: boolean } {
   const { values: v } = parseArgs({ options: { full: { type: 'boolean' }, nodes: { type: 'string' }, pods: { type: 'string' }, blocks: { type: 'string' }, subnets: { type: 'string' } } });
@@ -235,8 +238,8 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
     f.bytes_per_foreign_add = Math.max(0, Math.round((busyBytes - (idleBytes * busyMs) / idleMs) / ROUNDS.foreign));
     f.bytes_idle_per_s = Math.round((idleBytes * 1000) / idleMs);
 
-    // Churn: allocate/release in a loop for 5 s while sampling the daemon's tree.
-    const churnEnd = Date.now() + 5000;
+    // Churn: allocate/release in a loop (5 s, 3 s reduced) while sampling the daemon's tree.
+    const churnEnd = Date.now() + ROUNDS.churnMs;
     let c = 0;
     while (Date.now() < churnEnd) {
       await api(socket, '/v1/allocate', { containerId: `churn-${c}`, ifName: 'eth0', network: 'trellis' });
@@ -272,6 +275,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const shape = options();
+  ROUNDS = shape.full ? FULL_ROUNDS : REDUCED_ROUNDS;
   console.log(`bench/scale (${shape.full ? 'full' : 'reduced'}): ${shape.nodes} nodes in ${shape.subnets} subnets, ${shape.blocks} block claims, ${shape.pods} pod addresses`);
   const lab = new Lab();
   const dir = mkdtempSync(join(tmpdir(), 'trellis-bench-scale-'));
