@@ -77,8 +77,9 @@ export async function addPods(v: VpcLab, perHost: number, parallel: number): Pro
  */
 async function pingEach(v: VpcLab, from: DemoPod, targets: readonly DemoPod[], count = 1): Promise<boolean[]> {
   for (const t of targets) if (!/^100\.\d+\.\d+\.\d+$/.test(t.address)) throw new Error(`ping ${t.address}: not a pod address`);
-  const script = `for a in "$@"; do if ping -n -q -c ${count} -i 0.2 -W 1 "$a" >/dev/null 2>&1; then echo ok; else echo no; fi; done`;
-  const out = await v.lab.lab.exec(from.ns, 'sh', ['-c', script, 'sh', ...targets.map((t) => t.address)], { timeoutMs: targets.length * (count * 200 + 1500) + 10_000 });
+  const wait = count === 1 ? 1 : 2;
+  const script = `for a in "$@"; do if ping -n -q -c ${count} -i 0.5 -W ${wait} "$a" >/dev/null 2>&1; then echo ok; else echo no; fi; done`;
+  const out = await v.lab.lab.exec(from.ns, 'sh', ['-c', script, 'sh', ...targets.map((t) => t.address)], { timeoutMs: targets.length * (count * 500 + wait * 1000 + 500) + 10_000 });
   const lines = out.trim().split('\n');
   return targets.map((_, i) => lines[i] === 'ok');
 }
@@ -98,17 +99,23 @@ export async function pingMatrix(v: VpcLab, pods: readonly DemoPod[]): Promise<{
   };
   await Promise.all(Array.from({ length: 8 }, worker));
   // A lone echo can be lost to a busy machine (neighbour resolution on a
-  // loaded host): pairs that did not answer get one more try of three echoes,
-  // and the summary says how many needed it.
+  // loaded host): pairs that did not answer get one more try of four echoes
+  // half a second apart, each given 2 s, eight sources at a time, and the
+  // summary says how many needed it.
   let retried = 0;
-  for (const a of pods) {
-    const targets = pods.filter((b) => b !== a && result.get(`${a.name}>${b.name}`) !== true);
-    if (targets.length === 0) continue;
-    const answered = await pingEach(v, a, targets, 3);
-    targets.forEach((b, i) => {
-      if (answered[i] === true) (result.set(`${a.name}>${b.name}`, true), retried++);
-    });
-  }
+  const again = pods.filter((a) => pods.some((b) => b !== a && result.get(`${a.name}>${b.name}`) !== true));
+  let nextAgain = 0;
+  const retry = async (): Promise<void> => {
+    while (nextAgain < again.length) {
+      const a = again[nextAgain++]!;
+      const targets = pods.filter((b) => b !== a && result.get(`${a.name}>${b.name}`) !== true);
+      const answered = await pingEach(v, a, targets, 4);
+      targets.forEach((b, i) => {
+        if (answered[i] === true) (result.set(`${a.name}>${b.name}`, true), retried++);
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, retry));
   const firsts = pods.filter((p) => p.name.endsWith('-p0'));
   const width = Math.max(...firsts.map((p) => p.name.length));
   const lines = [`${''.padEnd(width)}  ${firsts.map((p) => p.host.name.padStart(5)).join(' ')}`];
@@ -123,7 +130,7 @@ export async function pingMatrix(v: VpcLab, pods: readonly DemoPod[]): Promise<{
     '',
     `all ${pods.length} pods (${pairs.length} pairs): same subnet ${okSame}/${sameSubnet.length}, ` +
       `across subnets ${ok - okSame}/${pairs.length - sameSubnet.length}` +
-      (retried > 0 ? ` (${retried} answered only on a second try of 3 echoes)` : ''),
+      (retried > 0 ? ` (${retried} answered only on a second try of 4 echoes)` : ''),
   );
   for (const [k, good] of result) if (!good) lines.push(`  no answer: ${k.replace('>', ' -> ')}`);
   return { text: `${lines.join('\n')}\n`, ok, total: pairs.length };
