@@ -4,7 +4,8 @@
 // Benchmarks that need root or a tool that is missing are reported as
 // skipped, with the reason, instead of failing the run.
 //
-// Run as root: npm run bench   (builds first)
+// Run as root: npm run bench   (builds first; `npm run bench -- --full` runs
+// bench/scale at full size: 5,000 nodes, 500,000 pod addresses)
 
 import { spawnSync } from 'node:child_process';
 import { cpus, release, totalmem } from 'node:os';
@@ -32,6 +33,8 @@ const BENCHES: Bench[] = [
   { name: 'convergence', file: 'convergence.js', root: true },
   { name: 'cni', file: 'cni.js', root: true },
   { name: 'failover', file: 'failover.js', root: true },
+  // Reduced by default (500 nodes, 50,000 pods: under a minute); `--full` for 5,000 nodes and 500,000 pods.
+  { name: 'scale', file: 'scale.js', root: true, env: process.argv.includes('--full') ? { BENCH_SCALE_FULL: '1' } : {} },
 ];
 
 function machine(): Figures {

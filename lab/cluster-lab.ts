@@ -36,6 +36,7 @@ import { onTeardown, type Teardown } from './cleanup.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { Lab, isTestAddress, type Netns, type NsRef } from './netns.js';
 import { CommandError } from './pids.js';
+import { startBounded } from './progress.js';
 import { Daemon, type DaemonOptions } from './trellis.js';
 
 export interface ClusterLabOptions {
@@ -261,9 +262,13 @@ export class ClusterLab {
     return h;
   }
 
-  /** Starts the daemons of `hosts` (default all) in parallel; resolves when each logged `untilLog`. */
+  /**
+   * Starts the daemons of `hosts` (default all), a bounded number at a time
+   * (see progress.ts); resolves when each logged `untilLog` within `timeoutMs`
+   * of its own spawn; the error names every host that did not.
+   */
   async startDaemons(hosts: readonly LabHost[] = this.hosts, untilLog?: RegExp | string, timeoutMs?: number): Promise<void> {
-    await Promise.all(hosts.map((h) => h.daemon.start(untilLog, timeoutMs)));
+    await startBounded(hosts.map((h) => ({ name: h.name, start: () => h.daemon.start(untilLog, timeoutMs) })), undefined, `"${String(untilLog ?? 'cluster view synced')}"`);
   }
 
   /** Runs etcdctl inside the router namespace (where etcd runs). */

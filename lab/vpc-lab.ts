@@ -27,6 +27,7 @@ import { startMoto, type MotoServer } from './moto.js';
 import { fromNamespace, type NsForward } from './ns-forward.js';
 export { until } from './pids.js';
 import { freePort } from './ports.js';
+import { startBounded } from './progress.js';
 import { Daemon } from './trellis.js';
 
 export const NAT_DESTINATION = '198.19.0.0/16';
@@ -181,9 +182,14 @@ export class VpcLab {
     return d;
   }
 
-  /** Starts daemons for `hosts` with `args` (in parallel); resolves when each has synced its view. */
-  async start(hosts: readonly LabHost[], args: readonly string[]): Promise<void> {
-    await Promise.all(hosts.map((h) => this.daemon(h, args).start('cluster view synced', 30_000)));
+  /**
+   * Starts daemons for `hosts` with `args`, `parallel` at a time (see
+   * progress.ts); resolves when each has synced its view, each within
+   * `perHostMs` (default 30 s) of its own spawn; the error names every host
+   * that did not.
+   */
+  async start(hosts: readonly LabHost[], args: readonly string[], parallel?: number, perHostMs = 30_000): Promise<void> {
+    await startBounded(hosts.map((h) => ({ name: h.name, start: () => this.daemon(h, args).start('cluster view synced', perHostMs) })), parallel, 'synced (cluster view)');
   }
 
   /** Graceful stop of every running daemon. */
@@ -229,8 +235,6 @@ export class VpcLab {
     await this.lab.destroy();
   }
 }
-
-/** Polls `cond` every `stepMs` until true; returns the ms it took; throws after `timeoutMs`. */
 
 /** Builds the VPC lab (see the module comment); with `t`, destroyed when the test ends. */
 export async function buildVpcLab(t: Teardown | undefined, opts: VpcLabOptions = {}): Promise<VpcLab> {

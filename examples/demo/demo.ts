@@ -18,8 +18,9 @@ import { motoServerPath } from '../../lab/moto.js';
 import { intoNamespace } from '../../lab/ns-forward.js';
 import { which } from '../../lab/pids.js';
 import { sweepStalePortLocks } from '../../lab/ports.js';
-import { buildVpcLab, until, type VpcLab } from '../../lab/vpc-lab.js';
-import { addPod, pingMatrix, type DemoPod } from './pods.js';
+import { defaultStartParallelism, waitProgress } from '../../lab/progress.js';
+import { buildVpcLab, type VpcLab } from '../../lab/vpc-lab.js';
+import { addPods, pingMatrix } from './pods.js';
 import { VpcRouter } from './vpc-router.js';
 
 const USAGE = `Usage: npm run demo -- [--nodes N] [--pods-per-node N] [--route-limit N] [--keep]
@@ -90,14 +91,38 @@ function parse(argv: string[]): { nodes: number; pods: number; limit: number; ke
   }
 }
 
-async function converged(v: VpcLab, router: VpcRouter, pods: readonly DemoPod[]): Promise<boolean> {
+/**
+ * What is still missing before the cluster has converged, one line per item:
+ * VPC route table entries covering every block, then (once the tables are
+ * complete) on every host a kernel route to each block of its subnet's
+ * other hosts. Hosts found complete are remembered in `done`.
+ */
+async function outstanding(v: VpcLab, router: VpcRouter, done: Set<string>): Promise<string[]> {
+  const missing: string[] = [];
   const tables = await v.entries();
   const blocks = await v.lab.blocksOf();
-  for (const entries of tables.values()) {
-    for (const b of blocks) if (!entries.some((e) => contains(parsePrefix(e.destination), parsePrefix(b.prefix)))) return false;
+  for (const [rtb, entries] of tables) {
+    const uncovered = blocks.filter((b) => !entries.some((e) => contains(parsePrefix(e.destination), parsePrefix(b.prefix))));
+    if (uncovered.length > 0) missing.push(`route table ${rtb}: no entry covers ${uncovered.map((b) => `${b.prefix} (${b.node})`).join(', ')}`);
   }
+  const unclaimed = v.hosts.filter((h) => !blocks.some((b) => b.node === h.name));
+  if (unclaimed.length > 0) missing.push(`no block claimed yet by ${unclaimed.map((h) => h.name).join(', ')}`);
   await router.sync();
-  return pods.length > 0;
+  if (missing.length > 0) return missing;
+  const pending = v.hosts.filter((h) => !done.has(h.name));
+  let next = 0;
+  const check = async (): Promise<void> => {
+    while (next < pending.length) {
+      const h = pending[next++]!;
+      const routes = (await v.lab.kernelRoutes(h, { protocol: 84 })).map((r) => r.dst);
+      const peers = blocks.filter((b) => b.subnet === h.subnet && b.node !== h.name);
+      const absent = peers.filter((b) => !routes.some((d) => d.includes('/') && contains(parsePrefix(d), parsePrefix(b.prefix))));
+      if (absent.length === 0) done.add(h.name);
+      else missing.push(`${h.name}: no kernel route to ${absent.map((b) => `${b.prefix} (${b.node})`).join(', ')}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, check));
+  return missing.sort();
 }
 
 async function run(opts: { nodes: number; pods: number; limit: number; keep: boolean }): Promise<number> {
@@ -125,13 +150,16 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
       network: v.lab.topology.network,
     });
     await router.start();
-    step(`starting ${v.hosts.length} trellisd (route limit ${opts.limit} per table)`);
-    await v.start(v.hosts, ['--vpc-route-limit', String(opts.limit), '--vpc-recover-after', '2s']);
+    const parallel = defaultStartParallelism();
+    step(`starting ${v.hosts.length} trellisd, ${parallel} at a time (route limit ${opts.limit} per table)`);
+    // Each start has its own budget from its own spawn (a loaded machine may
+    // need more than the lab's default); the batches keep it independent of N.
+    await v.start(v.hosts, ['--vpc-route-limit', String(opts.limit), '--vpc-recover-after', '2s'], parallel, 90_000);
     step(`adding ${opts.pods} pod(s) per host through the trellis CNI plugin`);
-    const pods: DemoPod[] = [];
-    for (const h of v.hosts) for (let k = 0; k < opts.pods; k++) pods.push(await addPod(v, h, k));
+    const pods = await addPods(v, opts.pods, parallel);
     step('waiting for the VPC route tables to cover every block and for the hosts to converge');
-    const took = await until('convergence', () => converged(v, router as VpcRouter, pods), 90_000, 250);
+    const done = new Set<string>();
+    const took = await waitProgress('convergence (VPC route tables and host routes)', () => outstanding(v, router as VpcRouter, done), { stallMs: 30_000 });
     step(`converged in ${(took / 1000).toFixed(1)} s`);
 
     const etcd = ['--etcd-endpoints', v.lab.endpoint];

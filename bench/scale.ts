@@ -1,0 +1,303 @@
+// bench/scale: a real trellisd and the trellis CNI plugin against one real
+// etcd holding a large synthetic cluster, side by side with the same daemon
+// against an empty cluster, in one run.
+//
+// Per phase ("empty": topology only; "seeded": see lib/scale-seed.ts, by
+// default 5,000 nodes in 10 subnets, 10,000 block claims, 500,000 pod
+// addresses), a fresh etcd and a trellisd in its own network namespace
+// (host 198.18.1.254 on subnet-0: eth0 one end of a veth whose peer stays in the namespace; routes on) reaching etcd
+// through a byte-counting TCP proxy. Measured:
+//   exec-to-ready    spawn to "cluster view synced" and "IPAM API listening"
+//   IPAM allocate    /v1/allocate round trips on the daemon's socket (p50/p99)
+//   CNI ADD          the plugin run in the host namespace for fresh pod namespaces
+//   adv → route      one same-subnet peer claims a block, then its Advertisement
+//                    gains it: from that write to the route in the daemon's
+//                    kernel (ip monitor route)
+//   RSS              daemon and its children, idle and peak under churn
+//   bytes/foreign ADD bytes etcd sent the daemon per PodAddress written for
+//                    another node, less what it receives idle over as long
+//   etcd dbSize      endpoint status
+// Prints a table, records the figures (bench/results.json through run-all).
+//
+// Run as root:  npm run build && node dist/bench/scale.js [--full] [--nodes N --pods N --blocks N --subnets N]
+// Default (reduced): 500 nodes, 1,000 blocks, 50,000 pods; --full: 5,000 / 10,000 / 500,000.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import { installPlugin } from '../lab/cni-harness.js';
+import { startEtcd, type EtcdServer } from '../lab/etcd.js';
+import { Lab, needRoot, type Netns } from '../lab/netns.js';
+import { fromNamespace } from '../lab/ns-forward.js';
+import { Daemon } from '../lab/trellis.js';
+import { BlockSchema, NodeSchema } from '../src/gen/trellis/v1/records_pb.js';
+import { Keys } from '../src/state/keys.js';
+import { encodeRecord, makeRecord } from '../src/state/records.js';
+import { percentile, record, round, type Figures } from './lib/report.js';
+import { RouteMonitor } from './lib/route-monitor.js';
+import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopology, synthNode, type ScaleShape } from './lib/scale-seed.js';
+
+const HOST_IP = '198.18.1.254';
+const ETCD_PORT_IN_NS = 2379;
+/** Samples per figure: fewer in the reduced mode, which must stay under a minute. */
+const FULL_ROUNDS = { ipam: 200, cni: 40, adv: 40, foreign: 200, churnMs: 5000 };
+const REDUCED_ROUNDS = { ipam: 100, cni: 20, adv: 20, foreign: 100, churnMs: 3000 };
+let ROUNDS = REDUCED_ROUNDS;
+
+function options(): ScaleShape & { full: boolean } {
+  const { values: v } = parseArgs({ options: { full: { type: 'boolean' }, nodes: { type: 'string' }, pods: { type: 'string' }, blocks: { type: 'string' }, subnets: { type: 'string' } } });
+  const full = v.full === true || process.env.BENCH_SCALE_FULL === '1';
+  const nodes = Number(v.nodes ?? (full ? 5000 : 500));
+  return { full, subnets: Number(v.subnets ?? 10), nodes, pods: Number(v.pods ?? nodes * 100), blocks: Number(v.blocks ?? nodes * 2) };
+}
+
+/** A loopback TCP proxy to etcd counting the bytes etcd sends back. */
+async function countingProxy(port: number): Promise<{ port: number; received: () => number; close: () => Promise<void> }> {
+  let received = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const up = connect(port, '127.0.0.1');
+    sockets.add(client).add(up);
+    up.on('data', (d: Buffer) => (received += d.length));
+    const drop = (): void => void (client.destroy(), up.destroy(), sockets.delete(client), sockets.delete(up));
+    client.on('error', drop).on('close', drop);
+    up.on('error', drop).on('close', drop);
+    client.pipe(up);
+    up.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    received: () => received,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Resident MiB of `pid` and all its descendants. */
+function treeRssMiB(pid: number): number {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) for (const [c, p] of parent) if (p === pids[i]) pids.push(c);
+  let kib = 0;
+  for (const p of pids) {
+    try {
+      kib += Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return kib / 1024;
+}
+
+function api(socket: string, path: string, body: unknown): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = request({ socketPath: socket, method: 'POST', path, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error(`${path}: HTTP ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+function runPlugin(plugin: string, hostNs: string, env: Record<string, string>, conf: unknown): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn('nsenter', [`--net=/var/run/netns/${hostNs}`, plugin], { env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`CNI ${env.CNI_COMMAND} failed (${code}): ${out}`))));
+    child.stdin.end(JSON.stringify(conf));
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function dbSizeMiB(etcd: EtcdServer): Promise<number> {
+  const out = JSON.parse(await etcd.etcdctl(['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { dbSize: number } }>;
+  return (out[0]?.Status.dbSize ?? NaN) / 2 ** 20;
+}
+
+type PhaseFigures = Record<string, number>;
+
+async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plugin: string): Promise<PhaseFigures> {
+  const f: PhaseFigures = {};
+  const etcd = await startEtcd(undefined, { extraArgs: ['--quota-backend-bytes', String(8 * 2 ** 30)] });
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  const keys = new Keys();
+  const proxy = await countingProxy(Number(new URL(etcd.endpoint).port));
+  const host: Netns = await lab.ns(`scale-${name}`);
+  let d: Daemon | undefined;
+  let monitor: RouteMonitor | undefined;
+  try {
+    const topology = await seedScaleTopology(client, keys, shape.subnets);
+    if (name === 'seeded') {
+      const s = await seedCluster(client, keys, topology, shape);
+      f.seed_keys = s.keys;
+      f.seed_s = round(s.ms / 1000, 1);
+      console.log(`seeded ${s.keys} keys in ${s.txns} transactions in ${(s.ms / 1000).toFixed(1)} s`);
+    }
+    await lab.exec(host, 'sh', ['-ec', `ip link add eth0 type veth peer name wire0 && ip addr add ${HOST_IP}/23 dev eth0 && ip link set wire0 up && ip link set eth0 up`]);
+    await fromNamespace(undefined, host.name, '127.0.0.1', ETCD_PORT_IN_NS, proxy.port);
+    monitor = new RouteMonitor(name, lab.spawn(host, 'ip', ['-4', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    d = new Daemon({ etcd: `http://127.0.0.1:${ETCD_PORT_IN_NS}`, nodeName: `bench-${name}`, hostIP: HOST_IP, netns: host.name, holdTime: '10s' });
+    const spawned = performance.now();
+    await d.start('cluster view synced', 120_000);
+    await d.waitForLog('IPAM API listening', 60_000);
+    f.exec_to_ready_ms = round(performance.now() - spawned);
+    const pid = d.pid as number;
+    await sleep(2000);
+    f.rss_idle_mib = round(treeRssMiB(pid));
+    const socket = join(d.stateDir, 'trellisd.sock');
+
+    const ipam: number[] = [];
+    for (let i = 0; i < ROUNDS.ipam; i++) {
+      ipam.push(await api(socket, '/v1/allocate', { containerId: `ipam-${i}`, ifName: 'eth0', network: 'trellis' }));
+      await api(socket, '/v1/release', { containerId: `ipam-${i}`, ifName: 'eth0' });
+    }
+    f.ipam_allocate_p50_ms = round(percentile(ipam, 0.5), 2);
+    f.ipam_allocate_p99_ms = round(percentile(ipam, 0.99), 2);
+
+    const conf = { cniVersion: '1.0.0', name: 'trellis', type: 'trellis', socket };
+    const cni: number[] = [];
+    let peak = f.rss_idle_mib;
+    for (let i = 0; i < ROUNDS.cni; i++) {
+      const pod = await lab.ns(`sp${i}`);
+      const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: `cni-${i}`, CNI_NETNS: `/var/run/netns/${pod.name}`, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni', CNI_ARGS: `K8S_POD_NAMESPACE=scale;K8S_POD_NAME=cni-${i}` };
+      cni.push(await runPlugin(plugin, host.name, env, conf));
+      peak = Math.max(peak, treeRssMiB(pid));
+    }
+    f.cni_add_p50_ms = round(percentile(cni, 0.5), 1);
+    f.cni_add_p99_ms = round(percentile(cni, 0.99), 1);
+
+    // Advertisement → route: same-subnet synthetic peers (seeded ones, or made here when empty) gain a third block.
+    const adv: number[] = [];
+    for (let i = 0; i < ROUNDS.adv; i++) {
+      const peer = synthNode(topology, 0, 400 + i); // homes 400.. of subnet-0: seeded in the full shape, fresh otherwise
+      const blocks = [blockPrefix(peer, 0), blockPrefix(peer, 1)];
+      const subnet = 'subnet-0';
+      const want = blockPrefix(peer, 2);
+      // A prefix counts only while a block claim says the peer owns it: the claim first, as trellisd does.
+      const claims = name === 'empty' || 400 + i >= Math.ceil(shape.nodes / shape.subnets) ? [...blocks, want] : [want];
+      if (claims.length > 1) {
+        await client.put(keys.node(peer.name)).value(encodeRecord(NodeSchema, makeRecord(NodeSchema, { name: peer.name, subnet, zone: 'zone-0', hostIp: peer.hostIP, agentVersion: 'synthetic' })));
+        await client.put(keys.route(subnet, peer.name)).value(advertisement(peer, blocks));
+      }
+      for (const b of claims) await client.put(keys.block(b)).value(encodeRecord(BlockSchema, makeRecord(BlockSchema, { prefix: b, subnet, node: peer.name })));
+      await sleep(50);
+      monitor.track([want]);
+      const written = performance.now();
+      await client.put(keys.route(subnet, peer.name)).value(advertisement(peer, [...blocks, want]));
+      const end = Date.now() + 10_000;
+      while (!monitor.present.has(want) && Date.now() < end) await sleep(1);
+      const at = monitor.present.get(want);
+      if (at === undefined) throw new Error(`${name}: no kernel route to ${want} within 10 s of its advertisement`);
+      adv.push(at - written);
+      peak = Math.max(peak, treeRssMiB(pid));
+    }
+    f.adv_to_route_p50_ms = round(percentile(adv, 0.5), 1);
+    f.adv_to_route_p99_ms = round(percentile(adv, 0.99), 1);
+
+    // Bytes per foreign pod ADD: PodAddress records written for another node, against an idle window as long.
+    const foreign = synthNode(topology, 1, 0);
+    const fblock = blockPrefix(foreign, 3);
+    await sleep(1000);
+    const idle0 = proxy.received();
+    const idleStart = performance.now();
+    await sleep(3000);
+    const idleBytes = proxy.received() - idle0;
+    const idleMs = performance.now() - idleStart;
+    const busy0 = proxy.received();
+    const busyStart = performance.now();
+    for (let i = 0; i < ROUNDS.foreign; i++) {
+      const address = `${fblock.split('.').slice(0, 3).join('.')}.${192 + (i % 64)}`;
+      await client.put(keys.podAddress(foreign.name, fblock, address)).value(podAddressValue(foreign, fblock, address, `foreign-${i}`));
+    }
+    await sleep(1000);
+    const busyBytes = proxy.received() - busy0;
+    const busyMs = performance.now() - busyStart;
+    f.bytes_per_foreign_add = Math.max(0, Math.round((busyBytes - (idleBytes * busyMs) / idleMs) / ROUNDS.foreign));
+    f.bytes_idle_per_s = Math.round((idleBytes * 1000) / idleMs);
+
+    // Churn: allocate/release in a loop (5 s, 3 s reduced) while sampling the daemon's tree.
+    const churnEnd = Date.now() + ROUNDS.churnMs;
+    let c = 0;
+    while (Date.now() < churnEnd) {
+      await api(socket, '/v1/allocate', { containerId: `churn-${c}`, ifName: 'eth0', network: 'trellis' });
+      await api(socket, '/v1/release', { containerId: `churn-${c++}`, ifName: 'eth0' });
+      if (c % 20 === 0) peak = Math.max(peak, treeRssMiB(pid));
+    }
+    f.rss_churn_peak_mib = round(Math.max(peak, treeRssMiB(pid)));
+    f.etcd_db_mib = round(await dbSizeMiB(etcd), 1);
+    return f;
+  } finally {
+    monitor?.child.kill();
+    await d?.destroy();
+    client.close();
+    await proxy.close();
+    await etcd.destroy();
+  }
+}
+
+const TARGETS: Array<[string, string, (e: PhaseFigures, s: PhaseFigures) => boolean]> = [
+  ['cni_add_p50_ms', 'seeded ≤ 1.2 × empty', (e, s) => s.cni_add_p50_ms! <= 1.2 * e.cni_add_p50_ms!],
+  ['ipam_allocate_p50_ms', '≤ 10 ms', (_e, s) => s.ipam_allocate_p50_ms! <= 10],
+  ['adv_to_route_p99_ms', '≤ 20 ms', (_e, s) => s.adv_to_route_p99_ms! <= 20],
+  ['rss_idle_mib', '≤ 100 MiB', (_e, s) => s.rss_idle_mib! <= 100],
+  ['rss_churn_peak_mib', '≤ 100 MiB', (_e, s) => s.rss_churn_peak_mib! <= 100],
+  ['exec_to_ready_ms', '≤ 1000 ms', (_e, s) => s.exec_to_ready_ms! <= 1000],
+  ['bytes_per_foreign_add', '0', (_e, s) => s.bytes_per_foreign_add === 0],
+];
+
+async function main(): Promise<void> {
+  const reason = needRoot();
+  if (reason !== false) {
+    console.error(`bench/scale ${reason}`);
+    process.exit(1);
+  }
+  const shape = options();
+  ROUNDS = shape.full ? FULL_ROUNDS : REDUCED_ROUNDS;
+  console.log(`bench/scale (${shape.full ? 'full' : 'reduced'}): ${shape.nodes} nodes in ${shape.subnets} subnets, ${shape.blocks} block claims, ${shape.pods} pod addresses`);
+  const lab = new Lab();
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-bench-scale-'));
+  try {
+    const plugin = installPlugin(dir);
+    const empty = await phase('empty', shape, lab, plugin);
+    const seeded = await phase('seeded', shape, lab, plugin);
+    const names = [...new Set([...Object.keys(empty), ...Object.keys(seeded)])];
+    const w = Math.max(...names.map((n) => n.length));
+    console.log(`\n${'figure'.padEnd(w)}  ${'empty'.padStart(10)}  ${'seeded'.padStart(10)}  target`);
+    for (const n of names) {
+      const t = TARGETS.find(([k]) => k === n);
+      const verdict = t === undefined ? '' : `${t[1]}: ${t[2](empty, seeded) ? 'met' : 'MISSED'}`;
+      console.log(`${n.padEnd(w)}  ${String(empty[n] ?? '').padStart(10)}  ${String(seeded[n] ?? '').padStart(10)}  ${verdict}`);
+    }
+    const figures: Figures = { mode: shape.full ? 'full' : 'reduced', nodes: shape.nodes, subnets: shape.subnets, blocks: shape.blocks, pods: shape.pods, empty, seeded };
+    figures.cni_add_p50_seeded_over_empty = round(seeded.cni_add_p50_ms! / empty.cni_add_p50_ms!, 2);
+    record(figures);
+  } finally {
+    await lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
