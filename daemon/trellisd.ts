@@ -12,6 +12,7 @@ import { loadConfig, describeConfig, type TrellisConfig } from '../src/config/lo
 import { CONFIG_KEYS, envName, flagName, formatDefault } from '../src/config/schema.js';
 import { NodeDaemon } from './node-daemon.js';
 import { withdrawNode } from './withdraw.js';
+import { installWhenReady, removeConflist } from './cni-install.js';
 
 const USAGE = `Usage: trellisd [--config FILE] [options]
        trellisd --check-config [--config FILE] [options]
@@ -96,6 +97,7 @@ export async function main(argv: string[]): Promise<number> {
   if (v.withdraw === true) {
     try {
       const { blocks } = await withdrawNode(config, log);
+      if (config.cni.install) removeConflist(config, log);
       process.stdout.write(`withdrew node ${config.nodeName}: lease revoked, ${blocks.length} block(s) released${blocks.length > 0 ? `: ${blocks.join(' ')}` : ''}\n`);
       return 0;
     } catch (err) {
@@ -110,18 +112,19 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`trellisd: ${describeError(err)}\n`);
     return hasCode(err, ErrorCode.Config) ? 2 : 1;
   }
-  return run(daemon, log);
+  return run(daemon, config, log);
 }
 
-async function run(daemon: NodeDaemon, log: pino.Logger): Promise<number> {
+async function run(daemon: NodeDaemon, config: TrellisConfig, log: pino.Logger): Promise<number> {
   let stopping = false;
+  let stop: (signal: string, code?: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
+    stop = (signal: string, code = 0): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'stopping (the lease is kept until it expires)');
       daemon.stop().then(
-        () => resolve(0),
+        () => resolve(code),
         (err: unknown) => {
           log.error({ err: describeError(err) }, 'error while stopping');
           resolve(1);
@@ -135,6 +138,12 @@ async function run(daemon: NodeDaemon, log: pino.Logger): Promise<number> {
     log.info({ version: VERSION }, 'starting');
     await daemon.start();
     log.info('running');
+    if (config.cni.install) {
+      installWhenReady(config, log.child({ component: 'cni-install' }), () => daemon.notReadyReason(), () => stopping).catch((err: unknown) => {
+        log.fatal({ err: describeError(err), code: (err as { code?: string }).code }, 'installing the CNI plugin failed');
+        stop('cni install failed', hasCode(err, ErrorCode.Config) ? 2 : 1);
+      });
+    }
   } catch (err) {
     if (stopping) return done;
     log.fatal({ err: describeError(err), code: (err as { code?: string }).code }, 'start-up failed');
