@@ -5,7 +5,7 @@
 
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { stringify } from 'yaml';
+import { Document, isScalar } from 'yaml';
 import { describeError, ErrorCode, hasCode } from '../src/errors.js';
 import { VERSION } from '../src/version.js';
 import { loadConfig, describeConfig, type TrellisConfig } from '../src/config/load.js';
@@ -13,6 +13,7 @@ import { CONFIG_KEYS, envName, flagName, formatDefault } from '../src/config/sch
 import { NodeDaemon } from './node-daemon.js';
 import { withdrawNode } from './withdraw.js';
 import { installWhenReady, removeConflist } from './cni-install.js';
+import { detectHost } from './host-detect.js';
 
 const USAGE = `Usage: trellisd [--config FILE] [options]
        trellisd --check-config [--config FILE] [options]
@@ -41,6 +42,16 @@ variable (flag > environment > file > default):
 function keyHelp(): string {
   const rows = CONFIG_KEYS.map((k) => [`--${flagName(k.path)}`, envName(k.path), formatDefault(k), k.doc]);
   return rows.map(([flag, env, def, doc]) => `  ${flag}  (${env}; default: ${def})\n      ${doc}`).join('\n');
+}
+
+/** YAML of `data` with `# note` after each value that was detected rather than configured. */
+function annotated(data: Record<string, unknown>, notes: ReadonlyMap<string, string>): string {
+  const doc = new Document(data);
+  for (const [path, note] of notes) {
+    const node = doc.getIn(path.split('.'), true);
+    if (isScalar(node)) node.comment = ` ${note}`;
+  }
+  return doc.toString();
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -83,14 +94,18 @@ export async function main(argv: string[]): Promise<number> {
     if (typeof value === 'string') flags.set(k.path, value);
   }
   let config: TrellisConfig;
+  let notes = new Map<string, string>();
   try {
     config = loadConfig({ file: v.config as string | undefined, flags, env: process.env });
+    const detected = await detectHost(config);
+    config = detected.config;
+    notes = detected.notes;
   } catch (err) {
     process.stderr.write(`trellisd: ${describeError(err)}\n`);
     return 2;
   }
   if (v['check-config'] === true) {
-    process.stdout.write(`# configuration is valid\n${stringify(describeConfig(config))}`);
+    process.stdout.write(`# configuration is valid\n${annotated(describeConfig(config), notes)}`);
     return 0;
   }
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });

@@ -30,12 +30,12 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     path: 'nodeName',
     type: 'string',
     defaultText: 'the host name',
-    doc: 'Name of this node in the cluster; unique; letters, digits, ".", "_", "-".',
+    doc: 'Name of this node in the cluster; unique; letters, digits, ".", "_", "-". On Kubernetes, set TRELLIS_NODE_NAME from spec.nodeName (downward API).',
   },
   {
     path: 'hostIP',
     type: 'string',
-    required: true,
+    defaultText: 'detected: the address of `interface` (the instance metadata local-ipv4 when vpc.enabled)',
     doc: "This host's IP address in its subnet: the next hop for its pods.",
   },
   {
@@ -47,7 +47,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   {
     path: 'interface',
     type: 'string',
-    required: true,
+    defaultText: 'detected: the interface holding hostIP, else that of the default route',
     doc: 'Host interface that carries hostIP; routes to same-subnet peers use it.',
   },
   {
