@@ -162,13 +162,13 @@ export class Containerd {
   }
 }
 
-/** A started containerd in `o.ns`, with the sandbox image imported; stopped at teardown. */
-export async function startContainerd(t: Teardown | undefined, o: ContainerdOptions & { sandboxArchive: string }): Promise<Containerd> {
+/** A started containerd in `o.ns`, with the sandbox image imported (when given); stopped at teardown. */
+export async function startContainerd(t: Teardown | undefined, o: ContainerdOptions & { sandboxArchive?: string }): Promise<Containerd> {
   mkdirSync(o.cniBinDir, { recursive: true });
   mkdirSync(o.cniConfDir, { recursive: true });
   const c = new Containerd(o);
   onTeardown(t, () => c.stop());
   await c.start();
-  await c.importImage(o.sandboxArchive);
+  if (o.sandboxArchive !== undefined) await c.importImage(o.sandboxArchive);
   return c;
 }

@@ -3,7 +3,8 @@
 # registry: buildah, from scratch, holding /usr/bin/node and exactly the shared
 # libraries `ldd` lists for it (copied at their paths), plus
 #   trellis: /opt/trellis/{package.json,dist/{daemon,src,cni}} and the
-#            production node_modules; entrypoint trellisd; trellisctl at
+#            production node_modules, /usr/bin/ip (iproute2) with its
+#            libraries; entrypoint trellisd; trellisctl at
 #            /usr/local/bin/trellisctl
 #   pause:   nothing more; the command sleeps forever (a pod sandbox image
 #            for the lab's containerd)
@@ -42,17 +43,24 @@ trap cleanup EXIT
 ctr=$("${bah[@]}" from --quiet scratch)
 mnt=$("${bah[@]}" mount "$ctr")
 
-node_bin=$(readlink -f "$(command -v node)")
-install -D -m 0755 "$node_bin" "$mnt/usr/bin/node"
-for lib in $(ldd "$node_bin" | grep -o '/[^ ]*'); do
-  mkdir -p "$mnt$(dirname "$lib")"
-  cp -L "$lib" "$mnt$lib"
-done
+# A program at /usr/bin/NAME and the shared libraries ldd lists for it, at their paths.
+add_program() {
+  local src
+  src=$(readlink -f "$(command -v "$1")")
+  install -D -m 0755 "$src" "$mnt/usr/bin/$1"
+  for lib in $(ldd "$src" | grep -o '/[^ ]*'); do
+    mkdir -p "$mnt$(dirname "$lib")"
+    cp -L "$lib" "$mnt$lib"
+  done
+}
+add_program node
 mkdir -p "$mnt/tmp" && chmod 1777 "$mnt/tmp"
 
 if [[ $kind == pause ]]; then
   "${bah[@]}" config --entrypoint '["/usr/bin/node","-e","setInterval(()=>{},1<<30)"]' --cmd '' "$ctr"
 else
+  # trellisd reads the host's routes and links with `ip -j` (iproute2).
+  add_program ip
   app=$mnt/opt/trellis
   mkdir -p "$app/dist"
   cp "$root/package.json" "$app/"
@@ -71,7 +79,7 @@ else
 import('/opt/trellis/dist/src/cli/trellisctl.js');
 SCRIPT
   "${bah[@]}" config --entrypoint '["/usr/bin/node","/opt/trellis/dist/daemon/trellisd.js"]' --cmd '' \
-    --workingdir /opt/trellis --env NODE_ENV=production \
+    --workingdir /opt/trellis --env NODE_ENV=production --env PATH=/usr/local/bin:/usr/bin \
     --label org.opencontainers.image.title=trellis --label "org.opencontainers.image.version=$version" "$ctr"
 fi
 
