@@ -1,6 +1,8 @@
 // Installing the trellis CNI plugin and its network configuration on this
 // node (cni.install): the bundled plugin (dist/cni/trellis.cjs, its `#!` line
-// naming this node runtime by absolute path) into cni.binDir, then the
+// naming this node runtime by absolute path; from the image, a /bin/sh
+// wrapper running it with the image's node and libraries copied into
+// cni.binDir/trellis.d, as the host may have no Node.js) into cni.binDir, then the
 // configuration list (trellis + portmap + bandwidth, with the IPAM socket and
 // the veth MTU filled in) into cni.confDir. trellisd does it once it is ready,
 // so a runtime never finds the configuration before trellisd can serve it;
@@ -17,8 +19,8 @@
 //  * A file already holding exactly the wanted content is left untouched.
 
 import { execFile } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -26,8 +28,15 @@ import type { TrellisConfig } from '../src/config/load.js';
 import { ErrorCode, TrellisError } from '../src/errors.js';
 import { VERSION } from '../src/version.js';
 
-/** Second line of an installed plugin: how the installer recognises its own file. */
-export const PLUGIN_MARK = '// trellis CNI plugin, installed by trellisd';
+/** Second line of an installed plugin (after `// ` or `# `): how the installer recognises its own file. */
+export const PLUGIN_MARK = 'trellis CNI plugin, installed by trellisd';
+/**
+ * Written into the image by deploy/image/build.sh beside dist/: the paths of
+ * the image's node, its shared libraries and the dynamic loader. When present
+ * (trellisd runs from the image), the plugin is installed with its own copy
+ * of that runtime, since the node may have no Node.js of its own.
+ */
+export const RUNTIME_LIST = 'runtime.list';
 /** The plugin's name in the configuration list and in cni.binDir. */
 export const PLUGIN_TYPE = 'trellis';
 export const NETWORK_NAME = 'trellis';
@@ -37,6 +46,43 @@ export interface CniInstallOptions {
   bundle?: string;
   /** The node executable the plugin's `#!` line names; default this process's. */
   node?: string;
+  /** A runtime list (see RUNTIME_LIST) to install with the plugin; default the image's, if any. */
+  runtimeList?: string;
+}
+
+/** The image's runtime list (`<package>/runtime.list`), when trellisd runs from the image. */
+export function defaultRuntimeList(): string | undefined {
+  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', RUNTIME_LIST);
+  return existsSync(path) ? path : undefined;
+}
+
+/**
+ * Copy the runtime named by `list` (lines `loader PATH`, `node PATH`, `lib PATH`)
+ * and the bundle into `dir`; returns the plugin text: a /bin/sh wrapper that
+ * runs the bundle with that node through that loader.
+ */
+function installRuntime(list: string, dir: string, bundle: string, written: string[]): string {
+  mkdirSync(join(dir, 'lib'), { recursive: true });
+  const put = (to: string, data: Buffer | string, mode: number): void => {
+    const have = existsSync(to) ? readFileSync(to) : undefined;
+    if (have !== undefined && have.equals(Buffer.from(data))) return;
+    writeAtomic(to, data, mode);
+    written.push(to);
+  };
+  let loader = '';
+  let node = '';
+  for (const line of readFileSync(list, 'utf8').split('\n')) {
+    const [kind, path] = line.trim().split(/\s+/, 2);
+    if (kind === undefined || path === undefined || kind.startsWith('#')) continue;
+    const name = kind === 'lib' ? join('lib', basename(path)) : kind;
+    put(join(dir, name), readFileSync(path), 0o755);
+    if (kind === 'loader') loader = join(dir, name);
+    if (kind === 'node') node = join(dir, name);
+  }
+  if (loader === '' || node === '') throw new TrellisError(ErrorCode.Internal, `${list} names no loader or no node`);
+  put(join(dir, 'trellis.cjs'), bundle, 0o644);
+  const q = (p: string): string => `'${p.replace(/'/g, `'\\''`)}'`;
+  return `#!/bin/sh\n# ${PLUGIN_MARK} ${VERSION}\nexec ${q(loader)} --library-path ${q(join(dir, 'lib'))} ${q(node)} ${q(join(dir, 'trellis.cjs'))} "$@"\n`;
 }
 
 export interface Installed {
@@ -57,7 +103,7 @@ export function defaultBundle(): string {
 /** The plugin executable's text: `#!node`, the mark, then the bundle without its own `#!` line. */
 export function pluginText(bundle: string, node: string): string {
   const body = bundle.startsWith('#!') ? bundle.slice(bundle.indexOf('\n') + 1) : bundle;
-  return `#!${node}\n${PLUGIN_MARK} ${VERSION}\n${body}`;
+  return `#!${node}\n// ${PLUGIN_MARK} ${VERSION}\n${body}`;
 }
 
 /** The configuration list trellisd installs. */
@@ -74,7 +120,8 @@ export function conflist(opts: { socket: string; mtu: number }): Record<string, 
 }
 
 function isOurPlugin(text: string): boolean {
-  return text.split('\n', 2)[1]?.startsWith(PLUGIN_MARK) === true;
+  const second = text.split('\n', 2)[1] ?? '';
+  return second.startsWith(`// ${PLUGIN_MARK}`) || second.startsWith(`# ${PLUGIN_MARK}`);
 }
 
 function isOurConflist(text: string): boolean {
@@ -96,13 +143,13 @@ function readIfExists(path: string): string | undefined {
 }
 
 /** Write `text` to `path` atomically: temporary file beside it, fsync, rename, fsync of the directory. */
-export function writeAtomic(path: string, text: string, mode: number): void {
+export function writeAtomic(path: string, text: string | Buffer, mode: number): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${path.slice(dir.length + 1)}.tmp-${process.pid}`);
   try {
     const fd = openSync(tmp, 'w', mode);
     try {
-      writeSync(fd, text);
+      writeFileSync(fd, text);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -151,7 +198,6 @@ export async function installCni(config: TrellisConfig, log: Logger, options: Cn
   if (bundle === undefined) throw new TrellisError(ErrorCode.NotFound, `the CNI plugin bundle ${bundlePath} is missing`);
   const plugin = join(cni.binDir, PLUGIN_TYPE);
   const list = join(cni.confDir, cni.confName);
-  const wantPlugin = pluginText(bundle, options.node ?? process.execPath);
   const wantList = `${JSON.stringify(conflist({ socket: config.ipam.socket, mtu }), null, 2)}\n`;
   const havePlugin = readIfExists(plugin);
   const haveList = readIfExists(list);
@@ -160,6 +206,9 @@ export async function installCni(config: TrellisConfig, log: Logger, options: Cn
     if (haveList !== undefined && !isOurConflist(haveList)) refuse(list, 'a trellis configuration list');
   }
   const written: string[] = [];
+  const runtimeList = options.runtimeList ?? (options.node === undefined ? defaultRuntimeList() : undefined);
+  const wantPlugin =
+    runtimeList === undefined ? pluginText(bundle, options.node ?? process.execPath) : installRuntime(runtimeList, join(cni.binDir, `${PLUGIN_TYPE}.d`), bundle, written);
   if (havePlugin !== wantPlugin) {
     writeAtomic(plugin, wantPlugin, 0o755);
     written.push(plugin);

@@ -54,6 +54,7 @@ add_program() {
   done
 }
 add_program node
+node_bin=$(readlink -f "$(command -v node)")
 mkdir -p "$mnt/tmp" && chmod 1777 "$mnt/tmp"
 
 if [[ $kind == pause ]]; then
@@ -74,6 +75,12 @@ else
   done
   # What only developers read: source maps, type declarations, docs.
   find "$app" \( -name '*.map' -o -name '*.d.ts' -o -name '*.md' -o -name 'dist-types' -o -name 'dist-es' \) -prune -exec rm -rf {} +
+  # The node runtime trellisd copies beside the CNI plugin on the host (cni.install).
+  {
+    echo "# node runtime for the trellis CNI plugin: kind path"
+    echo "node /usr/bin/node"
+    ldd "$node_bin" | awk '$2 == "=>" && $3 ~ /^\// { print "lib " $3 } $1 ~ /^\// { print "loader " $1 }'
+  } >"$app/runtime.list"
   install -D -m 0755 /dev/stdin "$mnt/usr/local/bin/trellisctl" <<'SCRIPT'
 #!/usr/bin/node
 import('/opt/trellis/dist/src/cli/trellisctl.js');

@@ -54,7 +54,7 @@ t.test('installs the plugin, then the configuration list; a second run changes n
   t.same(first.written, [join(d.bin, 'trellis'), join(d.conf, '10-trellis.conflist')]);
   const plugin = readFileSync(join(d.bin, 'trellis'), 'utf8');
   t.equal(plugin.split('\n')[0], `#!${process.execPath}`, 'the #! line names node by absolute path');
-  t.ok(plugin.split('\n')[1]?.startsWith(PLUGIN_MARK), 'marked as installed by trellisd');
+  t.ok(plugin.split('\n')[1]?.startsWith(`// ${PLUGIN_MARK}`), 'marked as installed by trellisd');
   t.equal(statSync(join(d.bin, 'trellis')).mode & 0o777, 0o755);
   const list = JSON.parse(readFileSync(join(d.conf, '10-trellis.conflist'), 'utf8')) as ReturnType<typeof conflist>;
   t.same(list, conflist({ socket: '/run/trellis-test/trellisd.sock', mtu: 1400 }));
@@ -130,4 +130,29 @@ t.test('trellisd installs once ready, not before; --withdraw removes the configu
   t.same(readdirSync(d.conf), [], 'configuration list removed by --withdraw');
   t.same(readdirSync(d.bin), ['trellis'], 'the plugin stays (pods still need DEL)');
   t.ok(bin('cni/trellis.cjs'));
+});
+
+t.test('from the image: the plugin runs with its own copy of the node runtime', async (t) => {
+  const d = dirs(t);
+  // A runtime list as deploy/image/build.sh writes it, for this machine's node.
+  const ldd = spawnSync('ldd', [process.execPath], { encoding: 'utf8' }).stdout;
+  const lines = [`node ${process.execPath}`];
+  for (const l of ldd.split('\n')) {
+    const lib = /=> (\/\S+)/.exec(l);
+    const loader = /^\s*(\/\S+)/.exec(l);
+    if (lib !== null) lines.push(`lib ${lib[1]}`);
+    else if (loader !== null) lines.push(`loader ${loader[1]}`);
+  }
+  const list = join(d.conf, '..', 'runtime.list');
+  writeFileSync(list, `${lines.join('\n')}\n`);
+  const done = await installCni(config(d, { 'cni.mtu': '1500' }), log, { runtimeList: list });
+  const plugin = readFileSync(join(d.bin, 'trellis'), 'utf8');
+  t.match(plugin, /^#!\/bin\/sh\n# trellis CNI plugin, installed by trellisd/, 'a /bin/sh wrapper, marked');
+  t.ok(done.written.includes(join(d.bin, 'trellis.d', 'node')), 'node copied beside the plugin');
+  t.same(readdirSync(join(d.bin, 'trellis.d')).sort(), ['lib', 'loader', 'node', 'trellis.cjs']);
+  const version = spawnSync(join(d.bin, 'trellis'), [], { env: { CNI_COMMAND: 'VERSION', PATH: '/usr/bin:/bin' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' });
+  t.equal(version.status, 0, `the wrapped plugin runs: ${version.stderr}`);
+  t.ok((JSON.parse(version.stdout || '{}') as { supportedVersions?: string[] }).supportedVersions?.includes('1.0.0'), 'and answers VERSION');
+  const again = await installCni(config(d, { 'cni.mtu': '1500' }), log, { runtimeList: list });
+  t.same(again.written, [], 'unchanged runtime: nothing rewritten');
 });
