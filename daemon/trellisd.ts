@@ -14,6 +14,7 @@ import { NodeDaemon } from './node-daemon.js';
 import { withdrawNode } from './withdraw.js';
 import { installWhenReady, removeConflist } from './cni-install.js';
 import { detectHost } from './host-detect.js';
+import { holdNotReady } from './hold-not-ready.js';
 
 const USAGE = `Usage: trellisd [--config FILE] [options]
        trellisd --check-config [--config FILE] [options]
@@ -124,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     daemon = new NodeDaemon(config, log);
   } catch (err) {
+    if (config.cni.install && hasCode(err, ErrorCode.Config)) return holdNotReady(config, log, err);
     process.stderr.write(`trellisd: ${describeError(err)}\n`);
     return hasCode(err, ErrorCode.Config) ? 2 : 1;
   }
@@ -133,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
 async function run(daemon: NodeDaemon, config: TrellisConfig, log: pino.Logger): Promise<number> {
   let stopping = false;
   let stop: (signal: string, code?: number) => void = () => undefined;
+  let installError: unknown;
   const done = new Promise<number>((resolve) => {
     stop = (signal: string, code = 0): void => {
       if (stopping) return;
@@ -156,6 +159,7 @@ async function run(daemon: NodeDaemon, config: TrellisConfig, log: pino.Logger):
     if (config.cni.install) {
       installWhenReady(config, log.child({ component: 'cni-install' }), () => daemon.notReadyReason(), () => stopping).catch((err: unknown) => {
         log.fatal({ err: describeError(err), code: (err as { code?: string }).code }, 'installing the CNI plugin failed');
+        installError = err;
         stop('cni install failed', hasCode(err, ErrorCode.Config) ? 2 : 1);
       });
     }
@@ -163,9 +167,12 @@ async function run(daemon: NodeDaemon, config: TrellisConfig, log: pino.Logger):
     if (stopping) return done;
     log.fatal({ err: describeError(err), code: (err as { code?: string }).code }, 'start-up failed');
     await daemon.stop().catch(() => undefined);
-    return hasCode(err, ErrorCode.Config) || hasCode(err, ErrorCode.NotFound) ? 2 : 1;
+    const configError = hasCode(err, ErrorCode.Config) || hasCode(err, ErrorCode.NotFound);
+    if (configError && config.cni.install) return holdNotReady(config, log, err);
+    return configError ? 2 : 1;
   }
-  return done;
+  const code = await done;
+  return hasCode(installError, ErrorCode.Config) ? holdNotReady(config, log, installError) : code;
 }
 
 main(process.argv.slice(2)).then(

@@ -156,3 +156,51 @@ t.test('from the image: the plugin runs with its own copy of the node runtime', 
   const again = await installCni(config(d, { 'cni.mtu': '1500' }), log, { runtimeList: list });
   t.same(again.written, [], 'unchanged runtime: nothing rewritten');
 });
+
+async function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+}
+
+/** The port of the last "HTTP endpoint listening" line of a daemon's log. */
+function lastHttpPort(logs: string): number {
+  const ports = logs.split('\n').filter((l) => l.includes('"HTTP endpoint listening"')).map((l) => (JSON.parse(l) as { port: number }).port);
+  const port = ports[ports.length - 1];
+  if (port === undefined) throw new Error(`no HTTP endpoint in the log:\n${logs.slice(-2000)}`);
+  return port;
+}
+
+t.test('a configuration error under cni.install: up but not ready, the reason in /readyz and the log, no configuration list', async (t) => {
+  const d = dirs(t);
+  const etcd = await startEtcd(t);
+  await seedTopology(etcd.endpoint);
+  const foreign = '{"cniVersion":"0.4.0","name":"other","plugins":[{"type":"bridge"}]}\n';
+  writeFileSync(join(d.conf, '10-trellis.conflist'), foreign);
+  const args = ['--cni-install', 'true', '--cni-bin-dir', d.bin, '--cni-conf-dir', d.conf, '--cni-mtu', '1450'];
+  const node = daemon(t, { etcd: etcd.endpoint, nodeName: 'cni-hold-node', hostIP: '198.18.1.72', iface: 'lo', args });
+  await node.start('staying up, not ready');
+  const port = lastHttpPort(node.logs);
+  const ready = await get(port, '/readyz');
+  t.equal(ready.status, 503);
+  t.match(ready.body, /^not ready: configuration error: .*10-trellis\.conflist exists and is not a trellis configuration list/);
+  t.equal((await get(port, '/healthz')).status, 200, 'alive: no restart loop');
+  t.ok(node.running, 'still running');
+  t.equal(readFileSync(join(d.conf, '10-trellis.conflist'), 'utf8'), foreign, "the other network's list untouched");
+  t.same(readdirSync(d.bin), [], 'no plugin installed');
+  await node.stop();
+  t.equal(node.child?.exitCode, 2, 'exits 2 when stopped');
+
+  const d2 = dirs(t);
+  const noCa = daemon(t, {
+    etcd: 'https://127.0.0.1:2',
+    nodeName: 'cni-hold-tls',
+    hostIP: '198.18.1.73',
+    iface: 'lo',
+    args: ['--cni-install', 'true', '--cni-bin-dir', d2.bin, '--cni-conf-dir', d2.conf, '--cni-mtu', '1450', '--etcd-tls-ca', join(d2.conf, 'missing-ca.crt')],
+  });
+  await noCa.start('staying up, not ready');
+  const reply = await get(lastHttpPort(noCa.logs), '/readyz');
+  t.equal(reply.status, 503);
+  t.match(reply.body, /cannot read etcd .*missing-ca\.crt/, 'names the missing certificate file');
+  t.same(readdirSync(d2.conf), [], 'no configuration list');
+});
