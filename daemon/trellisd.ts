@@ -5,7 +5,7 @@
 // the user read `trellisd: what went wrong (what to do)`.
 
 import { pino } from 'pino';
-import { stringify } from 'yaml';
+import { Document, isScalar } from 'yaml';
 import { describeError, ErrorCode, hasCode } from '../src/errors.js';
 import { VERSION } from '../src/version.js';
 import { loadConfig, describeConfig, type TrellisConfig } from '../src/config/load.js';
@@ -13,6 +13,9 @@ import { CONFIG_KEYS, envName, flagName, formatDefault } from '../src/config/sch
 import { DaemonUsageError, parseDaemonArgs, type DaemonArgs } from './trellisd-args.js';
 import { NodeDaemon } from './node-daemon.js';
 import { withdrawNode } from './withdraw.js';
+import { installWhenReady, removeConflist } from './cni-install.js';
+import { detectHost } from './host-detect.js';
+import { holdNotReady } from './hold-not-ready.js';
 
 const USAGE = `Usage: trellisd [--config FILE] [options]
        trellisd --check-config [--config FILE] [options]
@@ -61,6 +64,16 @@ function usageFailure(message: string): number {
   return 2;
 }
 
+/** YAML of `data` with `# note` after each value that was detected rather than configured. */
+function annotated(data: Record<string, unknown>, notes: ReadonlyMap<string, string>): string {
+  const doc = new Document(data);
+  for (const [path, note] of notes) {
+    const node = doc.getIn(path.split('.'), true);
+    if (isScalar(node)) node.comment = ` ${note}`;
+  }
+  return doc.toString();
+}
+
 export async function main(argv: string[]): Promise<number> {
   let args: DaemonArgs;
   try {
@@ -79,21 +92,26 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (args.checkConfig && args.withdraw) return usageFailure('--check-config and --withdraw cannot be combined');
   let config: TrellisConfig;
+  let notes = new Map<string, string>();
   try {
     const file = args.config ?? (process.env.TRELLIS_CONFIG || undefined);
     config = loadConfig({ file, flags: args.flags, env: process.env });
+    const detected = await detectHost(config);
+    config = detected.config;
+    notes = detected.notes;
   } catch (err) {
     process.stderr.write(`trellisd: ${describeError(err)}\n`);
     return 2;
   }
   if (args.checkConfig) {
-    process.stdout.write(`# configuration is valid\n${stringify(describeConfig(config))}`);
+    process.stdout.write(`# configuration is valid\n${annotated(describeConfig(config), notes)}`);
     return 0;
   }
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });
   if (args.withdraw) {
     try {
       const { blocks } = await withdrawNode(config, log);
+      if (config.cni.install) removeConflist(config, log);
       process.stdout.write(`withdrew node ${config.nodeName}: lease revoked, ${blocks.length} block(s) released${blocks.length > 0 ? `: ${blocks.join(' ')}` : ''}\n`);
       return 0;
     } catch (err) {
@@ -105,21 +123,24 @@ export async function main(argv: string[]): Promise<number> {
   try {
     daemon = new NodeDaemon(config, log);
   } catch (err) {
+    if (config.cni.install && hasCode(err, ErrorCode.Config)) return holdNotReady(config, log, err);
     process.stderr.write(`trellisd: ${describeError(err)}\n`);
     return hasCode(err, ErrorCode.Config) ? 2 : 1;
   }
-  return run(daemon, log);
+  return run(daemon, config, log);
 }
 
-async function run(daemon: NodeDaemon, log: pino.Logger): Promise<number> {
+async function run(daemon: NodeDaemon, config: TrellisConfig, log: pino.Logger): Promise<number> {
   let stopping = false;
+  let stop: (signal: string, code?: number) => void = () => undefined;
+  let installError: unknown;
   const done = new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
+    stop = (signal: string, code = 0): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'stopping (the lease is kept until it expires)');
       daemon.stop().then(
-        () => resolve(0),
+        () => resolve(code),
         (err: unknown) => {
           log.error({ err: describeError(err) }, 'error while stopping');
           resolve(1);
@@ -133,13 +154,23 @@ async function run(daemon: NodeDaemon, log: pino.Logger): Promise<number> {
     log.info({ version: VERSION }, 'starting');
     await daemon.start();
     log.info('running');
+    if (config.cni.install) {
+      installWhenReady(config, log.child({ component: 'cni-install' }), () => daemon.notReadyReason(), () => stopping).catch((err: unknown) => {
+        log.fatal({ err: describeError(err), code: (err as { code?: string }).code }, 'installing the CNI plugin failed');
+        installError = err;
+        stop('cni install failed', hasCode(err, ErrorCode.Config) ? 2 : 1);
+      });
+    }
   } catch (err) {
     if (stopping) return done;
     log.fatal({ err: describeError(err), code: (err as { code?: string }).code }, 'start-up failed');
     await daemon.stop().catch(() => undefined);
-    return hasCode(err, ErrorCode.Config) || hasCode(err, ErrorCode.NotFound) ? 2 : 1;
+    const configError = hasCode(err, ErrorCode.Config) || hasCode(err, ErrorCode.NotFound);
+    if (configError && config.cni.install) return holdNotReady(config, log, err);
+    return configError ? 2 : 1;
   }
-  return done;
+  const code = await done;
+  return hasCode(installError, ErrorCode.Config) ? holdNotReady(config, log, installError) : code;
 }
 
 main(process.argv.slice(2)).then(

@@ -53,7 +53,18 @@ export interface TrellisConfig {
   };
   http: { listen: string };
   vpc: VpcConfig;
+  cni: CniConfig;
   log: { level: string };
+}
+
+export interface CniConfig {
+  install: boolean;
+  binDir: string;
+  confDir: string;
+  confName: string;
+  /** undefined = the MTU of `interface`, read when installing. */
+  mtu: number | undefined;
+  replaceExisting: boolean;
 }
 
 export interface VpcConfig {
@@ -302,6 +313,14 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
     },
     http: { listen: str('http.listen') as string },
     vpc: vpcSection(values),
+    cni: {
+      install: values.get('cni.install') as boolean,
+      binDir: str('cni.binDir') as string,
+      confDir: str('cni.confDir') as string,
+      confName: str('cni.confName') as string,
+      mtu: values.get('cni.mtu') as number | undefined,
+      replaceExisting: values.get('cni.replaceExisting') as boolean,
+    },
     log: { level: str('log.level') as string },
   };
   problems.push(...semanticProblems(config, values));
@@ -337,6 +356,10 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     problems.push(`http.listen must be host:port (e.g. 127.0.0.1:9653 or [::1]:9653) or empty; got ${JSON.stringify(config.http.listen)}`);
   }
   if (config.ipam.socket !== '' && !isAbsolute(config.ipam.socket)) problems.push(`ipam.socket must be an absolute path or empty, got ${JSON.stringify(config.ipam.socket)}`);
+  for (const key of ['binDir', 'confDir'] as const) {
+    if (!isAbsolute(config.cni[key])) problems.push(`cni.${key} must be an absolute path, got ${JSON.stringify(config.cni[key])}`);
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*\.conflist$/.test(config.cni.confName)) problems.push(`cni.confName must be a plain file name ending in .conflist, got ${JSON.stringify(config.cni.confName)}`);
   if (!isAbsolute(config.stateDir)) problems.push(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(config.log.level)) {
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);

@@ -34,12 +34,12 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     path: 'nodeName',
     type: 'string',
     defaultText: 'the host name',
-    doc: 'Name of this node in the cluster; unique; letters, digits, ".", "_", "-".',
+    doc: 'Name of this node in the cluster; unique; letters, digits, ".", "_", "-". On Kubernetes, set TRELLIS_NODE_NAME from spec.nodeName (downward API).',
   },
   {
     path: 'hostIP',
     type: 'string',
-    required: true,
+    defaultText: 'detected: the address of `interface` (the instance metadata local-ipv4 when vpc.enabled)',
     doc: "This host's IP address in its subnet: the next hop for its pods.",
   },
   {
@@ -51,7 +51,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   {
     path: 'interface',
     type: 'string',
-    required: true,
+    defaultText: 'detected: the interface holding hostIP, else that of the default route',
     doc: 'Host interface that carries hostIP; routes to same-subnet peers use it.',
   },
   {
@@ -241,6 +241,34 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     min: 0,
     max: 3600000,
     doc: 'How long a failed forwarder must answer every probe before it may carry entries again (hysteresis against flapping).',
+  },
+  {
+    path: 'cni.install',
+    type: 'boolean',
+    default: false,
+    doc: 'Once ready, install the trellis CNI plugin into cni.binDir and its configuration list into cni.confDir (on Kubernetes nodes; plain hosts install them by hand). `trellisd --withdraw` removes the configuration list.',
+  },
+  { path: 'cni.binDir', type: 'string', default: '/opt/cni/bin', doc: 'Directory of CNI plugin executables where cni.install puts the trellis plugin.' },
+  { path: 'cni.confDir', type: 'string', default: '/etc/cni/net.d', doc: 'Directory of CNI network configurations where cni.install writes the configuration list.' },
+  {
+    path: 'cni.confName',
+    type: 'string',
+    default: '10-trellis.conflist',
+    doc: 'File name of the configuration list; runtimes use the first file in name order, so keep it sorting before any other network\'s.',
+  },
+  {
+    path: 'cni.mtu',
+    type: 'integer',
+    defaultText: "the MTU of `interface`",
+    min: 68,
+    max: 65535,
+    doc: 'MTU of the pod veth pairs written into the configuration list.',
+  },
+  {
+    path: 'cni.replaceExisting',
+    type: 'boolean',
+    default: false,
+    doc: 'Let cni.install overwrite a plugin executable or configuration list of the same name that another network installed (otherwise it refuses and says so).',
   },
   {
     path: 'log.level',
