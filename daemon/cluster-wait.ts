@@ -52,13 +52,30 @@ export function readTopology(mirror: PrefixMirror, keys: Keys, log: Logger): Top
   return checked.value;
 }
 
-/** Starts `mirror` (a watch of the topology key) and resolves with the first valid topology. */
-export async function waitForTopology(mirror: PrefixMirror, keys: Keys, log: Logger, stopping: () => boolean): Promise<Topology> {
+/**
+ * Starts `mirror` (a watch of the topology key) and resolves with the first
+ * valid topology; `waiting` hears why there is none yet (none stored, or the
+ * stored one is invalid and why), for /readyz.
+ */
+export async function waitForTopology(
+  mirror: PrefixMirror,
+  keys: Keys,
+  log: Logger,
+  stopping: () => boolean,
+  waiting: (reason: string) => void = () => undefined,
+): Promise<Topology> {
   await mirror.start();
   let warned = false;
   for (;;) {
     const topology = readTopology(mirror, keys, log);
     if (topology !== undefined) return topology;
+    const entry = mirror.get(keys.topology());
+    const checked = entry === undefined ? undefined : decodeStoredTopology(entry.value);
+    waiting(
+      checked !== undefined && !checked.ok
+        ? `the topology stored in etcd is invalid: ${checked.reason}`
+        : 'waiting for a topology in etcd (run "trellisctl topology apply FILE")',
+    );
     if (!warned) {
       log.warn({ key: keys.topology() }, 'waiting for a topology: run "trellisctl topology apply FILE"');
       warned = true;

@@ -142,7 +142,7 @@ export class NodeDaemon {
     this.phase = 'waiting for a topology in etcd';
     const topologyMirror = new PrefixMirror(this.client, this.keys.topology(), log.child({ component: 'topology' }));
     this.topologyMirror = topologyMirror;
-    const topology = await waitForTopology(topologyMirror, this.keys, log, stopping);
+    const topology = await waitForTopology(topologyMirror, this.keys, log, stopping, (reason) => (this.phase = reason));
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');

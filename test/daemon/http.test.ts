@@ -92,3 +92,23 @@ t.test('/healthz, /readyz before and after the first sync from etcd, 404', async
   await d.stop();
   await t.rejects(get(port, '/healthz'), /ECONNREFUSED/, 'after the process ends nothing answers');
 });
+
+t.test('/readyz names what is wrong with the stored topology, and turns ready once a valid one is applied', async (t) => {
+  const etcd = await startEtcd(t);
+  const { Etcd3 } = await import('etcd3');
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  t.teardown(() => client.close());
+  await client.put('/trellis/v1/topology').value('{"schemaVersion":1,"network":"not a prefix"}');
+  const d = daemon(t, { etcd: etcd.endpoint, nodeName: 'bad-topology-node', hostIP: '198.18.1.41' });
+  await d.start('HTTP endpoint listening');
+  const port = httpPort(d);
+  await d.waitForLog('stored topology is invalid');
+  const reply = await until('/readyz names the invalid topology', async () => /invalid/.test((await get(port, '/readyz')).body));
+  t.pass(`after ${reply} ms`);
+  const notReady = await get(port, '/readyz');
+  t.equal(notReady.status, 503);
+  t.match(notReady.body, /^not ready: the topology stored in etcd is invalid: .+/, `says why: ${notReady.body.trim()}`);
+  await seedTopology(etcd.endpoint);
+  await until('/readyz 200 after a valid topology', async () => (await get(port, '/readyz')).status === 200);
+  t.pass('ready once a valid topology is stored');
+});
