@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { Document, isScalar } from 'yaml';
 import { describeError, ErrorCode, hasCode } from '../src/errors.js';
 import { VERSION } from '../src/version.js';
-import { loadConfig, describeConfig, type TrellisConfig } from '../src/config/load.js';
+import { loadConfig, describeConfig, tlsFileProblems, type TrellisConfig } from '../src/config/load.js';
 import { CONFIG_KEYS, envName, flagName, formatDefault } from '../src/config/schema.js';
 import { DaemonUsageError, parseDaemonArgs, type DaemonArgs } from './trellisd-args.js';
 import { NodeDaemon } from './node-daemon.js';
@@ -104,6 +104,13 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (args.checkConfig) {
+    // Unreadable TLS files are refused here; a running daemon reports them when it connects
+    // (under cni.install it then stays up, not ready, saying which file).
+    const unreadable = tlsFileProblems(config.etcd);
+    if (unreadable.length > 0) {
+      process.stderr.write(`trellisd: invalid configuration:\n${unreadable.map((p) => `  ${p}\n`).join('')}`);
+      return 2;
+    }
     process.stdout.write(`# configuration is valid\n${annotated(describeConfig(config), notes)}`);
     return 0;
   }

@@ -365,7 +365,6 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);
   }
   problems.push(...etcdSettingsProblems(config.etcd));
-  problems.push(...tlsFileProblems(config.etcd));
   problems.push(...vpcConfigProblems(config.vpc));
   return problems;
 }
