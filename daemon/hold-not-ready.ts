@@ -17,7 +17,6 @@ import { Metrics } from './metrics.js';
 /** Serve "not ready: <reason>" until SIGTERM or SIGINT; resolves with exit code 2 then. */
 export async function holdNotReady(config: TrellisConfig, log: Logger, err: unknown): Promise<number> {
   const reason = `configuration error: ${describeError(err)}`;
-  log.error({ reason }, 'not starting: staying up, not ready, until the configuration is fixed');
   let server: Server | undefined;
   if (config.http.listen !== '') {
     try {
@@ -27,6 +26,8 @@ export async function holdNotReady(config: TrellisConfig, log: Logger, err: unkn
       return 2;
     }
   }
+  // Logged once /readyz answers, so whoever reads the log can ask it at once.
+  log.error({ reason }, 'not starting: staying up, not ready, until the configuration is fixed');
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
