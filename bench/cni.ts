@@ -18,7 +18,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +26,7 @@ import { startEtcd } from '../lab/etcd.js';
 import { Lab, needRoot } from '../lab/netns.js';
 import { daemon, seedTopology } from '../lab/trellis.js';
 import { percentile, record, round } from './lib/report.js';
+import { timedApiCall } from './lib/ipam-api.js';
 
 const RUNS = Math.max(100, Number(process.env.BENCH_RUNS ?? 100));
 const SELF = fileURLToPath(import.meta.url);
@@ -80,18 +80,6 @@ function must(what: string, r: Ran): number {
   return r.ms;
 }
 
-function api(socket: string, path: string, body: unknown): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = request({ socketPath: socket, method: 'POST', path, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error(`${path}: HTTP ${res.statusCode}`))));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
-
 async function inside(plan: Plan): Promise<void> {
   const trellisConf = { cniVersion: '1.0.0', name: 'trellis', type: 'trellis', socket: plan.socket };
   const ptpConf = {
@@ -125,8 +113,8 @@ async function inside(plan: Plan): Promise<void> {
   // Where a trellis ADD spends its time, piece by piece.
   for (let i = 0; i < RUNS; i++) {
     add('  plugin load (VERSION)', must('VERSION', await cni(plan.plugin, 'VERSION', '', '', {})));
-    add('  /v1/allocate round trip', await api(plan.socket, '/v1/allocate', { containerId: `api-${i}`, ifName: 'eth0', network: 'trellis' }));
-    await api(plan.socket, '/v1/release', { containerId: `api-${i}`, ifName: 'eth0' });
+    add('  /v1/allocate round trip', await timedApiCall(plan.socket, '/v1/allocate', { containerId: `api-${i}`, ifName: 'eth0', network: 'trellis' }));
+    await timedApiCall(plan.socket, '/v1/release', { containerId: `api-${i}`, ifName: 'eth0' });
     add('  ip -batch (no commands)', must('ip', await run('ip', ['-batch', '-'], env)));
     add('  nsenter --net ip -batch (no commands)', must('nsenter', await run('nsenter', [`--net=${spare}`, 'ip', '-batch', '-'], env)));
   }

@@ -24,7 +24,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +40,7 @@ import { encodeRecord, makeRecord } from '../src/state/records.js';
 import { percentile, record, round, type Figures } from './lib/report.js';
 import { RouteMonitor } from './lib/route-monitor.js';
 import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopology, synthNode, type ScaleShape } from './lib/scale-seed.js';
+import { timedApiCall } from './lib/ipam-api.js';
 
 const HOST_IP = '198.18.1.254';
 const ETCD_PORT_IN_NS = 2379;
@@ -106,18 +106,6 @@ function treeRssMiB(pid: number): number {
   return kib / 1024;
 }
 
-function api(socket: string, path: string, body: unknown): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = request({ socketPath: socket, method: 'POST', path, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error(`${path}: HTTP ${res.statusCode}`))));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
-
 function runPlugin(plugin: string, hostNs: string, env: Record<string, string>, conf: unknown): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -171,8 +159,8 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
 
     const ipam: number[] = [];
     for (let i = 0; i < ROUNDS.ipam; i++) {
-      ipam.push(await api(socket, '/v1/allocate', { containerId: `ipam-${i}`, ifName: 'eth0', network: 'trellis' }));
-      await api(socket, '/v1/release', { containerId: `ipam-${i}`, ifName: 'eth0' });
+      ipam.push(await timedApiCall(socket, '/v1/allocate', { containerId: `ipam-${i}`, ifName: 'eth0', network: 'trellis' }));
+      await timedApiCall(socket, '/v1/release', { containerId: `ipam-${i}`, ifName: 'eth0' });
     }
     f.ipam_allocate_p50_ms = round(percentile(ipam, 0.5), 2);
     f.ipam_allocate_p99_ms = round(percentile(ipam, 0.99), 2);
@@ -242,8 +230,8 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
     const churnEnd = Date.now() + ROUNDS.churnMs;
     let c = 0;
     while (Date.now() < churnEnd) {
-      await api(socket, '/v1/allocate', { containerId: `churn-${c}`, ifName: 'eth0', network: 'trellis' });
-      await api(socket, '/v1/release', { containerId: `churn-${c++}`, ifName: 'eth0' });
+      await timedApiCall(socket, '/v1/allocate', { containerId: `churn-${c}`, ifName: 'eth0', network: 'trellis' });
+      await timedApiCall(socket, '/v1/release', { containerId: `churn-${c++}`, ifName: 'eth0' });
       if (c % 20 === 0) peak = Math.max(peak, treeRssMiB(pid));
     }
     f.rss_churn_peak_mib = round(Math.max(peak, treeRssMiB(pid)));

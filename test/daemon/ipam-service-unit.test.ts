@@ -2,7 +2,6 @@
 // real allocator over the in-memory block store, a fake host. No etcd, no root.
 
 import t from 'tap';
-import { request } from 'node:http';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,28 +11,14 @@ import { Ipam } from '../../src/core/ipam.js';
 import { MemoryIpamStore } from '../../src/core/memory-store.js';
 import type { Subnet, Topology } from '../../src/core/topology.js';
 import { IpamService, type IpamHost } from '../../daemon/ipam-service.js';
+import { callIpamSocket } from '../../lab/ipam-socket.js';
 
 const P = parsePrefix;
 const log = pino({ level: 'silent' });
 const subnet: Subnet = { id: 'subnet-a', zone: 'z1', cidr: P('198.18.0.0/24'), podPrefix: P('100.64.0.0/26'), podPrefixExplicit: true, routeTable: undefined };
 const topology: Topology = { network: P('100.64.0.0/16'), blockSize: 29, nodeHomeSize: 26, subnetSize: 24, zones: [{ name: 'z1', subnets: [subnet] }] };
 
-interface Reply {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-function call(socket: string, method: string, path: string, body?: unknown): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') as Record<string, unknown> }));
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
-  });
-}
+const call = callIpamSocket;
 
 type Teardown = { teardown(fn: () => void): void };
 

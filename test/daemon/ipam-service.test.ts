@@ -8,6 +8,7 @@ import { contains, parseAddress, parsePrefix } from '../../src/core/cidr.js';
 import { startEtcd } from '../../lab/etcd.js';
 import { until } from '../../lab/pids.js';
 import { daemon, seedTopology, type Daemon } from '../../lab/trellis.js';
+import { callIpamSocket } from '../../lab/ipam-socket.js';
 
 /** One subnet of four addresses: one /30 block. */
 const TINY_TOPOLOGY = `
@@ -21,22 +22,7 @@ zones:
         cidr: 198.18.1.0/24
 `;
 
-interface Reply {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-function call(socket: string, method: string, path: string, body?: unknown): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') as Record<string, unknown> }));
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
+const call = callIpamSocket;
 
 /** trellisd's /metrics (the lab starts it with --http-listen 127.0.0.1:0; the port is in its log). */
 async function scrape(d: Daemon): Promise<string> {
