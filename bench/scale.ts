@@ -23,7 +23,7 @@
 // Default (reduced): 500 nodes, 1,000 blocks, 50,000 pods; --full: 5,000 / 10,000 / 500,000.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,8 @@ import { percentile, record, round, type Figures } from './lib/report.js';
 import { RouteMonitor } from './lib/route-monitor.js';
 import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopology, synthNode, type ScaleShape } from './lib/scale-seed.js';
 import { timedApiCall } from './lib/ipam-api.js';
+import { usage } from './lib/proc-usage.js';
+import { descendants } from '../lab/pids.js';
 
 const HOST_IP = '198.18.1.254';
 const ETCD_PORT_IN_NS = 2379;
@@ -83,27 +85,15 @@ async function countingProxy(port: number): Promise<{ port: number; received: ()
 
 /** Resident MiB of `pid` and all its descendants. */
 function treeRssMiB(pid: number): number {
-  const parent = new Map<number, number>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
+  let mib = 0;
+  for (const p of [pid, ...descendants(pid)]) {
     try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      mib += usage(p).rssMiB;
     } catch {
       // gone meanwhile
     }
   }
-  const pids = [pid];
-  for (let i = 0; i < pids.length; i++) for (const [c, p] of parent) if (p === pids[i]) pids.push(c);
-  let kib = 0;
-  for (const p of pids) {
-    try {
-      kib += Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return kib / 1024;
+  return mib;
 }
 
 function runPlugin(plugin: string, hostNs: string, env: Record<string, string>, conf: unknown): Promise<number> {

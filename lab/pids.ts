@@ -3,7 +3,7 @@
 // of a child we spawned. Everything acts on one PID at a time, never on names.
 
 import { execFile, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 
 /** True while `pid` exists and is not a zombie. */
 export function isAlive(pid: number): boolean {
@@ -26,6 +26,26 @@ export function isAlive(pid: number): boolean {
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /** Blocks the thread for `ms` milliseconds (exit-time cleanup only). */
+/** Every descendant of `pid` (from /proc), at this moment, parents before their children. */
+export function descendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  for (let i = -1; i < out.length; i++) {
+    const of = i < 0 ? pid : (out[i] as number);
+    for (const [c, p] of parent) if (p === of) out.push(c);
+  }
+  return out;
+}
+
 export function sleepSync(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { listNamespaces, NETNS_PREFIX, needRoot } from '../../lab/netns.js';
 import { needMoto } from '../../lab/moto.js';
-import { isAlive, until } from '../../lab/pids.js';
+import { descendants, isAlive, until } from '../../lab/pids.js';
 import { bin } from '../../lab/trellis.js';
 
 const skip = needRoot() || needMoto();
@@ -45,25 +45,6 @@ function processesOf(pid: number): string[] {
   return out;
 }
 
-/** Every descendant of `pid` (from /proc), at this moment. */
-function childPids(pid: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number): void => {
-    for (const [c, pp] of parent) if (pp === p) (out.push(c), walk(c));
-  };
-  walk(pid);
-  return out;
-}
 
 for (const [label, args] of [
   ['defaults: 9 nodes, 2 pods each, one entry per node', []],
@@ -108,7 +89,7 @@ for (const [label, args, after] of [
       t.equal(ctl.status, 0, ctl.stderr);
       t.match(ctl.stdout, /h1-0/, 'trellisctl nodes from the host shell lists the demo nodes');
     }
-    const pids = childPids(child.pid as number);
+    const pids = descendants(child.pid as number);
     child.kill('SIGINT');
     t.equal(await exited, 'SIGINT', 'ended by the signal, as an interrupted program does');
     t.match(out, /interrupted: removed everything the demo had created/);
