@@ -1,8 +1,8 @@
 // The EC2 adapter of the VPC advertiser: read the cluster's route tables,
 // write single routes, turn off this instance's source/destination check.
 //
-// * One DescribeRouteTables (following NextToken pages) per read, for every
-//   table of the topology at once; instance targets are filtered here, not by
+// * One DescribeRouteTables (MaxResults 100, following NextToken pages) per
+//   read, for every table of the topology at once; instance targets are filtered here, not by
 //   the API (moto lacks the route.instance-id filter). The topology's "main"
 //   is the VPC's main table, found through the vpc-id filter.
 // * Writes are idempotent: a create that finds the destination taken
@@ -65,6 +65,9 @@ export interface DescribeResult {
   /** Tables of the topology that EC2 does not know. */
   readonly missing: readonly string[];
 }
+
+/** Route tables per DescribeRouteTables page (EC2 allows 5..100; each table comes whole, all its routes in one page). */
+const DESCRIBE_PAGE = 100;
 
 const THROTTLE_CODES = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'TooManyRequestsException', 'SlowDown']);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
@@ -166,7 +169,7 @@ export class Ec2Routes {
     let token: string | undefined;
     do {
       const page = await this.call('DescribeRouteTables', () =>
-        this.options.client.send(new DescribeRouteTablesCommand({ Filters: filters, ...(token === undefined ? {} : { NextToken: token }) })),
+        this.options.client.send(new DescribeRouteTablesCommand({ Filters: filters, MaxResults: DESCRIBE_PAGE, ...(token === undefined ? {} : { NextToken: token }) })),
       );
       found.push(...(page?.RouteTables ?? []));
       token = page?.NextToken;

@@ -222,7 +222,7 @@ export function resolveKeys(keys: readonly ConfigKey[], options: LoadOptions, pr
     }
     if (typeof v === 'number' && ((key.min !== undefined && v < key.min) || (key.max !== undefined && v > key.max))) {
       const show = (n: number | undefined): string => (n === undefined ? '' : key.type === 'duration' ? formatDuration(n) : String(n));
-      problems.push(`${source.where}: ${show(v)} is out of range ${show(key.min)}..${show(key.max)}`);
+      problems.push(`${source.where}: ${show(v)} is out of range ${show(key.min)}..${show(key.max)}${key.rangeHint === undefined ? '' : ` (${key.rangeHint})`}`);
       continue;
     }
     values.set(key.path, v);

@@ -27,6 +27,8 @@ export interface ConfigKey {
   /** Inclusive bounds for integers and durations (durations in ms). */
   readonly min?: number;
   readonly max?: number;
+  /** Said after an out-of-range value (why the bounds are what they are). */
+  readonly rangeHint?: string;
 }
 
 export const CONFIG_KEYS: readonly ConfigKey[] = [
@@ -193,10 +195,11 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   {
     path: 'vpc.routeLimit',
     type: 'integer',
-    default: 50,
+    default: 500,
     min: 1,
     max: 1000,
-    doc: 'Routes a VPC route table may hold (the AWS quota); every route Trellis does not own, the local route included, counts against it.',
+    rangeHint: 'AWS allows at most 1000 routes per route table (quota L-93826ACB, default 500); see docs/vpc.md, "AWS quotas"',
+    doc: 'Routes a VPC route table may hold: your account\'s "Routes per route table" quota (AWS default 500, at most 1000; docs/vpc.md tells how to read it). Every route Trellis does not own, the local route included, counts against it.',
   },
   {
     path: 'vpc.metadataEndpoint',

@@ -54,7 +54,7 @@ t.test('trellisctl vpc plan', async (t) => {
   const good = file('nodes.json', JSON.stringify(nodes()));
   const plan = (nodesFile: string, ...more: string[]) => run(['vpc', 'plan', '--topology', topo, '--nodes', nodesFile, ...more]);
 
-  await t.test('-o json: exactly the documented shape; one entry per node at limit 50', async (t) => {
+  await t.test('-o json: exactly the documented shape; one entry per node at the default limit (500)', async (t) => {
     const r = await plan(good, '-o', 'json');
     t.equal(r.code, 0);
     t.equal(r.stderr, '');
