@@ -40,7 +40,8 @@ import { classifyTable, ownedBy, subnetEntries, type TableState } from '../../sr
 
 /** The EC2 side (Ec2Routes, or a fake in tests). */
 export interface RouteTables {
-  describe(names: readonly string[]): Promise<DescribeResult>;
+  /** `instances`: the cluster's, whose primary-interface routes count as routes to them. */
+  describe(names: readonly string[], instances?: readonly string[]): Promise<DescribeResult>;
   apply(step: VpcStep, tableId: string, network: Prefix): Promise<void>;
 }
 
@@ -191,7 +192,8 @@ export class VpcAdvertiser {
   }
 
   private async read(names: readonly string[], cluster: ClusterState): Promise<Snapshot> {
-    const [result, history] = await Promise.all([this.options.tables.describe(names), this.options.history?.()]);
+    const instances = [...cluster.nodes.values()].map((n) => n.instanceId).filter((id) => id !== '');
+    const [result, history] = await Promise.all([this.options.tables.describe(names, instances), this.options.history?.()]);
     const isTrellis = history === undefined ? undefined : ownedBy(history);
     return { at: this.now(), states: result.tables.map((t) => classifyTable(cluster.topology, t, isTrellis)), missing: result.missing };
   }

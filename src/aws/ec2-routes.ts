@@ -5,6 +5,14 @@
 //   read, for every table of the topology at once; instance targets are filtered here, not by
 //   the API (moto lacks the route.instance-id filter). The topology's "main"
 //   is the VPC's main table, found through the vpc-id filter.
+// * Targets: every route is written to the forwarder's primary network
+//   interface (NetworkInterfaceId, device index 0, found by DescribeInstances
+//   and cached: it lives as long as the instance), which works for instances
+//   with several interfaces, where an InstanceId target is refused. A read
+//   reports a route to the primary interface of a known instance as a route
+//   to that instance, exactly like a route written with InstanceId: entries
+//   made with InstanceId are adopted in place, never rewritten or deleted
+//   for their target's form. Routes to other interfaces stay foreign.
 // * Writes are idempotent: a create that finds the destination taken
 //   replaces it, a replace that finds none creates, a delete of a missing
 //   route succeeds.
@@ -16,7 +24,7 @@
 //   most `maxAttempts` attempts per call; the SDK's own retries are off so
 //   that every attempt is counted by the observer.
 
-import { CreateRouteCommand, DeleteRouteCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, type Filter, type Route, type RouteTable } from '@aws-sdk/client-ec2';
+import { CreateRouteCommand, DeleteRouteCommand, DescribeInstancesCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, type Filter, type Route, type RouteTable } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../core/backoff.js';
 import { sleep } from '../retry.js';
@@ -106,14 +114,20 @@ export function ec2Client(settings: Ec2Settings): EC2Client {
   });
 }
 
-function toDescribed(r: Route): DescribedRoute {
+/** `owners`: primary interface id → instance id, for the instances known. */
+function toDescribed(r: Route, owners: ReadonlyMap<string, string>): DescribedRoute {
+  const viaInterface = r.InstanceId === undefined && r.NetworkInterfaceId !== undefined ? owners.get(r.NetworkInterfaceId) : undefined;
+  const instanceId = r.InstanceId ?? viaInterface;
   const other =
     r.GatewayId ?? r.NatGatewayId ?? r.TransitGatewayId ?? r.VpcPeeringConnectionId ?? r.EgressOnlyInternetGatewayId ??
-    r.LocalGatewayId ?? r.CarrierGatewayId ?? r.CoreNetworkArn ?? (r.InstanceId === undefined ? r.NetworkInterfaceId : undefined);
-  return { destination: r.DestinationCidrBlock, instanceId: r.InstanceId, otherTarget: other, state: r.State };
+    r.LocalGatewayId ?? r.CarrierGatewayId ?? r.CoreNetworkArn ?? (instanceId === undefined ? r.NetworkInterfaceId : undefined);
+  return { destination: r.DestinationCidrBlock, instanceId, otherTarget: other, state: r.State };
 }
 
 export class Ec2Routes {
+  /** Instance id → its primary network interface id, and back. */
+  private readonly primary = new Map<string, string>();
+  private readonly owners = new Map<string, string>();
   private readonly retry: RetryPolicy;
   private readonly random: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -155,8 +169,53 @@ export class Ec2Routes {
     }
   }
 
-  /** The topology's tables as EC2 has them, with one DescribeRouteTables (and its pages). */
-  async describe(names: readonly string[]): Promise<DescribeResult> {
+  /** Learns the primary interfaces of `instanceIds` not known yet (DescribeInstances); unknown instances are skipped. */
+  async learnInterfaces(instanceIds: readonly string[]): Promise<void> {
+    const unknown = [...new Set(instanceIds)].filter((id) => id !== '' && !this.primary.has(id));
+    if (unknown.length === 0) return;
+    const read = async (ids: string[]): Promise<void> => {
+      let token: string | undefined;
+      do {
+        const page = await this.call('DescribeInstances', () =>
+          this.options.client.send(new DescribeInstancesCommand({ InstanceIds: ids, ...(token === undefined ? {} : { NextToken: token }) })),
+        );
+        for (const inst of (page?.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
+          const eni = (inst.NetworkInterfaces ?? []).find((n) => n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
+          if (inst.InstanceId !== undefined && eni !== undefined) {
+            this.primary.set(inst.InstanceId, eni);
+            this.owners.set(eni, inst.InstanceId);
+          }
+        }
+        token = page?.NextToken;
+      } while (token !== undefined && token !== '');
+    };
+    try {
+      await read(unknown);
+    } catch (err) {
+      // One unknown id fails the whole call: ask for each alone, skipping those EC2 does not know.
+      if (!/InvalidInstanceID/.test(awsCode((err as { cause?: unknown }).cause ?? err))) throw err;
+      for (const id of unknown) await read([id]).catch((e: unknown) => {
+        if (!/InvalidInstanceID/.test(awsCode((e as { cause?: unknown }).cause ?? e))) throw e;
+      });
+    }
+  }
+
+  /** The primary network interface of `instanceId` (the route target written). */
+  async interfaceOf(instanceId: string): Promise<string> {
+    await this.learnInterfaces([instanceId]);
+    const eni = this.primary.get(instanceId);
+    if (eni === undefined) {
+      throw new TrellisError(ErrorCode.Cloud, `instance ${instanceId} has no primary network interface in EC2 (DescribeInstances): cannot route to it`, { details: { instanceId } });
+    }
+    return eni;
+  }
+
+  /**
+   * The topology's tables as EC2 has them, with one DescribeRouteTables (and
+   * its pages). `instances`: the cluster's instances, whose primary-interface
+   * routes count as routes to them (learned once, with DescribeInstances).
+   */
+  async describe(names: readonly string[], instances: readonly string[] = []): Promise<DescribeResult> {
     const wanted = [...new Set(names)];
     const ids = wanted.filter((n) => n !== 'main');
     const needMain = wanted.includes('main');
@@ -164,6 +223,11 @@ export class Ec2Routes {
       throw new TrellisError(ErrorCode.Config, 'a subnet of the topology names no route table, so the VPC main table is used: set vpc.vpcId');
     }
     if (wanted.length === 0) return { tables: [], missing: [] };
+    if (instances.length > 0) {
+      await this.learnInterfaces(instances).catch((err: unknown) =>
+        this.options.log.warn({ err: (err as Error).message }, 'cannot read the instances\' network interfaces: routes to them count as foreign'),
+      );
+    }
     const filters: Filter[] = needMain ? [{ Name: 'vpc-id', Values: [this.options.vpcId] }] : [{ Name: 'route-table-id', Values: ids }];
     const found: RouteTable[] = [];
     let token: string | undefined;
@@ -179,7 +243,7 @@ export class Ec2Routes {
     for (const name of wanted) {
       const t = name === 'main' ? found.find((rt) => (rt.Associations ?? []).some((a) => a.Main === true)) : found.find((rt) => rt.RouteTableId === name);
       if (t?.RouteTableId === undefined) missing.push(name);
-      else tables.push({ name, id: t.RouteTableId, routes: (t.Routes ?? []).map(toDescribed) });
+      else tables.push({ name, id: t.RouteTableId, routes: (t.Routes ?? []).map((r) => toDescribed(r, this.owners)) });
     }
     return { tables, missing };
   }
@@ -192,15 +256,15 @@ export class Ec2Routes {
     }
   }
 
-  private create(tableId: string, e: VpcEntry): Promise<unknown> {
-    const input = { RouteTableId: tableId, DestinationCidrBlock: formatPrefix(e.destination), InstanceId: e.target };
+  private async create(tableId: string, e: VpcEntry): Promise<unknown> {
+    const input = { RouteTableId: tableId, DestinationCidrBlock: formatPrefix(e.destination), NetworkInterfaceId: await this.interfaceOf(e.target) };
     return this.call('CreateRoute', () => this.options.client.send(new CreateRouteCommand(input)), (c) => c === 'RouteAlreadyExists').then(async (out) => {
       if (out === undefined) await this.replace(tableId, e, false);
     });
   }
 
-  private replace(tableId: string, e: VpcEntry, fallback = true): Promise<unknown> {
-    const input = { RouteTableId: tableId, DestinationCidrBlock: formatPrefix(e.destination), InstanceId: e.target };
+  private async replace(tableId: string, e: VpcEntry, fallback = true): Promise<unknown> {
+    const input = { RouteTableId: tableId, DestinationCidrBlock: formatPrefix(e.destination), NetworkInterfaceId: await this.interfaceOf(e.target) };
     const missing = (c: string): boolean => fallback && (c === 'InvalidRoute.NotFound' || c === 'InvalidParameterValue');
     return this.call('ReplaceRoute', () => this.options.client.send(new ReplaceRouteCommand(input)), missing).then(async (out) => {
       if (out === undefined) await this.create(tableId, e);
