@@ -19,14 +19,23 @@
 // * Every write's destination must lie inside the pod network: anything else
 //   (0.0.0.0/0, the local route, NAT or gateway routes) is refused before a
 //   request is made.
-// * Throttling (RequestLimitExceeded, Throttling…), 5xx answers and network
-//   errors are retried with capped exponential backoff and full jitter, at
-//   most `maxAttempts` attempts per call; the SDK's own retries are off so
+// * Pacing: every attempt first takes a token from the client-side bucket of
+//   its action class (token-bucket.ts: route writes and
+//   ModifyInstanceAttribute share the mutating bucket, reads the describe
+//   bucket), waiting for one when it is empty, so the adapter does not send
+//   what EC2's own buckets would refuse. A throttled answer empties the
+//   client bucket (EC2's is empty).
+// * Throttling (RequestLimitExceeded, Throttling…) is retried with capped
+//   exponential backoff and full jitter for as long as `keepTrying()` holds
+//   (a pass never gives up because EC2 is busy: it waits, then goes on with
+//   the same call); 5xx answers and network errors are retried the same way
+//   at most `maxAttempts` attempts per call. The SDK's own retries are off so
 //   that every attempt is counted by the observer.
 
 import { CreateRouteCommand, DeleteRouteCommand, DescribeInstancesCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, type Filter, type Route, type RouteTable } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../core/backoff.js';
+import { EC2_DESCRIBE_BUCKET, EC2_MUTATE_BUCKET, TokenBucket, type BucketSettings } from '../core/token-bucket.js';
 import { sleep } from '../retry.js';
 import { contains, formatPrefix, type Prefix } from '../core/cidr.js';
 import type { VpcEntry, VpcStep } from '../core/vpc-diff.js';
@@ -66,7 +75,15 @@ export interface Ec2RoutesOptions {
   readonly retry?: Partial<RetryPolicy>;
   readonly random?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Client-side buckets (default: EC2's documented ones); `false` sends without pacing. */
+  readonly buckets?: { readonly mutate: BucketSettings; readonly describe: BucketSettings } | false;
+  readonly now?: () => number;
+  /** Asked before each retry of a throttled call of `action`; false stops retrying (E_UNAVAILABLE). Default: always true. */
+  readonly keepTrying?: (action: string) => boolean;
 }
+
+/** Actions paced by the describe bucket; every other action takes from the mutating one. */
+const DESCRIBE_ACTIONS = new Set(['DescribeRouteTables', 'DescribeInstances']);
 
 export interface DescribeResult {
   readonly tables: readonly DescribedTable[];
@@ -131,17 +148,39 @@ export class Ec2Routes {
   private readonly retry: RetryPolicy;
   private readonly random: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly mutateBucket: TokenBucket | undefined;
+  private readonly describeBucket: TokenBucket | undefined;
+  /** Milliseconds spent waiting for client-side tokens, per bucket (for tests and benches). */
+  readonly paced = { mutate: 0, describe: 0 };
 
   constructor(private readonly options: Ec2RoutesOptions) {
     this.retry = { ...DEFAULT_RETRY, ...(options.retry ?? {}) };
     this.random = options.random ?? Math.random;
     this.sleep = options.sleep ?? sleep;
+    const now = options.now ?? Date.now;
+    const buckets = options.buckets ?? { mutate: EC2_MUTATE_BUCKET, describe: EC2_DESCRIBE_BUCKET };
+    this.mutateBucket = buckets === false ? undefined : new TokenBucket(buckets.mutate, now);
+    this.describeBucket = buckets === false ? undefined : new TokenBucket(buckets.describe, now);
+  }
+
+  /** Waits for a token of `action`'s bucket. */
+  private async pace(action: string): Promise<TokenBucket | undefined> {
+    const describe = DESCRIBE_ACTIONS.has(action);
+    const bucket = describe ? this.describeBucket : this.mutateBucket;
+    if (bucket === undefined) return undefined;
+    while (!bucket.tryTake()) {
+      const wait = bucket.waitMs();
+      this.paced[describe ? 'describe' : 'mutate'] += wait;
+      await this.sleep(wait);
+    }
+    return bucket;
   }
 
   /** One attempt loop of `action`; throws a TrellisError once retries are spent or on a final error. */
   private async call<T>(action: string, send: () => Promise<T>, tolerate: (code: string) => boolean = () => false): Promise<T | undefined> {
     const { observer, log } = this.options;
     for (let attempt = 1; ; attempt++) {
+      const bucket = await this.pace(action);
       try {
         const out = await send();
         observer?.call(action, 'ok');
@@ -153,7 +192,9 @@ export class Ec2Routes {
           return undefined;
         }
         observer?.call(action, isThrottle(err) ? 'throttled' : 'error');
-        if (!isRetryable(err) || attempt >= this.retry.maxAttempts) {
+        if (isThrottle(err)) bucket?.drain();
+        const giveUp = isThrottle(err) ? !(this.options.keepTrying?.(action) ?? true) : attempt >= this.retry.maxAttempts;
+        if (!isRetryable(err) || giveUp) {
           if (isRetryable(err)) observer?.exhausted(action);
           const spent = isRetryable(err) ? ` after ${attempt} attempts` : '';
           throw new TrellisError(isRetryable(err) ? ErrorCode.Unavailable : ErrorCode.Cloud, `EC2 ${action} failed${spent}: ${code}: ${(err as Error).message}`, {

@@ -85,6 +85,11 @@ export interface VpcConfig {
   probeMisses: number;
   /** ms */
   recoverAfter: number;
+  /** Client-side token buckets of EC2 calls: mutating (route writes) and describe. */
+  writeBurst: number;
+  writesPerSecond: number;
+  readBurst: number;
+  readsPerSecond: number;
 }
 
 type Raw = string | number | boolean | string[];
@@ -256,6 +261,10 @@ function vpcSection(values: ConfigValues): VpcConfig {
     probeInterval: get<number>('vpc.probeInterval'),
     probeMisses: get<number>('vpc.probeMisses'),
     recoverAfter: get<number>('vpc.recoverAfter'),
+    writeBurst: get<number>('vpc.writeBurst'),
+    writesPerSecond: get<number>('vpc.writesPerSecond'),
+    readBurst: get<number>('vpc.readBurst'),
+    readsPerSecond: get<number>('vpc.readsPerSecond'),
   };
 }
 

@@ -25,6 +25,10 @@ t.test('defaults: VPC mode off, AWS limits and the real metadata address', async
     probeInterval: 1000,
     probeMisses: 2,
     recoverAfter: 10_000,
+    writeBurst: 50,
+    writesPerSecond: 5,
+    readBurst: 100,
+    readsPerSecond: 20,
   });
 });
 
