@@ -20,7 +20,10 @@ import { onTeardown, type Teardown } from './cleanup.js';
 import { TokenBucket, type BucketSettings } from '../src/core/token-bucket.js';
 
 export interface ProxiedCall {
+  /** When the answer came (moto's, or the proxy's refusal). */
   readonly at: number;
+  /** When the request arrived (a bucket's token is taken then). */
+  readonly arrived: number;
   /** Number of the client connection the call came on (a client's calls share one). */
   readonly connection: number;
   readonly action: string;
@@ -128,10 +131,11 @@ export async function startEc2Proxy(t: Teardown | undefined, upstream: string): 
   const connections = new WeakMap<Socket, number>();
   let connectionSeq = 0;
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
+    const arrived = Date.now();
     const { action, params } = actionOf(req.url ?? '/', body.toString('utf8'));
     const connection = connections.get(req.socket) ?? 0;
     if (shouldThrottle(action)) {
-      calls.push({ at: Date.now(), connection, action, params, throttled: true, status: 503 });
+      calls.push({ at: Date.now(), arrived, connection, action, params, throttled: true, status: 503 });
       res.writeHead(503, { 'content-type': 'text/xml;charset=UTF-8' }).end(THROTTLE_BODY(`proxy-${++seq}`));
       return;
     }
@@ -139,7 +143,7 @@ export async function startEc2Proxy(t: Teardown | undefined, upstream: string): 
     const up = request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
       (upRes) => {
-        calls.push({ at: Date.now(), connection, action, params, throttled: false, status: upRes.statusCode ?? 0 });
+        calls.push({ at: Date.now(), arrived, connection, action, params, throttled: false, status: upRes.statusCode ?? 0 });
         if (!paged || upRes.statusCode !== 200) {
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
           upRes.pipe(res);
@@ -159,7 +163,7 @@ export async function startEc2Proxy(t: Teardown | undefined, upstream: string): 
       },
     );
     up.on('error', (err) => {
-      calls.push({ at: Date.now(), connection, action, params, throttled: false, status: 502 });
+      calls.push({ at: Date.now(), arrived, connection, action, params, throttled: false, status: 502 });
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
       res.end(`proxy: ${err.message}\n`);
     });

@@ -145,6 +145,8 @@ export class Ec2Routes {
   /** Instance id → its primary network interface id, and back. */
   private readonly primary = new Map<string, string>();
   private readonly owners = new Map<string, string>();
+  /** Instances EC2 does not know (terminated): not asked for again. */
+  private readonly unknown = new Set<string>();
   private readonly retry: RetryPolicy;
   private readonly random: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -212,7 +214,7 @@ export class Ec2Routes {
 
   /** Learns the primary interfaces of `instanceIds` not known yet (DescribeInstances); unknown instances are skipped. */
   async learnInterfaces(instanceIds: readonly string[]): Promise<void> {
-    const unknown = [...new Set(instanceIds)].filter((id) => id !== '' && !this.primary.has(id));
+    const unknown = [...new Set(instanceIds)].filter((id) => id !== '' && !this.primary.has(id) && !this.unknown.has(id));
     if (unknown.length === 0) return;
     const read = async (ids: string[]): Promise<void> => {
       let token: string | undefined;
@@ -239,6 +241,7 @@ export class Ec2Routes {
         if (!/InvalidInstanceID/.test(awsCode((e as { cause?: unknown }).cause ?? e))) throw e;
       });
     }
+    for (const id of unknown) if (!this.primary.has(id)) this.unknown.add(id);
   }
 
   /** The primary network interface of `instanceId` (the route target written). */

@@ -22,6 +22,9 @@ export interface BucketSettings {
 export const EC2_MUTATE_BUCKET: BucketSettings = { burst: 50, refillPerSecond: 5 };
 export const EC2_DESCRIBE_BUCKET: BucketSettings = { burst: 100, refillPerSecond: 20 };
 
+/** Float slack: a refill that should make a whole token is not lost to rounding. */
+const EPSILON = 1e-6;
+
 export class TokenBucket {
   private tokens: number;
   private at: number;
@@ -54,15 +57,15 @@ export class TokenBucket {
   /** Takes a token if one is there; true when the call may go. */
   tryTake(): boolean {
     this.refill();
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < 1 - EPSILON) return false;
+    this.tokens = Math.max(0, this.tokens - 1);
     return true;
   }
 
   /** Milliseconds until a whole token is there (0 when one is). */
   waitMs(): number {
     this.refill();
-    if (this.tokens >= 1) return 0;
+    if (this.tokens >= 1 - EPSILON) return 0;
     return Math.ceil(((1 - this.tokens) / this.settings.refillPerSecond) * 1000);
   }
 
