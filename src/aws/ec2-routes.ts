@@ -23,8 +23,9 @@
 //   its action class (token-bucket.ts: route writes and
 //   ModifyInstanceAttribute share the mutating bucket, reads the describe
 //   bucket), waiting for one when it is empty, so the adapter does not send
-//   what EC2's own buckets would refuse. A throttled answer empties the
-//   client bucket (EC2's is empty).
+//   what EC2's own buckets would refuse: no refill is counted while a call
+//   is in flight (EC2 takes its token at an unknown moment in between), and
+//   a throttled answer empties the client bucket (EC2's is empty).
 // * Throttling (RequestLimitExceeded, Throttling…) is retried with capped
 //   exponential backoff and full jitter for as long as `keepTrying()` holds
 //   (a pass never gives up because EC2 is busy: it waits, then goes on with
@@ -150,6 +151,7 @@ export class Ec2Routes {
   private readonly retry: RetryPolicy;
   private readonly random: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly now: () => number;
   private readonly mutateBucket: TokenBucket | undefined;
   private readonly describeBucket: TokenBucket | undefined;
   /** Milliseconds spent waiting for client-side tokens, per bucket (for tests and benches). */
@@ -160,6 +162,7 @@ export class Ec2Routes {
     this.random = options.random ?? Math.random;
     this.sleep = options.sleep ?? sleep;
     const now = options.now ?? Date.now;
+    this.now = now;
     const buckets = options.buckets ?? { mutate: EC2_MUTATE_BUCKET, describe: EC2_DESCRIBE_BUCKET };
     this.mutateBucket = buckets === false ? undefined : new TokenBucket(buckets.mutate, now);
     this.describeBucket = buckets === false ? undefined : new TokenBucket(buckets.describe, now);
@@ -183,8 +186,9 @@ export class Ec2Routes {
     const { observer, log } = this.options;
     for (let attempt = 1; ; attempt++) {
       const bucket = await this.pace(action);
+      const sentAt = this.now();
       try {
-        const out = await send();
+        const out = await send().finally(() => bucket?.skipSince(sentAt));
         observer?.call(action, 'ok');
         return out;
       } catch (err) {

@@ -7,7 +7,9 @@
 // Pure: time comes from the injected clock, nothing here waits.
 // Invariants: 0 ≤ tokens ≤ burst at every observation; a call is admitted
 // only when a whole token is present; over any interval of length d starting
-// full, at most burst + floor(d · refillPerSecond) calls are admitted.
+// full, at most burst + floor(d · refillPerSecond) calls are admitted; time
+// given to skipSince adds no token (the client side stays at or below the
+// server's count whatever the calls' latency).
 
 import { ErrorCode, TrellisError } from '../errors.js';
 
@@ -67,6 +69,21 @@ export class TokenBucket {
     this.refill();
     if (this.tokens >= 1 - EPSILON) return 0;
     return Math.ceil(((1 - this.tokens) / this.settings.refillPerSecond) * 1000);
+  }
+
+  /**
+   * Counts no refill for the time since `fromMs` (a call's send time, told
+   * when its answer came): EC2 took the call's token at some unknown moment
+   * in between, so a client that refills only between an answer and the next
+   * send never counts a token EC2 does not have, whatever the latency.
+   */
+  skipSince(fromMs: number): void {
+    const t = this.now();
+    if (t <= fromMs) return;
+    if (fromMs > this.at) {
+      this.tokens = Math.min(this.settings.burst, this.tokens + ((fromMs - this.at) / 1000) * this.settings.refillPerSecond);
+    }
+    this.at = Math.max(this.at, t);
   }
 
   /** The server refused a call: its bucket is empty, so is ours (we start refilling from now). */

@@ -49,6 +49,38 @@ t.test('a clock going backwards adds nothing', async (t) => {
   t.ok(b.tryTake());
 });
 
+t.test('skipSince: no refill counted while a call is in flight; the client never counts more than the server', async (t) => {
+  let now = 0;
+  const b = new TokenBucket({ burst: 1, refillPerSecond: 5 }, () => now);
+  t.ok(b.tryTake());
+  now = 150;
+  b.skipSince(0);
+  now = 349;
+  t.notOk(b.tryTake(), 'the 150 ms in flight gave nothing: the token is there 200 ms after the answer, not before');
+  now = 350;
+  t.ok(b.tryTake(), 'and then');
+  // Any latencies: a server bucket taking at arrival (between send and answer) always has the client's token.
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 300 })), { minLength: 1, maxLength: 200 }), (calls) => {
+      let clock = 0;
+      const client = new TokenBucket({ burst: 5, refillPerSecond: 5 }, () => clock);
+      let serverClock = 0;
+      const server = new TokenBucket({ burst: 5, refillPerSecond: 5 }, () => serverClock);
+      for (const [gap, toArrival, toAnswer] of calls) {
+        clock += gap;
+        while (!client.tryTake()) clock += client.waitMs();
+        const sent = clock;
+        serverClock = sent + toArrival;
+        if (!server.tryTake()) return false;
+        clock = serverClock + toAnswer;
+        client.skipSince(sent);
+      }
+      return true;
+    }),
+    { numRuns: 300 },
+  );
+});
+
 t.test('bad settings are refused', async (t) => {
   t.throws(() => new TokenBucket({ burst: 0, refillPerSecond: 5 }, () => 0), { code: ErrorCode.Config });
   t.throws(() => new TokenBucket({ burst: 5, refillPerSecond: 0 }, () => 0), { code: ErrorCode.Config });
