@@ -92,6 +92,9 @@ export interface DescribeResult {
   readonly missing: readonly string[];
 }
 
+/** Instance ids per DescribeInstances call. */
+const INSTANCES_PER_CALL = 100;
+
 /** Route tables per DescribeRouteTables page (EC2 allows 5..100; each table comes whole, all its routes in one page). */
 const DESCRIBE_PAGE = 100;
 
@@ -236,14 +239,17 @@ export class Ec2Routes {
         token = page?.NextToken;
       } while (token !== undefined && token !== '');
     };
-    try {
-      await read(unknown);
-    } catch (err) {
-      // One unknown id fails the whole call: ask for each alone, skipping those EC2 does not know.
-      if (!/InvalidInstanceID/.test(awsCode((err as { cause?: unknown }).cause ?? err))) throw err;
-      for (const id of unknown) await read([id]).catch((e: unknown) => {
-        if (!/InvalidInstanceID/.test(awsCode((e as { cause?: unknown }).cause ?? e))) throw e;
-      });
+    for (let i = 0; i < unknown.length; i += INSTANCES_PER_CALL) {
+      const chunk = unknown.slice(i, i + INSTANCES_PER_CALL);
+      try {
+        await read(chunk);
+      } catch (err) {
+        // One unknown id fails the whole call: ask for each alone, skipping those EC2 does not know.
+        if (!/InvalidInstanceID/.test(awsCode((err as { cause?: unknown }).cause ?? err))) throw err;
+        for (const id of chunk) await read([id]).catch((e: unknown) => {
+          if (!/InvalidInstanceID/.test(awsCode((e as { cause?: unknown }).cause ?? e))) throw e;
+        });
+      }
     }
     for (const id of unknown) if (!this.primary.has(id)) this.unknown.add(id);
   }

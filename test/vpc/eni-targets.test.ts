@@ -97,7 +97,11 @@ t.test('primary-interface targets and adoption of instance targets', { skip: nee
   await t.test('an interface that is no known instance\'s primary stays foreign', async (t) => {
     await setup.send(new CreateRouteCommand({ RouteTableId: rtb, DestinationCidrBlock: '100.96.2.0/26', NetworkInterfaceId: second }));
     const routes = new Ec2Routes({ client, vpcId, log });
-    const read = await routes.describe([rtb], [i1, i2]);
+    proxy.resetCounts();
+    const read = await routes.describe([rtb], [i1, i2, 'i-0123456789abcdef0']);
+    t.equal(read.tables[0]?.routes.filter((x) => x.instanceId === i1).length, 3, 'an instance EC2 does not know (a status names a terminated one) spoils nothing');
+    await routes.describe([rtb], [i1, i2, 'i-0123456789abcdef0']);
+    t.equal(proxy.counts().DescribeInstances, 4, 'the batch, then each alone once; never asked again');
     const r = read.tables[0]?.routes.find((x) => x.destination === '100.96.2.0/26');
     t.same([r?.instanceId, r?.otherTarget], [undefined, second]);
     const state = classifyTable(topology, read.tables[0] as NonNullable<(typeof read.tables)[0]>);
