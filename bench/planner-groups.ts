@@ -19,7 +19,7 @@ import { rng } from './lib/rng.js';
 import { record, round } from './lib/report.js';
 
 const NODES = Number(process.env.BENCH_NODES ?? 1000);
-const BUDGETS = (process.env.BENCH_BUDGETS ?? '3,6,12,24,48,96,192,384,1000').split(',').map(Number);
+const BUDGETS = (process.env.BENCH_BUDGETS ?? '3,6,12,24,48,50,96,192,384,500,1000').split(',').map(Number);
 
 const topology = loadTopology(
   `

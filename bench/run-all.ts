@@ -33,6 +33,9 @@ const BENCHES: Bench[] = [
   { name: 'convergence', file: 'convergence.js', root: true },
   { name: 'cni', file: 'cni.js', root: true },
   { name: 'failover', file: 'failover.js', root: true },
+  { name: 'vpc-plan', file: 'plan.js', root: false },
+  // Moto behind a proxy enforcing EC2's 50 + 5/s bucket: about three minutes, most of it waiting for tokens.
+  { name: 'vpc-throttle', file: 'vpc-throttle.js', root: false },
   // Reduced by default (500 nodes, 50,000 pods: under a minute); `--full` for 5,000 nodes and 500,000 pods.
   { name: 'scale', file: 'scale.js', root: true, env: process.argv.includes('--full') ? { BENCH_SCALE_FULL: '1' } : {} },
 ];

@@ -55,6 +55,8 @@ export interface TableRoute {
 
 export class VpcLab {
   readonly instances = new Map<string, string>();
+  /** Primary network interface id → instance id (trellisd routes to the interface). */
+  readonly interfaces = new Map<string, string>();
   /** Lab subnet id → route table id. */
   readonly tables = new Map<string, string>();
   readonly daemons = new Map<string, Daemon>();
@@ -106,7 +108,10 @@ export class VpcLab {
       this.tables.set(subnet, rtb);
       for (const h of this.hostsOf(subnet)) {
         const run = await ec2.send(new RunInstancesCommand({ ImageId: 'ami-12c6146b', MinCount: 1, MaxCount: 1, SubnetId: ec2Subnet, PrivateIpAddress: h.hostIP }));
-        this.instances.set(h.name, run.Instances?.[0]?.InstanceId as string);
+        const inst = run.Instances?.[0];
+        this.instances.set(h.name, inst?.InstanceId as string);
+        const eni = inst?.NetworkInterfaces?.find((n) => n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
+        if (eni !== undefined) this.interfaces.set(eni, inst?.InstanceId as string);
       }
     }
     const eip = await ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }));
@@ -123,16 +128,15 @@ export class VpcLab {
     await this.lab.etcdctl(['put', this.lab.keys.topology(), encodeRecord(TopologySchema, topologyToRecord(topology, 2n, Date.now()))]);
   }
 
-  /** Every route of every lab table, by table id (read straight from moto). */
+  /** Every route of every lab table, by table id (read straight from moto); a route to a lab instance's primary interface is a route to the instance. */
   async routes(): Promise<Map<string, TableRoute[]>> {
     const out = await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [...this.tables.values()] }));
     const map = new Map<string, TableRoute[]>();
     for (const rt of out.RouteTables ?? []) {
-      const list = (rt.Routes ?? []).map((r: Route) => ({
-        destination: r.DestinationCidrBlock ?? '',
-        target: r.InstanceId ?? r.GatewayId ?? r.NatGatewayId ?? '',
-        instance: r.InstanceId !== undefined,
-      }));
+      const list = (rt.Routes ?? []).map((r: Route) => {
+        const instance = r.InstanceId ?? (r.NetworkInterfaceId === undefined ? undefined : this.interfaces.get(r.NetworkInterfaceId));
+        return { destination: r.DestinationCidrBlock ?? '', target: instance ?? r.GatewayId ?? r.NatGatewayId ?? r.NetworkInterfaceId ?? '', instance: instance !== undefined };
+      });
       map.set(rt.RouteTableId as string, list.sort((a, b) => (a.destination < b.destination ? -1 : a.destination > b.destination ? 1 : 0)));
     }
     return map;

@@ -6,7 +6,9 @@
 // the tables (DescribeRouteTables, see below) → classify routes (Trellis's
 // entries, foreign routes) → plan for the whole cluster → keep this subnet's
 // entries → diff against this subnet's current entries → order the delta
-// (apply-order.ts) → confirm leadership with a fresh etcd read before every
+// reachability first (vpc-reach-order.ts: repoints off failed forwarders,
+// then covering entries, then optimisation; a temporary covering "scaffold"
+// entry when many nodes joined at once) → confirm leadership with a fresh etcd read before every
 // batch of writes, and check the lease-backed gate before every single write
 // → apply → write the status record.
 // Reading: a pass first plans against the tables as last read (updated with
@@ -23,13 +25,14 @@
 
 import type { Logger } from 'pino';
 import { Backoff } from '../../src/core/backoff.js';
-import { formatPrefix, type Prefix } from '../../src/core/cidr.js';
-import { routeTables } from '../../src/core/topology.js';
+import { contains, formatPrefix, type Prefix } from '../../src/core/cidr.js';
+import { allSubnets, routeTables } from '../../src/core/topology.js';
 import { diffVpcEntries, planVpcRoutes, type Plan, type PlannedEntry, type PlanNode, type VpcEntry, type VpcStep } from '../../src/core/vpc-plan.js';
 import { describeError } from '../../src/errors.js';
 import type { VpcStatus } from '../../src/gen/trellis/v1/records_pb.js';
 import { compareEntry } from '../../src/core/vpc-diff.js';
-import { orderSteps, type TableRoom } from '../../src/core/vpc-apply-order.js';
+import type { TableRoom } from '../../src/core/vpc-apply-order.js';
+import { orderForReach } from '../../src/core/vpc-reach-order.js';
 import type { DescribeResult } from '../../src/aws/ec2-routes.js';
 import type { ElectionState } from '../election.js';
 import type { Candidate, ForwarderHealth } from './health.js';
@@ -40,7 +43,8 @@ import { classifyTable, ownedBy, subnetEntries, type TableState } from '../../sr
 
 /** The EC2 side (Ec2Routes, or a fake in tests). */
 export interface RouteTables {
-  describe(names: readonly string[]): Promise<DescribeResult>;
+  /** `instances`: the cluster's, whose primary-interface routes count as routes to them. */
+  describe(names: readonly string[], instances?: readonly string[]): Promise<DescribeResult>;
   apply(step: VpcStep, tableId: string, network: Prefix): Promise<void>;
 }
 
@@ -191,7 +195,12 @@ export class VpcAdvertiser {
   }
 
   private async read(names: readonly string[], cluster: ClusterState): Promise<Snapshot> {
-    const [result, history] = await Promise.all([this.options.tables.describe(names), this.options.history?.()]);
+    // Routes to the interface of any instance Trellis routes to, live or not, read as routes to that instance:
+    // the live nodes', and every target the statuses list (so entries of nodes that are down stay Trellis's).
+    const history = await this.options.history?.();
+    const instances = new Set([...cluster.nodes.values()].map((n) => n.instanceId).filter((id) => id !== ''));
+    for (const key of history ?? []) instances.add(key.slice(key.lastIndexOf('|') + 1));
+    const result = await this.options.tables.describe(names, [...instances]);
     const isTrellis = history === undefined ? undefined : ownedBy(history);
     return { at: this.now(), states: result.tables.map((t) => classifyTable(cluster.topology, t, isTrellis)), missing: result.missing };
   }
@@ -270,19 +279,24 @@ export class VpcAdvertiser {
     const { election, tables, log } = this.options;
     const delta = diffVpcEntries({ entries: planned.mine }, planned.current);
     if (delta.steps.length === 0) return '';
+    const room = new Map<string, TableRoom>(snap.states.map((s) => [s.table, { limit: this.options.routeLimit, total: s.total }]));
+    const present = snap.states.flatMap((s) => s.owned);
+    const live = new Set(planned.nodes.filter((n) => n.healthy && n.instanceId !== '').map((n) => n.instanceId));
+    const pod = allSubnets(cluster.topology).find((s) => s.id === this.options.subnet)?.podPrefix;
+    const steps = orderForReach({ delta, room, present, live, podPrefixOf: (p) => (pod !== undefined && contains(pod, p) ? pod : undefined) });
     if (this.options.history !== undefined) {
-      // Record the plan first: the entries about to be written must be known
-      // as Trellis's even if this process dies before its next status write.
+      // Record the plan first (with any scaffold entry): the entries about to be
+      // written must be known as Trellis's even if this process dies before
+      // its next status write.
       if (!election.isLeader()) return 'lost leadership during the pass';
+      const byInstance = new Map([...cluster.nodes.values()].map((n) => [n.instanceId, n.name]));
+      const scaffolds = steps.filter((s) => s.scaffold === true && s.kind === 'create').map((s) => ({ ...s.entry, node: byInstance.get(s.entry.target) ?? '', subnet: this.options.subnet }));
       try {
-        await this.options.writeStatus(this.status(cluster, planned, ''));
+        await this.options.writeStatus(this.status(cluster, { ...planned, mine: [...planned.mine, ...scaffolds] }, ''));
       } catch (err) {
         return `recording the plan in etcd before writing to EC2: ${describeError(err)}`;
       }
     }
-    const room = new Map<string, TableRoom>(snap.states.map((s) => [s.table, { limit: this.options.routeLimit, total: s.total }]));
-    const present = snap.states.flatMap((s) => s.owned);
-    const steps = orderSteps(delta, room, present);
     const ids = new Map(snap.states.map((s) => [s.table, s.id]));
     const brokenTables = new Set<string>();
     const batchSize = this.options.batchSize ?? 10;
@@ -298,6 +312,7 @@ export class VpcAdvertiser {
       }
       const step = steps[i] as (typeof steps)[number];
       if (step.kind === 'delete' && brokenTables.has(step.entry.table)) continue;
+      if (step.scaffold === true) log.info({ op: step.kind, entry: describeEntry(step.entry) }, 'temporary covering entry while the new entries are written');
       if (step.forced === true) log.warn({ entry: describeEntry(step.entry) }, 'route table full: deleting an entry before its replacement exists');
       try {
         await tables.apply(step, ids.get(step.entry.table) as string, cluster.topology.network);

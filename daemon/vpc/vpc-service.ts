@@ -74,13 +74,26 @@ export class VpcService {
   readonly advertiser: VpcAdvertiser;
   readonly routes: Ec2Routes;
   private readonly ec2: ReturnType<typeof ec2Client>;
+  private stopping = false;
 
   constructor(private readonly options: VpcServiceOptions) {
     const { config, identity, client, keys, lease, subnet, log } = options;
     const metrics = new VpcMetrics(options.registry);
     this.ec2 = ec2Client({ endpoint: config.vpc.endpoint, region: identity.region });
-    this.routes = new Ec2Routes({ client: this.ec2, vpcId: identity.vpcId, log: log.child({ component: 'ec2' }), observer: metrics });
     this.election = new AdvertiserElection({ client, keys, subnet, node: config.nodeName, lease, log: log.child({ component: 'election' }) });
+    this.routes = new Ec2Routes({
+      client: this.ec2,
+      vpcId: identity.vpcId,
+      log: log.child({ component: 'ec2' }),
+      observer: metrics,
+      buckets: {
+        mutate: { burst: config.vpc.writeBurst, refillPerSecond: config.vpc.writesPerSecond },
+        describe: { burst: config.vpc.readBurst, refillPerSecond: config.vpc.readsPerSecond },
+      },
+      // A throttled route call waits for as long as this node leads (a write is made only by the leader); the
+      // source/destination check until the service stops.
+      keepTrying: (action) => !this.stopping && (action === 'ModifyInstanceAttribute' || this.election.isLeader()),
+    });
     const health = new ForwarderHealth({
       intervalMs: config.vpc.probeInterval,
       misses: config.vpc.probeMisses,
@@ -122,6 +135,7 @@ export class VpcService {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.election.resign();
     await this.advertiser.stop();
     this.ec2.destroy();

@@ -35,7 +35,7 @@ removes everything it made.
 Options:
   --nodes N           hosts, spread over three subnets (default 9)
   --pods-per-node N   pods per host (default 2)
-  --route-limit N     entries per VPC route table (default 50; e.g. 4 forces
+  --route-limit N     entries per VPC route table (default 500; e.g. 4 forces
                       aggregation: pods are then reached through forwarding hosts)
   --keep              stay up for inspection with trellisctl and etcdctl until Ctrl-C
                       (etcd is exposed at http://127.0.0.1:23790, or another
@@ -82,7 +82,7 @@ function parse(argv: string[]): { nodes: number; pods: number; limit: number; ke
     return {
       nodes: num('nodes', v.nodes, 9, 3, 60),
       pods: num('pods-per-node', v['pods-per-node'], 2, 1, 10),
-      limit: num('route-limit', v['route-limit'], 50, 4, 1000),
+      limit: num('route-limit', v['route-limit'], 500, 4, 1000),
       keep: v.keep === true,
       cleanup: v.cleanup === true,
     };

@@ -22,10 +22,14 @@ import { readPrefix } from '../etcd/paged-range.js';
 import { VpcStatusSchema } from '../gen/trellis/v1/records_pb.js';
 import { decodeRecord, timestampToIso } from '../state/records.js';
 
-function wholeNumber(io: CliIO, option: string, text: string, min: number): number | undefined {
+function wholeNumber(io: CliIO, option: string, text: string, min: number, max?: number, hint = ''): number | undefined {
   const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n) || n < min) {
     io.stderr(`trellisctl: --${option} must be a whole number ≥ ${min}, got ${JSON.stringify(text)}\n`);
+    return undefined;
+  }
+  if (max !== undefined && n > max) {
+    io.stderr(`trellisctl: --${option} must be at most ${max}, got ${n}${hint === '' ? '' : ` (${hint})`}\n`);
     return undefined;
   }
   return n;
@@ -71,7 +75,7 @@ export const vpcPlanCommand: LeafCommand = {
   options: {
     topology: { type: 'string', valueName: 'FILE', doc: 'topology file (YAML or JSON; "-" reads standard input)' },
     nodes: { type: 'string', valueName: 'FILE', doc: 'nodes file: JSON array of {name, subnet, instanceId, blocks, healthy}' },
-    limit: { type: 'string', valueName: 'N', doc: 'routes each route table may hold', default: '50' },
+    limit: { type: 'string', valueName: 'N', doc: 'routes each route table may hold (the AWS quota: 500 by default, at most 1000)', default: '500' },
     reserved: { type: 'string', valueName: 'N', doc: 'routes in each table that Trellis does not own (local, gateways…)', default: '0' },
     output: documentOutputOption,
   },
@@ -94,7 +98,7 @@ export const vpcPlanCommand: LeafCommand = {
       io.stderr(`trellisctl: vpc plan needs --topology FILE and --nodes FILE\n`);
       return EXIT_USAGE;
     }
-    const limit = wholeNumber(io, 'limit', String(inv.options.limit), 1);
+    const limit = wholeNumber(io, 'limit', String(inv.options.limit), 1, 1000, 'AWS allows at most 1000 routes per route table');
     const reserved = wholeNumber(io, 'reserved', String(inv.options.reserved), 0);
     if (limit === undefined || reserved === undefined) return EXIT_USAGE;
     const topology = await loadTopologyFile(io, topoFile);

@@ -85,6 +85,11 @@ export interface VpcConfig {
   probeMisses: number;
   /** ms */
   recoverAfter: number;
+  /** Client-side token buckets of EC2 calls: mutating (route writes) and describe. */
+  writeBurst: number;
+  writesPerSecond: number;
+  readBurst: number;
+  readsPerSecond: number;
 }
 
 type Raw = string | number | boolean | string[];
@@ -222,7 +227,7 @@ export function resolveKeys(keys: readonly ConfigKey[], options: LoadOptions, pr
     }
     if (typeof v === 'number' && ((key.min !== undefined && v < key.min) || (key.max !== undefined && v > key.max))) {
       const show = (n: number | undefined): string => (n === undefined ? '' : key.type === 'duration' ? formatDuration(n) : String(n));
-      problems.push(`${source.where}: ${show(v)} is out of range ${show(key.min)}..${show(key.max)}`);
+      problems.push(`${source.where}: ${show(v)} is out of range ${show(key.min)}..${show(key.max)}${key.rangeHint === undefined ? '' : ` (${key.rangeHint})`}`);
       continue;
     }
     values.set(key.path, v);
@@ -256,6 +261,10 @@ function vpcSection(values: ConfigValues): VpcConfig {
     probeInterval: get<number>('vpc.probeInterval'),
     probeMisses: get<number>('vpc.probeMisses'),
     recoverAfter: get<number>('vpc.recoverAfter'),
+    writeBurst: get<number>('vpc.writeBurst'),
+    writesPerSecond: get<number>('vpc.writesPerSecond'),
+    readBurst: get<number>('vpc.readBurst'),
+    readsPerSecond: get<number>('vpc.readsPerSecond'),
   };
 }
 

@@ -27,6 +27,8 @@ export interface ConfigKey {
   /** Inclusive bounds for integers and durations (durations in ms). */
   readonly min?: number;
   readonly max?: number;
+  /** Said after an out-of-range value (why the bounds are what they are). */
+  readonly rangeHint?: string;
 }
 
 export const CONFIG_KEYS: readonly ConfigKey[] = [
@@ -193,10 +195,11 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   {
     path: 'vpc.routeLimit',
     type: 'integer',
-    default: 50,
+    default: 500,
     min: 1,
     max: 1000,
-    doc: 'Routes a VPC route table may hold (the AWS quota); every route Trellis does not own, the local route included, counts against it.',
+    rangeHint: 'AWS allows at most 1000 routes per route table (quota L-93826ACB, default 500); see docs/vpc.md, "AWS quotas"',
+    doc: 'Routes a VPC route table may hold: your account\'s "Routes per route table" quota (AWS default 500, at most 1000; docs/vpc.md tells how to read it). Every route Trellis does not own, the local route included, counts against it.',
   },
   {
     path: 'vpc.metadataEndpoint',
@@ -241,6 +244,38 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     min: 0,
     max: 3600000,
     doc: 'How long a failed forwarder must answer every probe before it may carry entries again (hysteresis against flapping).',
+  },
+  {
+    path: 'vpc.writeBurst',
+    type: 'integer',
+    default: 50,
+    min: 1,
+    max: 10000,
+    doc: "Client-side token bucket of the mutating EC2 calls (CreateRoute, ReplaceRoute, DeleteRoute, ModifyInstanceAttribute): most calls in a burst. EC2's own bucket for them is 50 per account and region, shared by every subnet's advertiser and every other tool.",
+  },
+  {
+    path: 'vpc.writesPerSecond',
+    type: 'integer',
+    default: 5,
+    min: 1,
+    max: 1000,
+    doc: 'Tokens returned per second to the mutating bucket (EC2 refills its own at 5 per second).',
+  },
+  {
+    path: 'vpc.readBurst',
+    type: 'integer',
+    default: 100,
+    min: 1,
+    max: 10000,
+    doc: 'Client-side token bucket of DescribeRouteTables and DescribeInstances: most calls in a burst (EC2: 100).',
+  },
+  {
+    path: 'vpc.readsPerSecond',
+    type: 'integer',
+    default: 20,
+    min: 1,
+    max: 1000,
+    doc: 'Tokens returned per second to the describe bucket (EC2: 20).',
   },
   {
     path: 'cni.install',

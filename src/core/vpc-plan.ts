@@ -26,8 +26,8 @@ import { compareEntry, type VpcEntry } from './vpc-diff.js';
 
 export { diffVpcEntries, type VpcDelta, type VpcEntry, type VpcStep, type VpcStepKind } from './vpc-diff.js';
 
-/** Routes per VPC route table when the caller names no limit (the AWS default). */
-export const DEFAULT_ROUTE_LIMIT = 50;
+/** Routes per VPC route table when the caller names no limit (the AWS default quota since 2025; adjustable to 1000). */
+export const DEFAULT_ROUTE_LIMIT = 500;
 
 export interface PlanNode {
   readonly name: string;
@@ -50,7 +50,7 @@ export interface RouteTableLimit {
 export interface PlanInput {
   readonly topology: Topology;
   readonly nodes: readonly PlanNode[];
-  /** Limits of the topology's tables; a table not listed gets limit 50, foreign 0. */
+  /** Limits of the topology's tables; a table not listed gets DEFAULT_ROUTE_LIMIT, foreign 0. */
   readonly tables: readonly RouteTableLimit[];
   /** The entries Trellis owns now: ties go to keeping them. */
   readonly current?: readonly VpcEntry[];

@@ -11,6 +11,7 @@ import { aggregate, contains, formatPrefix, halves, overlaps, size, type Prefix 
 import { allSubnets, routeTables, type Topology } from '../../src/core/topology.js';
 import { compareEntry } from '../../src/core/vpc-diff.js';
 import {
+  DEFAULT_ROUTE_LIMIT,
   diffVpcEntries,
   planVpcRoutes,
   type Plan,
@@ -142,7 +143,7 @@ function facts(input: PlanInput): Facts {
   const budget = new Map(
     routeTables(input.topology).map((id) => {
       const l = input.tables.find((x) => x.id === id);
-      return [id, Math.max(0, (l?.limit ?? 50) - (l?.foreign ?? 0))];
+      return [id, Math.max(0, (l?.limit ?? DEFAULT_ROUTE_LIMIT) - (l?.foreign ?? 0))];
     }),
   );
   const claimed = new Map(subnets.map((s) => [s.id, input.nodes.filter((n) => n.subnet === s.id && n.blocks.length > 0)]));

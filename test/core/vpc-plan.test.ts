@@ -96,9 +96,9 @@ t.test('small cluster: one entry per node in every table, each to its owner', as
     plan.perTable.map((p) => [p.table, p.budget, p.used, p.shares]),
     [
       ['rtb-a', 47, 12, { a: 4, b: 4, c: 4 }],
-      ['rtb-bc', 50, 12, { a: 4, b: 4, c: 4 }],
+      ['rtb-bc', 500, 12, { a: 4, b: 4, c: 4 }],
     ],
-    'tables in topology order; a table not listed gets the default limit of 50',
+    'tables in topology order; a table not listed gets the default limit of 500 (DEFAULT_ROUTE_LIMIT)',
   );
   for (const e of plan.entries) {
     t.equal(e.target, `i-${e.node}`);

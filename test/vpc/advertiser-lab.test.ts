@@ -14,7 +14,7 @@
 //      TTL + 1 s, no entry lost or duplicated, and no EC2 write;
 //   5. half of the calls throttled while a forwarder fails and comes back and
 //      while every entry is deleted behind the advertisers' backs: the tables
-//      still converge, every throttled call was retried, retries are bounded.
+//      still converge, every throttled call was retried, none gave up.
 // Throughout, the routes Trellis does not own stay exactly as created.
 import t, { type Test } from 'tap';
 import { DeleteRouteCommand, DescribeInstanceAttributeCommand } from '@aws-sdk/client-ec2';
@@ -226,7 +226,7 @@ t.test('VPC advertisers in a 3 × 4 lab', { skip, timeout: 240_000 }, async (t) 
     await foreignUntouched(t, v, 'leader failover');
   });
 
-  await t.test('throttling: a share of the calls answered RequestLimitExceeded; tables converge, retries bounded', async (t) => {
+  await t.test('throttling: a share of the calls answered RequestLimitExceeded; tables converge, no call gives up', async (t) => {
     const s2 = subnets[1] as string;
     const leader = (await v.statusOf(s2))?.leader;
     const before = await v.entries();
@@ -268,7 +268,8 @@ t.test('VPC advertisers in a 3 × 4 lab', { skip, timeout: 240_000 }, async (t) 
     const retried = (await v.metricSum(everyone, 'trellis_vpc_ec2_retries_total')) - retriesBefore;
     const exhausted = (await v.metricSum(everyone, 'trellis_vpc_ec2_retries_exhausted_total')) - exhaustedBefore;
     t.equal(seen, throttled, 'the daemons saw every throttled answer');
-    t.equal(retried + exhausted, throttled, `each was retried (${retried}) or was a call's last allowed attempt (${exhausted})`);
+    t.equal(retried, throttled, `each was retried (${retried})`);
+    t.equal(exhausted, 0, 'no call gave up because of throttling');
     // A daemon's retries of one call come one after another on its connection.
     let worst = 0;
     const streak = new Map<string, number>();
@@ -277,7 +278,7 @@ t.test('VPC advertisers in a 3 × 4 lab', { skip, timeout: 240_000 }, async (t) 
       streak.set(key, c.throttled ? (streak.get(key) ?? 0) + 1 : 0);
       worst = Math.max(worst, streak.get(key) ?? 0);
     }
-    t.ok(worst >= 1 && worst <= 5, `at most ${worst} attempts of one call throttled in a row (bound: 5 attempts per call)`);
+    t.ok(worst >= 1, `a call throttled ${worst} times in a row went on until it passed`);
     await foreignUntouched(t, v, 'throttling');
   });
 });

@@ -18,13 +18,17 @@ t.test('defaults: VPC mode off, AWS limits and the real metadata address', async
     endpoint: '',
     region: '',
     vpcId: '',
-    routeLimit: 50,
+    routeLimit: 500,
     metadataEndpoint: 'http://169.254.169.254',
     disableSourceDestCheck: true,
     verifyInterval: 30_000,
     probeInterval: 1000,
     probeMisses: 2,
     recoverAfter: 10_000,
+    writeBurst: 50,
+    writesPerSecond: 5,
+    readBurst: 100,
+    readsPerSecond: 20,
   });
 });
 
@@ -73,11 +77,25 @@ t.test('bad values are reported together', async (t) => {
   t.ok(hasCode(err, ErrorCode.Config));
   const text = String((err as Error).message);
   t.match(text, /--vpc-route-limit: 0 is out of range 1\.\.1000/);
+  t.match(text, /--vpc-probe-misses: expected an integer, got "two"/, 'every problem at once');
   t.match(text, /--vpc-probe-misses: expected an integer, got "two"/);
   t.match(text, /vpc\.endpoint must be a URL like http:\/\/host:port \(no path\), got "ec2\.example"/);
   t.match(text, /vpc\.metadataEndpoint must be a URL like http:\/\/host:port \(no path\)/);
   t.match(text, /vpc\.region must look like us-east-1, got "Mars"/);
   t.match(text, /vpc\.vpcId must look like vpc-0abc123, got "subnet-1"/);
+});
+
+t.test('vpc.routeLimit: up to the AWS maximum of 1000, with a clear error above it', async (t) => {
+  t.equal(loadConfig({ flags: new Map([...base, ['vpc.routeLimit', '1000']]), env: {} }).vpc.routeLimit, 1000, '1000 is accepted');
+  t.equal(loadConfig({ flags: base, env: { TRELLIS_VPC_ROUTE_LIMIT: '1' } }).vpc.routeLimit, 1, '1 is accepted');
+  let err: unknown;
+  try {
+    loadConfig({ flags: base, env: { TRELLIS_VPC_ROUTE_LIMIT: '1001' } });
+  } catch (e) {
+    err = e;
+  }
+  t.ok(hasCode(err, ErrorCode.Config));
+  t.match(String((err as Error).message), /TRELLIS_VPC_ROUTE_LIMIT: 1001 is out of range 1\.\.1000 \(AWS allows at most 1000 routes per route table \(quota L-93826ACB, default 500\)/);
 });
 
 t.test('the endpoint peers probe', async (t) => {

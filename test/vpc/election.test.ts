@@ -140,8 +140,10 @@ t.test('advertiser election', async (t) => {
     const first = await make('w1');
     const second = await make('w2');
     await first.advertiser.run();
-    await until('the leader wrote five entries', () => writes.length === 5, 3000, 10);
-    t.ok(writes.every((w) => w.kind === 'create'), 'one create per node');
+    // Five new nodes and no entry: a temporary covering entry first, the five, then the covering one goes.
+    await until('the leader wrote five entries (and the covering one)', () => writes.length === 7, 3000, 10);
+    t.same(writes.map((w) => w.kind), ['create', 'create', 'create', 'create', 'create', 'create', 'delete'], 'one create per node, between the covering entry\'s create and delete');
+    t.same(writes[0]?.entry, writes[6]?.entry, 'the covering entry is the one deleted');
     t.equal(first.statuses.at(-1)?.leader, 'w1', 'the leader wrote its status');
     t.equal(first.statuses.at(-1)?.applied.length, 5);
 

@@ -54,7 +54,7 @@ t.test('trellisctl vpc plan', async (t) => {
   const good = file('nodes.json', JSON.stringify(nodes()));
   const plan = (nodesFile: string, ...more: string[]) => run(['vpc', 'plan', '--topology', topo, '--nodes', nodesFile, ...more]);
 
-  await t.test('-o json: exactly the documented shape; one entry per node at limit 50', async (t) => {
+  await t.test('-o json: exactly the documented shape; one entry per node at the default limit (500)', async (t) => {
     const r = await plan(good, '-o', 'json');
     t.equal(r.code, 0);
     t.equal(r.stderr, '');
@@ -154,6 +154,10 @@ t.test('trellisctl vpc plan', async (t) => {
     const lim = await plan(good, '--limit', 'many');
     t.equal(lim.code, 2);
     t.match(lim.stderr, /--limit must be a whole number ≥ 1, got "many"/);
+    const over = await plan(good, '--limit', '1001');
+    t.equal(over.code, 2);
+    t.match(over.stderr, /--limit must be at most 1000, got 1001 \(AWS allows at most 1000 routes per route table\)/);
+    t.equal((await plan(good, '--limit', '1000')).code, 0, 'the AWS maximum is accepted');
     t.equal((await plan(good, '-o', 'xml')).code, 2, 'bad -o');
     for (const cmd of [['vpc', 'plan', '--help'], ['vpc', 'status', '--help'], ['vpc', '--help']]) {
       const h = await run(cmd);
