@@ -71,8 +71,8 @@ export class NodeDaemon {
   private advertisement: NodeAdvertisement | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
-  /** Log lines about bad records and conflicts: 20 at once, then 1 per second (metrics count all). */
-  private readonly recordLogBudget = new LogBudget({ burst: 20, perSecond: 1, now: Date.now });
+  /** Log lines about bad records and conflicts: 100 at once, then 10 a second (metrics count all). */
+  private readonly recordLogBudget = new LogBudget({ burst: 100, perSecond: 10, now: Date.now });
   /** Blocks this node holds whose claim must be written again. */
   private readonly toRepair = new Set<string>();
   private repairing: Promise<void> | undefined;
@@ -180,7 +180,17 @@ export class NodeDaemon {
       log: log.child({ component: 'lease' }),
     });
     this.lease = lease;
-    const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
+    const client = this.client;
+    const publisher = new Publisher(
+      {
+        put: (key) => client.put(key),
+        // Node record and advertisement under a new lease together (peers require one lease for both).
+        putAll: (writes) =>
+          client.kv.txn({ compare: [], success: writes.map((w) => ({ request_put: { key: Buffer.from(w.key), value: Buffer.from(w.value), lease: w.lease } })), failure: [] }),
+      },
+      lease,
+      log.child({ component: 'publisher' }),
+    );
     this.publisher = publisher;
     const started = await lease.start();
     log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
