@@ -17,6 +17,9 @@
 //  * `compact` may shrink each value before it is held (e.g. keep only the
 //    fields a consumer reads): memory follows what consumers need, not what
 //    writers stored. Changes carry the compacted value.
+//  * Entries and puts carry the key's lease and create revision: readers
+//    judge records by them (an advertisement must share its node record's
+//    lease; a claim's rightful holder is the oldest hold, src/core/claim-trust.ts).
 
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
