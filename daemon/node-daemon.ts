@@ -2,9 +2,9 @@
 //
 // Start-up order (each step waits for the one before):
 //   etcd reachable → topology present and valid → node placed in its subnet →
-//   lease granted or re-attached → node record published → at least one block
-//   claimed → advertisement published → watches of nodes/, blocks/ and routes/
-//   synced (the cluster view is then complete).
+//   lease granted or re-attached → at least one block claimed → node record
+//   and advertisement published together (one transaction) → watches of
+//   nodes/, blocks/ and routes/ synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
 // policy is in node-advertisement.ts, the desired routes in route-inputs.ts,
 // retries in src/retry.ts.

@@ -50,6 +50,8 @@ export class Publisher {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Inside batch(): changes are gathered, written by one round after it. */
+  private batching = false;
   /** Successful puts, for metrics. */
   puts = 0;
   /** Failed put rounds, for metrics. */
@@ -77,7 +79,19 @@ export class Publisher {
   private set(key: string, value: string): void {
     if (this.desired.get(key) === value) return;
     this.desired.set(key, value);
-    this.kick();
+    if (!this.batching) this.kick();
+  }
+
+  /** Runs `fn`; the changes it makes are written together (one transaction with putAll). */
+  batch(fn: () => void): void {
+    const outer = this.batching;
+    this.batching = true;
+    try {
+      fn();
+    } finally {
+      this.batching = outer;
+    }
+    if (!outer) this.kick();
   }
 
   /** Compare what etcd holds for one of our keys with what we want; repair if needed. */

@@ -171,9 +171,13 @@ t.test('after a new lease, node record and advertisement go in one transaction w
   const lease = new FakeLease();
   const publisher = new Publisher(etcd, lease, log);
   t.teardown(() => publisher.stop());
-  publisher.setNode(NODE_KEY, node('n1'));
-  publisher.setAdvertisement(ROUTE_KEY, advert(['100.64.0.0/26']));
+  publisher.batch(() => {
+    publisher.setNode(NODE_KEY, node('n1'));
+    publisher.setAdvertisement(ROUTE_KEY, advert(['100.64.0.0/26']));
+  });
   await publisher.flush();
+  t.same(batches, [[`${NODE_KEY}@100`, `${ROUTE_KEY}@100`]], 'a batch is one transaction');
+  t.same(etcd.puts, [], 'no single put');
   lease.grant('300');
   await publisher.flush();
   t.same(batches.at(-1), [`${NODE_KEY}@300`, `${ROUTE_KEY}@300`], 'never one under the new lease and the other under the old');
