@@ -39,7 +39,8 @@ const hostIP = (k: number): string => `198.18.${Math.floor((k + 10) / 250)}.${((
 
 let rev = 1;
 const view = new ClusterView(topology, keys);
-const put = (key: string, value: string): void => view.apply(key, { value, modRevision: String(rev++) });
+// Node records and advertisements share a lease, as trellisd writes them.
+const put = (key: string, value: string): void => view.apply(key, { value, modRevision: String(rev++), createRevision: String(rev), lease: '1' });
 for (let k = 0; k < PEERS; k++) {
   const name = `peer-${k}`;
   const prefix = formatPrefix(blocks[k + 1] as (typeof blocks)[number]);
@@ -63,6 +64,7 @@ function change(i: number): void {
   const name = `peer-${k}`;
   const prefix = formatPrefix(blocks[k + 1] as (typeof blocks)[number]);
   const hop = hostIP((k + 1 + i) % PEERS);
+  put(keys.node(name), encodeRecord(NodeSchema, makeRecord(NodeSchema, { name, subnet: 's1', hostIp: hop })));
   put(keys.route('s1', name), encodeRecord(AdvertisementSchema, makeRecord(AdvertisementSchema, { node: name, subnet: 's1', nextHop: hop, prefixes: [prefix] })));
 }
 

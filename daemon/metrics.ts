@@ -36,6 +36,8 @@ export class Metrics {
   readonly routeChanges: Counter<'op'>;
   readonly ipam: IpamMetrics;
   readonly recordsIgnored: Counter<'kind' | 'reason'>;
+  readonly claimConflicts: Counter;
+  readonly claimRepairs: Counter<'result'>;
   private sources: MetricSources = {};
 
   constructor() {
@@ -81,11 +83,22 @@ export class Metrics {
     });
     this.recordsIgnored = new Counter({
       name: 'trellis_records_ignored_total',
-      help: 'Records read from etcd and ignored since start, by kind (node, block, advertisement, advertised-prefix) and reason (undecodable, invalid, oversized); each record revision counted once.',
+      help: 'Records read from etcd and ignored since start, by kind (node, block, hold, advertisement, advertised-prefix) and reason (undecodable, invalid, oversized); each record revision counted once.',
       labelNames: ['kind', 'reason'],
       registers,
     });
-    for (const kind of ['node', 'block', 'advertisement', 'advertised-prefix']) {
+    this.claimConflicts = new Counter({
+      name: 'trellis_claim_conflicts_total',
+      help: 'Block claims seen to disagree with their holds (a claim rewritten, deleted or doubled outside the protocol), each new conflict state counted once.',
+      registers,
+    });
+    this.claimRepairs = new Counter({
+      name: 'trellis_claim_repairs_total',
+      help: "This node's rewrites of its own block claims found rewritten or deleted by someone else, by result (ok, lost, error).",
+      labelNames: ['result'],
+      registers,
+    });
+    for (const kind of ['node', 'block', 'hold', 'advertisement', 'advertised-prefix']) {
       for (const reason of ['undecodable', 'invalid', 'oversized']) this.recordsIgnored.inc({ kind, reason }, 0);
     }
     new Gauge({

@@ -16,6 +16,11 @@
 //  * ensureAdvertised(block) resolves only after the block is in the published
 //    advertisement (or the publisher gave up on this round and retries).
 //  * An empty set of blocks is never published (the last advertisement stays).
+//  * The node record is first written together with the first advertisement
+//    (one batch: one transaction), never before: peers accept an
+//    advertisement only under its node record's lease, so a restart under a
+//    new lease must not put the node record under the new lease while the
+//    previous run's advertisement still stands under the old one.
 // Contact with the allocator is the narrow `BlockHolder` below plus the
 // `beforeRelease` callback the allocator is constructed with.
 
@@ -43,6 +48,8 @@ export interface AdvertisementSink {
   setNode(key: string, record: Node): void;
   setAdvertisement(key: string, record: Advertisement): void;
   flush(): Promise<boolean>;
+  /** Writes the changes `fn` makes together (optional; Publisher has it). */
+  batch?(fn: () => void): void;
   verify(key: string, current: { value: string; lease: string } | undefined): void;
 }
 
@@ -84,6 +91,9 @@ export class NodeAdvertisement {
   private readonly timers: ReclaimTimers;
   private ipam: BlockHolder | undefined;
   private reclaimTimer: unknown;
+  /** The node record, until it is written with the first advertisement. */
+  private pendingNode: Node | undefined;
+  private advertised = false;
   readonly nodeKey: string;
   readonly routeKey: string;
 
@@ -99,22 +109,21 @@ export class NodeAdvertisement {
     return this.own.current();
   }
 
-  /** Puts this node's record (its start time is now). */
+  /** Puts this node's record (its start time is now), with the first advertisement if none was published yet. */
   publishNode(): void {
     const { o } = this;
-    o.sink.setNode(
-      this.nodeKey,
-      makeRecord(NodeSchema, {
-        name: o.node,
-        subnet: o.subnet.id,
-        zone: o.subnet.zone,
-        hostIp: o.hostIP,
-        instanceId: o.instanceId,
-        healthEndpoint: o.healthEndpoint,
-        startedAt: msToTimestamp(this.now()),
-        agentVersion: o.agentVersion,
-      }),
-    );
+    const record = makeRecord(NodeSchema, {
+      name: o.node,
+      subnet: o.subnet.id,
+      zone: o.subnet.zone,
+      hostIp: o.hostIP,
+      instanceId: o.instanceId,
+      healthEndpoint: o.healthEndpoint,
+      startedAt: msToTimestamp(this.now()),
+      agentVersion: o.agentVersion,
+    });
+    if (this.advertised) o.sink.setNode(this.nodeKey, record);
+    else this.pendingNode = record;
   }
 
   /** The allocator's beforeRelease hook: withdraw the block and wait for the withdrawal to be written. */
@@ -189,15 +198,22 @@ export class NodeAdvertisement {
     const blocks = this.own.current();
     if (blocks.length === 0) return;
     const { o } = this;
-    o.sink.setAdvertisement(
-      this.routeKey,
-      makeRecord(AdvertisementSchema, {
-        node: o.node,
-        subnet: o.subnet.id,
-        nextHop: o.hostIP,
-        prefixes: aggregate(blocks.map((b) => parsePrefix(b))).map(formatPrefix),
-        instanceId: o.instanceId,
-      }),
-    );
+    const write = (): void => {
+      if (this.pendingNode !== undefined) o.sink.setNode(this.nodeKey, this.pendingNode);
+      this.pendingNode = undefined;
+      this.advertised = true;
+      o.sink.setAdvertisement(
+        this.routeKey,
+        makeRecord(AdvertisementSchema, {
+          node: o.node,
+          subnet: o.subnet.id,
+          nextHop: o.hostIP,
+          prefixes: aggregate(blocks.map((b) => parsePrefix(b))).map(formatPrefix),
+          instanceId: o.instanceId,
+        }),
+      );
+    };
+    if (o.sink.batch !== undefined) o.sink.batch(write);
+    else write();
   }
 }

@@ -2,9 +2,9 @@
 //
 // Start-up order (each step waits for the one before):
 //   etcd reachable → topology present and valid → node placed in its subnet →
-//   lease granted or re-attached → node record published → at least one block
-//   claimed → advertisement published → watches of nodes/, blocks/ and routes/
-//   synced (the cluster view is then complete).
+//   lease granted or re-attached → at least one block claimed → node record
+//   and advertisement published together (one transaction) → watches of
+//   nodes/, blocks/ and routes/ synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
 // policy is in node-advertisement.ts, the desired routes in route-inputs.ts,
 // retries in src/retry.ts.
@@ -23,11 +23,13 @@ import { placeNode } from '../src/core/ipam-placement.js';
 import type { Subnet } from '../src/core/topology.js';
 import { connectEtcd } from '../src/etcd/client.js';
 import { mirrorClaims, readClaims } from '../src/etcd/claim-reader.js';
+import { repairClaim, writeMissingHolds } from '../src/etcd/claim-holds.js';
+import { LogBudget } from '../src/core/log-budget.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
 import { RouteProgrammer } from '../src/netlink/route-programmer.js';
-import { ClusterView } from '../src/state/cluster-view.js';
+import { ClusterView, type ClaimConflict } from '../src/state/cluster-view.js';
 import { compactBlockRecord } from '../src/state/block-claim.js';
 import { Keys } from '../src/state/keys.js';
 import { VERSION } from '../src/version.js';
@@ -69,6 +71,11 @@ export class NodeDaemon {
   private advertisement: NodeAdvertisement | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
+  /** Log lines about bad records and conflicts: 100 at once, then 10 a second (metrics count all). */
+  private readonly recordLogBudget = new LogBudget({ burst: 100, perSecond: 10, now: Date.now });
+  /** Blocks this node holds whose claim must be written again. */
+  private readonly toRepair = new Set<string>();
+  private repairing: Promise<void> | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -146,10 +153,16 @@ export class NodeDaemon {
     const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
     this.subnet = subnet;
     log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
-    const view = new ClusterView(topology, this.keys, (r) => {
-      log.warn(r, 'ignoring record');
-      this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
-    });
+    const view = new ClusterView(
+      topology,
+      this.keys,
+      (r) => {
+        this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
+        const suppressed = this.recordLogBudget.take();
+        if (suppressed !== undefined) log.warn({ ...r, ...(suppressed > 0 ? { suppressed } : {}) }, 'ignoring record');
+      },
+      (c) => this.onConflict(c),
+    );
     this.view = view;
     const routes = new RouteInputs(view, {
       node: config.nodeName, hostIP: config.hostIP, subnet: subnet.id, iface: config.interface,
@@ -167,7 +180,17 @@ export class NodeDaemon {
       log: log.child({ component: 'lease' }),
     });
     this.lease = lease;
-    const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
+    const client = this.client;
+    const publisher = new Publisher(
+      {
+        put: (key) => client.put(key),
+        // Node record and advertisement under a new lease together (peers require one lease for both).
+        putAll: (writes) =>
+          client.kv.txn({ compare: [], success: writes.map((w) => ({ request_put: { key: Buffer.from(w.key), value: Buffer.from(w.value), lease: w.lease } })), failure: [] }),
+      },
+      lease,
+      log.child({ component: 'publisher' }),
+    );
     this.publisher = publisher;
     const started = await lease.start();
     log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
@@ -191,6 +214,9 @@ export class NodeDaemon {
     });
     // Reads the node's own address records (migrating claims of the old layout first).
     await this.ipam.load();
+    // Claims from before holds existed get their hold, so a rewrite of them is seen from now on.
+    const newHolds = await writeMissingHolds(this.client, this.keys, config.nodeName);
+    if (newHolds.length > 0) log.info({ blocks: newHolds }, 'wrote holds for claims that had none');
     await advertisement.claim(this.ipam);
 
     topologyMirror.on('changes', () => {
@@ -200,7 +226,8 @@ export class NodeDaemon {
       this.updateRouteIndex(view, true);
       routes.onChanges([{ topology: true }]);
     });
-    const kinds = [[this.keys.nodesPrefix(), 'node'], [this.keys.blocksPrefix(), 'block'], [this.keys.routesPrefix(), 'advertisement']] as const;
+    // Claims and holds in one watch: a claim and its hold change in one batch.
+    const kinds = [[this.keys.nodesPrefix(), 'node'], [this.keys.claimsPrefix(), 'block'], [this.keys.routesPrefix(), 'advertisement']] as const;
     for (const [prefix, kind] of kinds) {
       const mirror = new PrefixMirror(this.client, prefix, log.child({ component: 'watch', prefix }), {
         onOversize: () => this.metrics.recordsIgnored.inc({ kind, reason: 'oversized' }),
@@ -241,8 +268,8 @@ export class NodeDaemon {
   private applyChanges(view: ClusterView, routes: RouteInputs, advertisement: NodeAdvertisement, changes: MirrorChange[]): void {
     let blocksChanged = false;
     for (const c of changes) {
-      view.apply(c.key, c.type === 'put' ? { value: c.value as string, modRevision: c.modRevision } : undefined);
-      if (c.key.startsWith(this.keys.blocksPrefix())) blocksChanged = true;
+      view.apply(c.key, c.type === 'put' ? { value: c.value as string, modRevision: c.modRevision, createRevision: c.createRevision, lease: c.lease } : undefined);
+      if (c.key.startsWith(this.keys.claimsPrefix())) blocksChanged = true;
       if (advertisement.owns(c.key)) {
         const entry = this.mirrors.find((m) => c.key.startsWith(m.prefix))?.get(c.key);
         advertisement.verify(c.key, entry === undefined ? undefined : { value: entry.value, lease: entry.lease });
@@ -261,6 +288,45 @@ export class NodeDaemon {
       this.vpc?.markDirty();
     } else {
       routes.onChanges(changes);
+    }
+  }
+
+  /** A block's claim disagrees with its holds: alarm; when this node is the rightful holder, repair the claim. */
+  private onConflict(c: ClaimConflict): void {
+    this.metrics.claimConflicts.inc();
+    const suppressed = this.recordLogBudget.take();
+    if (suppressed !== undefined) {
+      this.log.error({ block: c.prefix, claimed: c.claimed, holder: c.holder, reason: c.reason, ...(suppressed > 0 ? { suppressed } : {}) }, 'block claim conflict');
+    }
+    if (c.holder !== this.config.nodeName || this.stopping) return;
+    this.toRepair.add(c.prefix);
+    this.repairing ??= this.repairClaims().finally(() => (this.repairing = undefined));
+  }
+
+  /** Writes this node's claims found rewritten or deleted again (from its holds), until none is left. */
+  private async repairClaims(): Promise<void> {
+    while (this.toRepair.size > 0 && !this.stopping) {
+      const block = this.toRepair.values().next().value as string;
+      this.toRepair.delete(block);
+      try {
+        const result = await repairClaim(this.client, this.keys, this.config.nodeName, block);
+        this.metrics.claimRepairs.inc({ result: result === 'lost' ? 'lost' : 'ok' });
+        if (result === 'repaired') this.log.warn({ block }, 'wrote my claim again (it was rewritten or deleted by someone else)');
+        // A lost compare means the claim moved again: the view reports the next state if it is still wrong.
+      } catch (err) {
+        this.metrics.claimRepairs.inc({ result: 'error' });
+        this.log.warn({ block, err: (err as Error).message }, 'repairing my claim failed; will retry');
+        const retry = setTimeout(() => this.onRetryRepair(block), 1000);
+        retry.unref();
+      }
+    }
+  }
+
+  private onRetryRepair(block: string): void {
+    const c = this.view?.conflicts().get(block);
+    if (c !== undefined) {
+      this.toRepair.add(block);
+      this.repairing ??= this.repairClaims().finally(() => (this.repairing = undefined));
     }
   }
 

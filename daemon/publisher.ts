@@ -9,6 +9,10 @@
 //    capped exponential backoff. A watcher that sees one of our keys deleted
 //    or changed by someone else calls `verify` and we put it back.
 //  * An unchanged advertisement is not rewritten (no churn for watchers).
+//  * Several keys due at once (both, after a new lease) are written in one
+//    transaction when the client can (putAll): peers accept an advertisement
+//    only under its node record's lease, so they must never see the node
+//    record under a new lease and the advertisement under the old one.
 
 import type { Logger } from 'pino';
 import { Backoff, type BackoffPolicy } from '../src/core/backoff.js';
@@ -19,6 +23,8 @@ import { encodeRecord } from '../src/state/records.js';
 /** What the publisher needs of the etcd client: a put under a lease (etcd3's Etcd3 fits). */
 export interface PublisherClient {
   put(key: string): { value(value: string): { lease(id: string): { exec(): Promise<unknown> } } };
+  /** Puts every write in one transaction (optional). */
+  putAll?(writes: ReadonlyArray<{ key: string; value: string; lease: string }>): Promise<unknown>;
 }
 
 /** What the publisher needs of the lease (LeaseKeeper fits). */
@@ -44,6 +50,8 @@ export class Publisher {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Inside batch(): changes are gathered, written by one round after it. */
+  private batching = false;
   /** Successful puts, for metrics. */
   puts = 0;
   /** Failed put rounds, for metrics. */
@@ -71,7 +79,19 @@ export class Publisher {
   private set(key: string, value: string): void {
     if (this.desired.get(key) === value) return;
     this.desired.set(key, value);
-    this.kick();
+    if (!this.batching) this.kick();
+  }
+
+  /** Runs `fn`; the changes it makes are written together (one transaction with putAll). */
+  batch(fn: () => void): void {
+    const outer = this.batching;
+    this.batching = true;
+    try {
+      fn();
+    } finally {
+      this.batching = outer;
+    }
+    if (!outer) this.kick();
   }
 
   /** Compare what etcd holds for one of our keys with what we want; repair if needed. */
@@ -114,12 +134,21 @@ export class Publisher {
     const leaseId = this.lease.id;
     if (leaseId === undefined || this.lease.state === 'lost') return; // re-kicked on 'granted'
     try {
+      const due: Array<{ key: string; value: string; lease: string }> = [];
       for (const [key, value] of this.desired) {
         const done = this.written.get(key);
-        if (done !== undefined && done.value === value && done.lease === leaseId) continue;
-        await this.client.put(key).value(value).lease(leaseId).exec();
-        this.written.set(key, { value, lease: leaseId });
-        this.puts++;
+        if (done === undefined || done.value !== value || done.lease !== leaseId) due.push({ key, value, lease: leaseId });
+      }
+      if (due.length > 1 && this.client.putAll !== undefined) {
+        await this.client.putAll(due);
+        for (const w of due) this.written.set(w.key, { value: w.value, lease: leaseId });
+        this.puts += due.length;
+      } else {
+        for (const w of due) {
+          await this.client.put(w.key).value(w.value).lease(leaseId).exec();
+          this.written.set(w.key, { value: w.value, lease: leaseId });
+          this.puts++;
+        }
       }
       this.backoff.reset();
     } catch (err) {

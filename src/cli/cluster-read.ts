@@ -5,6 +5,7 @@
 // on, and everything else is shown with its reason. A value too large to be
 // a record is not decoded: it is listed as ignored with its size.
 
+import type { IKeyValue } from 'etcd3';
 import type { Topology } from '../core/topology.js';
 import { BlockSchema, TopologySchema, type Block, type Topology as TopologyRecord } from '../gen/trellis/v1/records_pb.js';
 import { ClusterView, type IgnoredRecord } from '../state/cluster-view.js';
@@ -27,8 +28,16 @@ export interface Snapshot {
   readonly blockRecords: ReadonlyMap<string, Block>;
   /** Lease id of each key (nodes and advertisements are leased). */
   readonly leases: ReadonlyMap<string, string>;
-  /** Every key read under nodes/, blocks/ and routes/, sorted, oversized ones included. */
+  /** Every key read under nodes/, blocks/, blocks-held/ and routes/, sorted, oversized ones included. */
   readonly recordKeys: readonly string[];
+}
+
+interface RawRead {
+  readonly key: string;
+  readonly value: string;
+  readonly modRevision: string;
+  readonly createRevision: string;
+  readonly lease: string;
 }
 
 export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
@@ -36,13 +45,17 @@ export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
   const first = await client.get(keys.topology()).exec();
   const revision = String(first.header.revision);
   const ignored: IgnoredRecord[] = [];
-  const entries = first.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision), lease: String(kv.lease) }));
-  for (const [prefix, kind] of [[keys.nodesPrefix(), 'node'], [keys.blocksPrefix(), 'block'], [keys.routesPrefix(), 'advertisement']] as const) {
+  const entry = (kv: IKeyValue): RawRead => ({
+    key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision), createRevision: String(kv.create_revision), lease: String(kv.lease),
+  });
+  const entries = first.kvs.map(entry);
+  // blocks covers claims (blocks/) and holds (blocks-held/).
+  for (const [prefix, kind] of [[keys.nodesPrefix(), 'node'], [keys.claimsPrefix(), 'block'], [keys.routesPrefix(), 'advertisement']] as const) {
     const page = await readPrefix(client, prefix, {
       revision,
       onOversize: (key, bytes) => ignored.push({ key, modRevision: revision, kind, cause: 'oversized', reason: `value of ${bytes} bytes is above the size limit` }),
     });
-    for (const kv of page.kvs) entries.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision), lease: String(kv.lease) });
+    for (const kv of page.kvs) entries.push(entry(kv));
   }
   const topoEntry = entries.find((e) => e.key === keys.topology());
   let topology: Topology | undefined;
@@ -61,7 +74,7 @@ export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
   const blockRecords = new Map<string, Block>();
   const leases = new Map<string, string>();
   for (const e of entries) {
-    view?.apply(e.key, { value: e.value, modRevision: e.modRevision });
+    view?.apply(e.key, e);
     if (e.lease !== '0') leases.set(e.key, e.lease);
     if (e.key.startsWith(keys.blocksPrefix())) {
       const decoded = decodeRecord(BlockSchema, e.value);
@@ -72,6 +85,7 @@ export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
   view?.nodes();
   view?.blocks();
   view?.advertisements();
+  view?.conflicts();
   const recordKeys = [...new Set([...entries.filter((e) => e.key !== keys.topology()).map((e) => e.key), ...ignored.map((i) => i.key)])].sort();
   return { keys, revision, topology, topologyRecord, topologyProblem, view, ignored, blockRecords, leases, recordKeys };
 }

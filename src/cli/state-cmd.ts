@@ -14,6 +14,7 @@ import { readSnapshot, type Snapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
 import { formatData, formatTable, isData, outputOption, toNumber } from './output.js';
 import type { AdvertisementInfo, BlockInfo, NodeInfo } from '../state/validate.js';
+import type { ClaimConflict } from '../state/cluster-view.js';
 
 /** Reads a snapshot, prints what `show` makes of it; exit 1 when no usable topology is stored. */
 export async function withSnapshot(inv: Invocation, io: CliIO, show: (s: Snapshot) => unknown[] | string): Promise<number> {
@@ -128,19 +129,25 @@ export const blocksCommand: LeafCommand = {
   },
   description:
     'Lists the block claims in etcd (they survive restarts and outages): prefix,\n' +
-    'subnet, owner node, addresses in use, and when the block was claimed.',
+    'subnet, owner node, addresses in use, and when the block was claimed. A\n' +
+    'claim that disagrees with the holds of its block (rewritten or deleted\n' +
+    'outside the protocol) is shown as a conflict, with the rightful holder\n' +
+    'the daemons route the block to; --ignored lists only such claims and\n' +
+    'invalid ones.',
   examples: ['trellisctl blocks', 'trellisctl blocks --node node-a -o json'],
   run: (inv, io) =>
     withSnapshot(inv, io, (s) => {
       const valid = s.view?.blocks() ?? new Map<string, BlockInfo>();
-      const rows = s.recordKeys
+      const conflicts = s.view?.conflicts() ?? new Map<string, ClaimConflict>();
+      const claimRows = s.recordKeys
         .filter((key) => key.startsWith(s.keys.blocksPrefix()))
         .map((key) => {
           const b = s.blockRecords.get(key);
           const named = s.keys.blockFromKey(key);
           const prefix = b?.prefix || (named === undefined ? Keys.leaf(key) : formatPrefix(named));
           const parsed = tryPrefix(prefix);
-          const ok = b !== undefined && valid.has(b.prefix) && named !== undefined && valid.get(b.prefix)?.node === b.node;
+          const conflict = named === undefined ? undefined : conflicts.get(formatPrefix(named));
+          const ok = conflict === undefined && b !== undefined && valid.has(b.prefix) && named !== undefined && valid.get(b.prefix)?.node === b.node;
           return {
             key,
             prefix,
@@ -151,9 +158,17 @@ export const blocksCommand: LeafCommand = {
             resting: Object.keys(b?.released ?? {}).length,
             claimedAt: timestampToIso(b?.claimedAt),
             valid: ok,
-            ...(ok ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
+            ...(conflict !== undefined ? { holder: conflict.holder, problem: `conflict: ${conflict.reason}` } : ok ? {} : { problem: ignoredReason(s, key) ?? 'invalid record' }),
           };
-        })
+        });
+      // Blocks still held whose claim is gone (deleted outside the protocol).
+      const listed = new Set(claimRows.map((r) => r.prefix));
+      const heldRows = [...conflicts.values()].filter((c) => !listed.has(c.prefix)).map((c) => ({
+        key: s.keys.block(c.prefix), prefix: c.prefix, subnet: valid.get(c.prefix)?.subnet.id ?? '', node: '', allocated: 0,
+        size: toNumber(size(parsePrefix(c.prefix))), resting: 0, claimedAt: '', valid: false, holder: c.holder, problem: `conflict: ${c.reason}`,
+      }));
+      type Row = (typeof heldRows)[number] | ((typeof claimRows)[number] & { holder?: string; problem?: string });
+      const rows = ([...claimRows, ...heldRows] as Row[])
         .filter((b) => inv.options.node === undefined || b.node === inv.options.node)
         .filter((b) => inv.options.subnet === undefined || b.subnet === inv.options.subnet)
         .sort((a, b) => byPrefixText(a.prefix, b.prefix));
@@ -164,7 +179,7 @@ export const blocksCommand: LeafCommand = {
         onlyIgnored(inv, rows).map((r) => [
           r.prefix || '-', r.subnet || '-', r.node || '-', `${r.allocated}/${r.size ?? '?'}`,
           ...(wide ? [String(r.resting), r.key] : []),
-          r.claimedAt || '-', r.valid ? 'ok' : `ignored: ${r.problem}`,
+          r.claimedAt || '-', r.valid ? 'ok' : r.holder !== undefined ? `${r.problem ?? ''} (routed to ${r.holder})` : `ignored: ${r.problem ?? ''}`,
         ]),
         wide ? [3, 4] : [3],
       );

@@ -3,7 +3,8 @@
 // claims still carrying their addresses), each record reduced to its prefix
 // and owner: a ClaimSource for the allocator where no watched mirror of
 // blocks/ is at hand yet (trellisd before its watches sync, `--withdraw`).
-// mirrorClaims gives the same from the watched mirror of blocks/ (no read).
+// mirrorClaims gives the same from the watched mirror of blocks/ and
+// blocks-held/ (no read), each block under its holder (src/core/claim-trust.ts).
 // Records that cannot be decoded are reported as owned by INVALID_OWNER, so
 // nobody chooses their block.
 
@@ -43,14 +44,18 @@ export function etcdClaims(client: Etcd3, keys: Keys): ClaimSource {
  * taken all the same).
  */
 export function mirrorClaims(view: ClusterView, mirrors: readonly PrefixMirror[], keys: Keys): ClaimInfo[] {
-  const mirror = mirrors.find((m) => m.prefix === keys.blocksPrefix());
+  const mirror = mirrors.find((m) => m.prefix === keys.claimsPrefix() || m.prefix === keys.blocksPrefix());
   const valid = view.blocks();
   const out: ClaimInfo[] = [];
+  const seen = new Set<string>();
   for (const key of mirror?.entries().keys() ?? []) {
     const prefix = keys.blockFromKey(key);
     if (prefix === undefined) continue;
     const text = formatPrefix(prefix);
+    seen.add(text);
     out.push({ prefix: text, node: valid.get(text)?.node ?? INVALID_OWNER });
   }
+  // A block still held while its claim is gone (deleted by someone else) is taken all the same.
+  for (const [text, b] of valid) if (!seen.has(text)) out.push({ prefix: text, node: b.node });
   return out;
 }

@@ -1,6 +1,7 @@
 // The IPAM store in etcd.
 //
 //   <prefix>/v1/blocks/<a.b.c.d-len>            Block claim, allocations/released empty
+//   <prefix>/v1/blocks-held/<node>/<block>      The claim again, under <node>'s own keys: its hold
 //   <prefix>/v1/ipam/<node>/<block>/<address>   PodAddress, written by <node> alone
 //
 // Claims keep the Block message shape of the old layout (older trellisd on
@@ -10,7 +11,10 @@
 // read as a plain claim by everybody else. Every write is one etcd
 // transaction guarded by mod revisions ("does not exist yet" for a claim or a
 // new address record), so an etcd revision moves by one per write, and a block
-// or an address can never be owned twice across hosts and processes. Reads of
+// or an address can never be owned twice across hosts and processes. A claim
+// and its hold are created in one transaction and deleted in one (release),
+// which is what lets peers tell a claim rewritten by someone else
+// (src/core/claim-trust.ts). Reads of
 // a node's addresses are one paged range of its own prefix. Records that
 // cannot be decoded are counted and logged: a claim as owned by nobody we know
 // (INVALID_OWNER), so nobody claims over it; an address record is skipped
@@ -125,7 +129,8 @@ export class EtcdIpamStore implements IpamStore {
   async createClaim(claim: ClaimRecord, first?: AddressRecord): Promise<string | undefined> {
     const key = this.keys.block(claim.prefix);
     const range = this.keys.ipamBlockPrefix(claim.node, claim.prefix);
-    const success: object[] = [{ request_put: { key: Buffer.from(key), value: Buffer.from(encodeRecord(BlockSchema, claimToBlock(claim))) } }];
+    const value = Buffer.from(encodeRecord(BlockSchema, claimToBlock(claim)));
+    const success: object[] = [{ request_put: { key: Buffer.from(key), value } }, { request_put: { key: Buffer.from(this.keys.hold(claim.node, claim.prefix)), value } }];
     if (first === undefined) success.push(deleteRange(Buffer.from(range), prefixEnd(range)));
     else {
       // Left-overs of the node in this block go; one txn may not delete the key it puts.
@@ -190,7 +195,7 @@ export class EtcdIpamStore implements IpamStore {
         // Every address record of the block is as read at `revision` (none written since).
         { key: Buffer.from(range), range_end: prefixEnd(range), target: 'Mod', result: 'Less', mod_revision: String(BigInt(revision) + 1n) },
       ],
-      success: [deleteRange(key, undefined), deleteRange(Buffer.from(range), prefixEnd(range))],
+      success: [deleteRange(key, undefined), deleteRange(Buffer.from(this.keys.hold(node, prefix)), undefined), deleteRange(Buffer.from(range), prefixEnd(range))],
       failure: [],
     });
     return res.succeeded;

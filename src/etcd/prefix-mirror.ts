@@ -17,6 +17,9 @@
 //  * `compact` may shrink each value before it is held (e.g. keep only the
 //    fields a consumer reads): memory follows what consumers need, not what
 //    writers stored. Changes carry the compacted value.
+//  * Entries and puts carry the key's lease and create revision: readers
+//    judge records by them (an advertisement must share its node record's
+//    lease; a claim's rightful holder is the oldest hold, src/core/claim-trust.ts).
 
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -42,6 +45,8 @@ const RELIST_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 5000 };
 export interface MirrorEntry {
   readonly value: string;
   readonly modRevision: string;
+  /** Revision at which the key was (last) created: unchanged by later puts, new after a delete. */
+  readonly createRevision: string;
   readonly lease: string;
 }
 
@@ -51,6 +56,10 @@ export interface MirrorChange {
   /** The new value for puts, the last known value for deletes. */
   readonly value: string | undefined;
   readonly modRevision: string;
+  /** The key's create revision (puts only). */
+  readonly createRevision?: string;
+  /** The key's lease, '0' for none (puts only). */
+  readonly lease?: string;
 }
 
 export interface PrefixMirrorEvents {
@@ -100,7 +109,7 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
   private toEntry(kv: IKeyValue): MirrorEntry {
     const raw = kv.value.toString();
     const value = this.options.compact === undefined ? raw : this.options.compact(kv.key.toString(), raw);
-    return { value, modRevision: String(kv.mod_revision), lease: String(kv.lease) };
+    return { value, modRevision: String(kv.mod_revision), createRevision: String(kv.create_revision), lease: String(kv.lease) };
   }
 
   entries(): ReadonlyMap<string, MirrorEntry> {
@@ -162,7 +171,7 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
         if (prev !== undefined && prev.modRevision === String(kv.mod_revision)) continue;
         const entry = this.toEntry(kv);
         this.map.set(key, entry);
-        changes.push({ type: 'put', key, value: entry.value, modRevision: entry.modRevision });
+        changes.push({ type: 'put', key, value: entry.value, modRevision: entry.modRevision, createRevision: entry.createRevision, lease: entry.lease });
       }
     }
     if (revision === undefined) throw new Error(`listing ${this.prefix} gave no revision`);
@@ -204,7 +213,7 @@ export class PrefixMirror extends EventEmitter<PrefixMirrorEvents> {
         } else {
           const entry = this.toEntry(ev.kv);
           this.map.set(key, entry);
-          changes.push({ type: 'put', key, value: entry.value, modRevision });
+          changes.push({ type: 'put', key, value: entry.value, modRevision, createRevision: entry.createRevision, lease: entry.lease });
         }
       }
       this.revision = String(res.header.revision);

@@ -6,14 +6,22 @@
 //  * Only checked records are ever returned; a record that fails a check is
 //    left out, reported once per (key, revision, reason) and counted by kind
 //    and cause: one report per record, however many of its prefixes fail.
-//  * An advertisement is re-checked whenever its node's blocks change, so a
-//    prefix is accepted only while the block records say the advertiser owns it.
+//  * An advertisement is re-checked whenever its node's blocks or node record
+//    change, so a prefix is accepted only while the claims say the advertiser
+//    holds it, and the advertisement only while it shares the lease of its
+//    node's live node record and names that record's host IP as next hop
+//    (src/core/claim-trust.ts checkAdvertiser).
+//  * A block is attributed by judgeClaim (src/core/claim-trust.ts) from its
+//    claim (blocks/) and the holds of it (blocks-held/): to its rightful
+//    holder, never to a node a rewritten claim names. Each conflict is
+//    reported to onConflict each time the claim or a hold of the block changes and listed by conflicts().
 //  * Work is incremental: a change re-checks only the records it can affect
 //    (the changed record, and the advertisement of a node whose blocks
 //    changed); a topology change re-checks everything.
 //  * Pure state: no IO; the caller owns watching and scheduling.
 
-import { formatPrefix } from '../core/cidr.js';
+import { formatAddress, formatPrefix } from '../core/cidr.js';
+import { checkAdvertiser, judgeClaim, type HoldFact } from '../core/claim-trust.js';
 import type { Topology } from '../core/topology.js';
 import { AdvertisementSchema, BlockSchema, NodeSchema } from '../gen/trellis/v1/records_pb.js';
 import { Keys } from './keys.js';
@@ -23,12 +31,26 @@ import { checkAdvertisement, checkBlock, checkNode, type AdvertisementInfo, type
 export interface RawEntry {
   readonly value: string;
   readonly modRevision: string;
+  /** Revision that created the key (claims and holds are judged by it); '0' when unknown. */
+  readonly createRevision?: string;
+  /** etcd lease of the key, '0' for none (node records and advertisements must share one). */
+  readonly lease?: string;
+}
+
+/** A block whose claim and holds disagree (see judgeClaim). */
+export interface ClaimConflict {
+  readonly prefix: string;
+  /** The owner the claim record names ('' when missing or unreadable). */
+  readonly claimed: string;
+  /** The rightful holder, to whom the block is attributed. */
+  readonly holder: string;
+  readonly reason: string;
 }
 
 export interface IgnoredRecord {
   readonly key: string;
   readonly modRevision: string;
-  readonly kind: 'node' | 'block' | 'advertisement' | 'advertised-prefix';
+  readonly kind: 'node' | 'block' | 'hold' | 'advertisement' | 'advertised-prefix';
   /** What is wrong, in a few words (a metric label): see IgnoreCause. */
   readonly cause: IgnoreCause;
   readonly reason: string;
@@ -44,14 +66,21 @@ export type IgnoreCause = 'undecodable' | 'invalid' | 'oversized';
 /** At most this many rejected prefixes are named in one report. */
 const NAMED_PREFIXES = 5;
 
-type Kind = 'nodes' | 'blocks' | 'routes';
+type Kind = 'nodes' | 'blocks' | 'holds' | 'routes';
 
 export class ClusterView {
-  private readonly raw = { nodes: new Map<string, RawEntry>(), blocks: new Map<string, RawEntry>(), routes: new Map<string, RawEntry>() };
-  private readonly dirty = { nodes: new Set<string>(), blocks: new Set<string>(), routes: new Set<string>() };
+  private readonly raw = { nodes: new Map<string, RawEntry>(), blocks: new Map<string, RawEntry>(), holds: new Map<string, RawEntry>(), routes: new Map<string, RawEntry>() };
+  private readonly dirty = { nodes: new Set<string>(), blocks: new Set<string>(), holds: new Set<string>(), routes: new Set<string>() };
+  /** Checked claims and holds by block prefix text (holds by node). */
+  private readonly claimAt = new Map<string, { info: BlockInfo; createRevision: bigint }>();
+  private readonly holdsAt = new Map<string, Map<string, { info: BlockInfo; createRevision: bigint }>>();
+  /** Prefix text of the checked claim or hold under each key. */
+  private readonly prefixOfKey = new Map<string, string>();
+  private readonly conflictsOut = new Map<string, ClaimConflict>();
+  /** Lease of each valid node record, by node name. */
+  private readonly nodeLease = new Map<string, string>();
   /** Checked results, by key. */
   private readonly nodeByKey = new Map<string, NodeInfo>();
-  private readonly blockByKey = new Map<string, BlockInfo>();
   private readonly advertByKey = new Map<string, AdvertisementInfo>();
   /** Outputs, maintained from the per-key results. */
   private readonly nodesOut = new Map<string, NodeInfo>();
@@ -64,17 +93,20 @@ export class ClusterView {
   /** Nodes whose accepted advertisement changed since takeChangedAdvertisers(). */
   private readonly changedAdvertisers = new Set<string>();
   /** Ignored records by kind, counted once per key revision. */
-  readonly ignoredCounts = { node: 0, block: 0, advertisement: 0, 'advertised-prefix': 0 };
+  readonly ignoredCounts = { node: 0, block: 0, hold: 0, advertisement: 0, 'advertised-prefix': 0 };
+  /** Conflicts reported (each new conflict state of a block once). */
+  conflictCount = 0;
 
   constructor(
     private topology: Topology,
     private readonly keys: Keys,
     private readonly onIgnored: (record: IgnoredRecord) => void = () => undefined,
+    private readonly onConflict: (conflict: ClaimConflict) => void = () => undefined,
   ) {}
 
   setTopology(topology: Topology): void {
     this.topology = topology;
-    for (const kind of ['nodes', 'blocks', 'routes'] as const) for (const key of this.raw[kind].keys()) this.dirty[kind].add(key);
+    for (const kind of ['nodes', 'blocks', 'holds', 'routes'] as const) for (const key of this.raw[kind].keys()) this.dirty[kind].add(key);
   }
 
   getTopology(): Topology {
@@ -84,6 +116,7 @@ export class ClusterView {
   private kindOf(key: string): Kind | undefined {
     if (key.startsWith(this.keys.nodesPrefix())) return 'nodes';
     if (key.startsWith(this.keys.blocksPrefix())) return 'blocks';
+    if (key.startsWith(this.keys.holdsPrefix())) return 'holds';
     if (key.startsWith(this.keys.routesPrefix())) return 'routes';
     return undefined;
   }
@@ -112,8 +145,12 @@ export class ClusterView {
       const old = this.nodeByKey.get(key);
       if (old !== undefined) {
         this.nodeByKey.delete(key);
-        if (this.nodesOut.get(old.name) === old) this.nodesOut.delete(old.name);
+        if (this.nodesOut.get(old.name) === old) {
+          this.nodesOut.delete(old.name);
+          this.nodeLease.delete(old.name);
+        }
       }
+      this.touchNodeAdvert(Keys.leaf(key));
       const entry = this.raw.nodes.get(key);
       if (entry === undefined) continue;
       const decoded = decodeRecord(NodeSchema, entry.value);
@@ -121,19 +158,11 @@ export class ClusterView {
       if (checked.ok) {
         this.nodeByKey.set(key, checked.value);
         this.nodesOut.set(checked.value.name, checked.value);
+        this.nodeLease.set(checked.value.name, entry.lease ?? '0');
       } else this.ignore(key, entry, 'node', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
     }
     this.dirty.nodes.clear();
     return this.nodesOut;
-  }
-
-  private unindexBlock(b: BlockInfo): void {
-    const text = formatPrefix(b.prefix);
-    if (this.blocksOut.get(text) === b) this.blocksOut.delete(text);
-    const mine = this.byNode.get(b.node);
-    mine?.delete(text);
-    if (mine?.size === 0) this.byNode.delete(b.node);
-    this.touchNodeAdvert(b.node);
   }
 
   private touchNodeAdvert(node: string): void {
@@ -141,38 +170,95 @@ export class ClusterView {
     if (key !== undefined) this.dirty.routes.add(key);
   }
 
-  /** Claimed blocks by prefix text. */
-  blocks(): ReadonlyMap<string, BlockInfo> {
-    for (const key of this.dirty.blocks) {
-      const old = this.blockByKey.get(key);
-      if (old !== undefined) {
-        this.blockByKey.delete(key);
-        this.unindexBlock(old);
+  /** Checks the claim or hold under `key`; the prefix text it is about (also when it is gone or invalid). */
+  private checkClaimKey(key: string, kind: 'blocks' | 'holds'): string | undefined {
+    const before = this.prefixOfKey.get(key);
+    if (before !== undefined) {
+      this.prefixOfKey.delete(key);
+      if (kind === 'blocks') this.claimAt.delete(before);
+      else {
+        const at = this.holdsAt.get(before);
+        at?.delete(this.keys.holdFromKey(key)?.node ?? '');
+        if (at?.size === 0) this.holdsAt.delete(before);
       }
-      const entry = this.raw.blocks.get(key);
-      if (entry === undefined) continue;
-      const keyPrefix = this.keys.blockFromKey(key);
-      if (keyPrefix === undefined) {
-        this.ignore(key, entry, 'block', 'key does not name a prefix');
-        continue;
-      }
-      const decoded = decodeRecord(BlockSchema, entry.value);
-      const checked = decoded.ok ? checkBlock(decoded.value, keyPrefix, this.topology) : decoded;
-      if (!checked.ok) {
-        this.ignore(key, entry, 'block', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
-        continue;
-      }
-      const b = checked.value;
-      const text = formatPrefix(b.prefix);
-      this.blockByKey.set(key, b);
-      this.blocksOut.set(text, b);
-      let mine = this.byNode.get(b.node);
-      if (mine === undefined) this.byNode.set(b.node, (mine = new Map()));
-      mine.set(text, b);
-      this.touchNodeAdvert(b.node);
     }
-    this.dirty.blocks.clear();
+    const entry = this.raw[kind].get(key);
+    const named = kind === 'blocks' ? this.keys.blockFromKey(key) : this.keys.holdFromKey(key)?.prefix;
+    const text = named === undefined ? before : formatPrefix(named);
+    if (entry === undefined) return text;
+    if (named === undefined) {
+      this.ignore(key, entry, kind === 'blocks' ? 'block' : 'hold', kind === 'blocks' ? 'key does not name a prefix' : 'key is not <node>/<block>');
+      return text;
+    }
+    const decoded = decodeRecord(BlockSchema, entry.value);
+    let checked = decoded.ok ? checkBlock(decoded.value, named, this.topology) : decoded;
+    const holder = kind === 'holds' ? this.keys.holdFromKey(key)?.node : undefined;
+    if (checked.ok && holder !== undefined && checked.value.node !== holder) checked = { ok: false, reason: `hold under ${holder} names ${checked.value.node}` };
+    if (!checked.ok) {
+      this.ignore(key, entry, kind === 'blocks' ? 'block' : 'hold', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
+      return text;
+    }
+    const fact = { info: checked.value, createRevision: BigInt(entry.createRevision ?? '0') };
+    const t = formatPrefix(named);
+    this.prefixOfKey.set(key, t);
+    if (kind === 'blocks') this.claimAt.set(t, fact);
+    else {
+      let at = this.holdsAt.get(t);
+      if (at === undefined) this.holdsAt.set(t, (at = new Map()));
+      at.set(checked.value.node, fact);
+    }
+    return t;
+  }
+
+  /** Judge one block from its claim and holds; update the outputs. */
+  private judge(text: string): void {
+    const old = this.blocksOut.get(text);
+    if (old !== undefined) {
+      this.blocksOut.delete(text);
+      const mine = this.byNode.get(old.node);
+      mine?.delete(text);
+      if (mine?.size === 0) this.byNode.delete(old.node);
+      this.touchNodeAdvert(old.node);
+    }
+    const claim = this.claimAt.get(text);
+    const holds = this.holdsAt.get(text) ?? new Map<string, { info: BlockInfo; createRevision: bigint }>();
+    const facts: HoldFact[] = [...holds].map(([node, h]) => ({ node, createRevision: h.createRevision }));
+    const verdict = judgeClaim(claim === undefined ? undefined : { owner: claim.info.node, createRevision: claim.createRevision }, facts);
+    if (verdict.holder === undefined || verdict.conflict === undefined) this.conflictsOut.delete(text);
+    if (verdict.holder === undefined) return;
+    const b = claim !== undefined && claim.info.node === verdict.holder ? claim.info : (holds.get(verdict.holder)?.info as BlockInfo);
+    if (verdict.conflict !== undefined) {
+      const conflict: ClaimConflict = { prefix: text, claimed: claim?.info.node ?? '', holder: verdict.holder, reason: verdict.conflict };
+      this.conflictsOut.set(text, conflict);
+      // Judged again only when the claim or a hold changed: each report is a new state.
+      this.conflictCount++;
+      this.onConflict(conflict);
+    }
+    this.blocksOut.set(text, b);
+    let mine = this.byNode.get(b.node);
+    if (mine === undefined) this.byNode.set(b.node, (mine = new Map()));
+    mine.set(text, b);
+    this.touchNodeAdvert(b.node);
+  }
+
+  /** Blocks by prefix text, each attributed to its holder (see judgeClaim). */
+  blocks(): ReadonlyMap<string, BlockInfo> {
+    const touched = new Set<string>();
+    for (const kind of ['blocks', 'holds'] as const) {
+      for (const key of this.dirty[kind]) {
+        const text = this.checkClaimKey(key, kind);
+        if (text !== undefined) touched.add(text);
+      }
+      this.dirty[kind].clear();
+    }
+    for (const text of touched) this.judge(text);
     return this.blocksOut;
+  }
+
+  /** Blocks whose claim and holds disagree, by prefix text. */
+  conflicts(): ReadonlyMap<string, ClaimConflict> {
+    this.blocks();
+    return this.conflictsOut;
   }
 
   /** Blocks grouped by owner node. */
@@ -189,7 +275,8 @@ export class ClusterView {
 
   /** Checked advertisements by node name (only accepted prefixes inside). */
   advertisements(): ReadonlyMap<string, AdvertisementInfo> {
-    this.blocks(); // block changes mark the affected advertisements dirty
+    this.nodes(); // node record changes mark the affected advertisements dirty
+    this.blocks(); // so do block changes
     for (const key of this.dirty.routes) {
       const old = this.advertByKey.get(key);
       if (old !== undefined) {
@@ -210,7 +297,14 @@ export class ClusterView {
       this.advertKeyOfNode.set(where.node, key);
       const decoded = decodeRecord(AdvertisementSchema, entry.value);
       const owned = [...(this.byNode.get(where.node)?.values() ?? [])];
-      const checked = decoded.ok ? checkAdvertisement(decoded.value, where, this.topology, owned) : decoded;
+      let checked = decoded.ok ? checkAdvertisement(decoded.value, where, this.topology, owned) : decoded;
+      if (checked.ok) {
+        const a = checked.value;
+        const n = this.nodesOut.get(where.node);
+        const nodeFacts = n === undefined ? undefined : { subnet: n.subnet.id, hostIP: formatAddress(n.hostIP), lease: this.nodeLease.get(where.node) ?? '0' };
+        const unbound = checkAdvertiser({ node: a.node, subnet: a.subnet.id, nextHop: formatAddress(a.nextHop), lease: entry.lease ?? '0' }, nodeFacts);
+        if (unbound !== undefined) checked = { ok: false, reason: unbound };
+      }
       if (!checked.ok) {
         this.ignore(key, entry, 'advertisement', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
         continue;

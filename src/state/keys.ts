@@ -5,6 +5,7 @@
 //   <prefix>/v1/topology
 //   <prefix>/v1/nodes/<node>
 //   <prefix>/v1/blocks/<a.b.c.d-len>
+//   <prefix>/v1/blocks-held/<node>/<a.b.c.d-len>
 //   <prefix>/v1/ipam/<node>/<a.b.c.d-len>/<address>
 //   <prefix>/v1/routes/<subnet>/<node>
 //   <prefix>/v1/advertisers/<subnet>/...
@@ -66,6 +67,33 @@ export class Keys {
     if (!key.startsWith(this.blocksPrefix())) return undefined;
     try {
       return parsePrefixKey(key.slice(this.blocksPrefix().length));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Claims and holds together: one watch of this prefix sees a claim and its hold change in one batch. */
+  claimsPrefix(): string {
+    return `${this.root}/blocks`;
+  }
+
+  /** The holds of one node: its own record of each block it claimed (written and deleted with the claim). */
+  holdsPrefix(node?: string): string {
+    return node === undefined ? `${this.root}/blocks-held/` : `${this.root}/blocks-held/${node}/`;
+  }
+
+  hold(node: string, block: Prefix | string): string {
+    const p = typeof block === 'string' ? parsePrefix(block) : block;
+    return `${this.holdsPrefix(node)}${prefixKey(p)}`;
+  }
+
+  /** { node, prefix } named by a hold key, or undefined for a foreign key. */
+  holdFromKey(key: string): { node: string; prefix: Prefix } | undefined {
+    if (!key.startsWith(this.holdsPrefix())) return undefined;
+    const parts = key.slice(this.holdsPrefix().length).split('/');
+    if (parts.length !== 2 || !parts[0] || !parts[1]) return undefined;
+    try {
+      return { node: parts[0], prefix: parsePrefixKey(parts[1]) };
     } catch {
       return undefined;
     }

@@ -64,7 +64,7 @@ t.test('trellisctl with etcd', async (t) => {
   const lease = client.lease(30);
   await lease.put('/trellis/v1/nodes/node-a').value(encodeRecord(NodeSchema, makeRecord(NodeSchema, { name: 'node-a', subnet: 'subnet-0a1', zone: 'us-east-1a', hostIp: '198.18.0.10' })));
   await lease.put('/trellis/v1/routes/subnet-0a1/node-a').value(encodeRecord(AdvertisementSchema, makeRecord(AdvertisementSchema, { node: 'node-a', subnet: 'subnet-0a1', nextHop: '198.18.0.10', prefixes: ['100.96.0.0/26'] })));
-  // A hostile advertisement: node-x claims node-a's block.
+  // A hostile advertisement: node-x (no node record) claims node-a's block.
   await lease.put('/trellis/v1/routes/subnet-0a1/node-x').value(encodeRecord(AdvertisementSchema, makeRecord(AdvertisementSchema, { node: 'node-x', subnet: 'subnet-0a1', nextHop: '198.18.0.66', prefixes: ['100.96.0.0/26'] })));
   t.teardown(() => lease.revoke());
 
@@ -77,13 +77,14 @@ t.test('trellisctl with etcd', async (t) => {
     const none = await run(['blocks', '--node', 'nobody', ...e]);
     t.equal(none.stdout, '(none)\n');
     const routes = await run(['routes', '-o', 'json', ...e]);
-    const parsed = JSON.parse(routes.stdout) as Array<{ node: string; prefixes: string[]; rejected: Array<{ prefix: string; reason: string }> }>;
+    const parsed = JSON.parse(routes.stdout) as Array<{ node: string; prefixes: string[]; valid: boolean; problem?: string }>;
     t.same(parsed.find((r) => r.node === 'node-a')?.prefixes, ['100.96.0.0/26']);
     const x = parsed.find((r) => r.node === 'node-x');
     t.same(x?.prefixes, [], 'the hostile advertisement routes nothing');
-    t.match(x?.rejected, [{ prefix: '100.96.0.0/26', reason: /not covered exactly by blocks that node-x owns/ }]);
+    t.equal(x?.valid, false);
+    t.match(x?.problem, /advertisement of node-x: no valid node record for node-x/);
     const table = await run(['routes', ...e]);
-    t.match(table.stdout, /node-x\s+198\.18\.0\.66\s+-\s+rejected 100\.96\.0\.0\/26/);
+    t.match(table.stdout, /node-x\s+-\s+ignored: advertisement of node-x: no valid node record/);
   });
 
   t.test('ipam lists allocations per node and block', async (t) => {

@@ -82,9 +82,12 @@ function fixture(hook?: StoreHook) {
 const pod = (id: string) => ({ containerId: id, ifName: 'eth0' });
 const info = (prefix: string, subnet: Subnet = subnetA): BlockInfo => ({ prefix: P(prefix), node: 'n1', subnet });
 
-t.test('publishNode puts the node record', async (t) => {
-  const { sink, adv } = fixture();
+t.test('publishNode puts the node record, with the first advertisement', async (t) => {
+  const { sink, adv, ipam } = fixture();
   adv.publishNode();
+  t.equal(sink.node, undefined, 'not before there is an advertisement to write with it');
+  await adv.claim(ipam);
+  t.ok(sink.advertisement);
   t.equal(sink.node?.name, 'n1');
   t.equal(sink.node?.subnet, 'subnet-a');
   t.equal(sink.node?.zone, 'z1');

@@ -158,3 +158,31 @@ t.test('stop ends retries', async (t) => {
   t.equal(await publisher.flush(), false);
   t.same(etcd.puts, [], 'nothing written after stop');
 });
+
+t.test('after a new lease, node record and advertisement go in one transaction when the client can', async (t) => {
+  const batches: string[][] = [];
+  class BatchEtcd extends FakeEtcd {
+    async putAll(writes: ReadonlyArray<Put>): Promise<unknown> {
+      batches.push(writes.map((w) => `${w.key}@${w.lease}`));
+      return {};
+    }
+  }
+  const etcd = new BatchEtcd();
+  const lease = new FakeLease();
+  const publisher = new Publisher(etcd, lease, log);
+  t.teardown(() => publisher.stop());
+  publisher.batch(() => {
+    publisher.setNode(NODE_KEY, node('n1'));
+    publisher.setAdvertisement(ROUTE_KEY, advert(['100.64.0.0/26']));
+  });
+  await publisher.flush();
+  t.same(batches, [[`${NODE_KEY}@100`, `${ROUTE_KEY}@100`]], 'a batch is one transaction');
+  t.same(etcd.puts, [], 'no single put');
+  lease.grant('300');
+  await publisher.flush();
+  t.same(batches.at(-1), [`${NODE_KEY}@300`, `${ROUTE_KEY}@300`], 'never one under the new lease and the other under the old');
+  publisher.setAdvertisement(ROUTE_KEY, advert(['100.64.0.0/25']));
+  await publisher.flush();
+  t.same(etcd.puts.map((p) => `${p.key}@${p.lease}`).at(-1), `${ROUTE_KEY}@300`, 'a single change is a plain put');
+  t.ok(publisher.isCurrent());
+});

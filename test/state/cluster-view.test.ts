@@ -22,7 +22,8 @@ zones:
 );
 const keys = new Keys();
 let rev = 1;
-const entry = (value: string): { value: string; modRevision: string } => ({ value, modRevision: String(rev++) });
+// Node records and advertisements share their node's lease (here one lease for all).
+const entry = (value: string): { value: string; modRevision: string; lease: string } => ({ value, modRevision: String(rev++), lease: '7' });
 const block = (prefix: string, node: string, subnet = 's1'): string => encodeRecord(BlockSchema, makeRecord(BlockSchema, { prefix, node, subnet }));
 const advert = (node: string, prefixes: string[], nextHop = '198.18.1.10', subnet = 's1'): string =>
   encodeRecord(AdvertisementSchema, makeRecord(AdvertisementSchema, { node, subnet, nextHop, prefixes }));

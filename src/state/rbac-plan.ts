@@ -1,0 +1,71 @@
+// The etcd roles Trellis needs (pure): what each credential may read and
+// write, derived from the key layout (keys.ts), so that a node's credential
+// can write only that node's own records plus the shared writes the
+// protocol needs. See docs/trust.md.
+//
+//  * trellis-admin: read and write everything under <prefix>/v1/.
+//  * trellis-reader: read everything under <prefix>/v1/ (trellisctl, monitoring).
+//  * trellis-node-<node>: read everything under <prefix>/v1/ (routing needs
+//    every node, claim, hold and advertisement); write its node record, its
+//    advertisement key in every subnet of the topology, its pod addresses
+//    (ipam/<node>/) and its holds (blocks-held/<node>/); plus the shared
+//    ranges: block claims (blocks/, a free block is claimed by creating its
+//    key; peers trust a claim only with the owner's hold, so a rewrite is a
+//    conflict, not a takeover), and the VPC advertiser election and status
+//    (advertisers/, vpc/).
+// Invariant: no node role grants a write on another node's node record,
+// advertisement, addresses or holds.
+
+import type { Keys } from './keys.js';
+
+export type Permission = 'Read' | 'Write' | 'Readwrite';
+
+/** One grant: a single key, or every key starting with `prefix`. */
+export interface Grant {
+  readonly permission: Permission;
+  readonly key?: string;
+  readonly prefix?: string;
+}
+
+export interface RolePlan {
+  readonly role: string;
+  readonly grants: readonly Grant[];
+}
+
+export const ADMIN_ROLE = 'trellis-admin';
+export const READER_ROLE = 'trellis-reader';
+
+/** Role (and user) name of a node. */
+export function nodeRole(node: string): string {
+  return `trellis-node-${node}`;
+}
+
+export function clusterRoles(keys: Keys): RolePlan[] {
+  const all = `${keys.root}/`;
+  return [
+    { role: ADMIN_ROLE, grants: [{ permission: 'Readwrite', prefix: all }] },
+    { role: READER_ROLE, grants: [{ permission: 'Read', prefix: all }] },
+  ];
+}
+
+/** The role of `node`; `subnets`: every subnet id of the topology (its advertisement key names one). */
+export function nodeRolePlan(keys: Keys, node: string, subnets: readonly string[]): RolePlan {
+  return {
+    role: nodeRole(node),
+    grants: [
+      { permission: 'Read', prefix: `${keys.root}/` },
+      { permission: 'Readwrite', key: keys.node(node) },
+      ...[...subnets].sort().map((s): Grant => ({ permission: 'Readwrite', key: keys.route(s, node) })),
+      { permission: 'Readwrite', prefix: keys.ipamPrefix(node) },
+      { permission: 'Readwrite', prefix: keys.holdsPrefix(node) },
+      { permission: 'Readwrite', prefix: keys.blocksPrefix() },
+      { permission: 'Readwrite', prefix: `${keys.root}/advertisers/` },
+      { permission: 'Readwrite', prefix: keys.vpcPrefix() },
+    ],
+  };
+}
+
+/** A grant as text: "readwrite /trellis/v1/ipam/a/*". */
+export function describeGrant(g: Grant): string {
+  return `${g.permission.toLowerCase()} ${g.key ?? `${g.prefix ?? ''}*`}`;
+}
