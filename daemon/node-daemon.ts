@@ -85,6 +85,7 @@ export class NodeDaemon {
   /** undefined when ready; otherwise what is missing (for /readyz). */
   notReadyReason(): string | undefined {
     if (!this.synced) return this.phase;
+    if (this.lease?.state === 'lost') return this.lease.trouble;
     if (this.agent !== undefined && !this.agent.ready) return 'first reconcile of kernel routes not done';
     return undefined;
   }
@@ -225,6 +226,8 @@ export class NodeDaemon {
       const host: IpamHost = {
         ipam: this.ipam, nodeName: config.nodeName, subnetId: subnet.id, routeProtocol: config.routes.protocol, routeTable: config.routes.table,
         notReadyReason: () => this.notReadyReason(),
+        etcdTrouble: () => this.lease?.trouble,
+        etcdTimeoutMs: config.ipam.etcdTimeout,
         ensureAdvertised: (block) => advertisement.ensureAdvertised(block),
       };
       this.ipamService = new IpamService(host, log.child({ component: 'ipam-api' }), this.metrics.ipam);

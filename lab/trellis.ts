@@ -178,6 +178,16 @@ export class Daemon {
     }
   }
 
+  /** The HTTP port trellisd bound (tests start it with --http-listen 127.0.0.1:0), from its log line. */
+  httpPort(): number {
+    for (const line of this.logs.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const rec = JSON.parse(line) as { msg?: string; port?: number };
+      if (rec.msg === 'HTTP endpoint listening' && typeof rec.port === 'number') return rec.port;
+    }
+    throw new Error(`trellisd ${this.options.nodeName}: no "HTTP endpoint listening" line with a port in the log`);
+  }
+
   async stop(): Promise<void> {
     if (this.child !== undefined && this.running) await stopChild(this.child);
   }

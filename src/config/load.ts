@@ -50,6 +50,8 @@ export interface TrellisConfig {
     addressRest: number;
     /** ms */
     blockGrace: number;
+    /** ms */
+    etcdTimeout: number;
   };
   http: { listen: string };
   vpc: VpcConfig;
@@ -310,6 +312,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       socket: str('ipam.socket') as string,
       addressRest: values.get('ipam.addressRest') as number,
       blockGrace: values.get('ipam.blockGrace') as number,
+      etcdTimeout: values.get('ipam.etcdTimeout') as number,
     },
     http: { listen: str('http.listen') as string },
     vpc: vpcSection(values),

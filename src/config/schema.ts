@@ -151,6 +151,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: 'How long a released pod address rests before it is handed out again (while other addresses are free).',
   },
   {
+    path: 'ipam.etcdTimeout',
+    type: 'duration',
+    default: 2000,
+    min: 100,
+    max: 60000,
+    doc: 'Longest an IPAM API call (a CNI ADD or DEL) waits for etcd before it answers "try again later" (CNI code 11). Keep it well under the plugin\'s timeoutMs (10 s by default).',
+  },
+  {
     path: 'ipam.blockGrace',
     type: 'duration',
     default: 600000,

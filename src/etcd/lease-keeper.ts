@@ -10,6 +10,11 @@
 //    whole TTL, is gone for good: a new one is granted as soon as etcd answers
 //    and `granted` is emitted with reattached=false, telling the owner to
 //    re-publish its keys under the new id.
+//  * A keepalive round never outlives its own timeout (holdTime/3, at least
+//    1 s), opening the stream included: an etcd that accepts connections but
+//    answers nothing (paused, partitioned) turns the state `unconfirmed` after
+//    one round and `lost` once a whole TTL passed without an answer, even
+//    while a round is still stuck in the client library.
 //  * stop() never revokes: a graceful stop leaves the keys to the hold timer
 //    (a restart picks them up again). Only revoke() withdraws them at once.
 
@@ -47,6 +52,8 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private lastAck = 0;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
+  /** Why the lease was last marked lost. */
+  private lostReason = '';
   private readonly now: () => number;
   /** Keepalive rounds that failed (etcd unreachable or slow). */
   keepaliveFailures = 0;
@@ -121,7 +128,12 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
 
   /** One keepalive round; run by the interval timer, exposed for tests. */
   async tick(): Promise<void> {
-    if (this.ticking || this.current === 'stopped') return;
+    if (this.current === 'stopped') return;
+    if (this.ticking) {
+      // The previous round is stuck: judge by the age of the last answer.
+      this.judgeSilence('the previous keepalive round has not ended');
+      return;
+    }
     this.ticking = true;
     try {
       const id = this.leaseId;
@@ -139,20 +151,34 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       }
     } catch (err) {
       this.keepaliveFailures++;
-      const silentFor = this.ageMs;
-      if (silentFor >= this.options.ttlSeconds * 1000) {
-        this.markLost(`no keepalive confirmed for ${Math.round(silentFor / 1000)} s: ${(err as Error).message}`);
-      } else {
-        this.setState('unconfirmed');
-        this.options.log.warn({ err: (err as Error).message }, 'lease keepalive failed; retrying');
-      }
+      if (this.judgeSilence((err as Error).message)) this.options.log.warn({ err: (err as Error).message }, 'lease keepalive failed; retrying');
     } finally {
       this.ticking = false;
     }
   }
 
+  /** After a failed or stuck round: `lost` once a whole TTL passed unconfirmed, else `unconfirmed`; true when still unconfirmed. */
+  private judgeSilence(why: string): boolean {
+    if (this.current === 'lost' || this.current === 'stopped') return false;
+    const silentFor = this.ageMs;
+    if (silentFor >= this.options.ttlSeconds * 1000) {
+      this.markLost(`no keepalive confirmed for ${Math.round(silentFor / 1000)} s: ${why}`);
+      return false;
+    }
+    this.setState('unconfirmed');
+    return true;
+  }
+
+  /** Why the lease cannot be counted on now (unconfirmed or lost), or undefined while etcd confirms it. */
+  get trouble(): string | undefined {
+    if (this.current === 'lost') return `etcd lease lost (${this.lostReason})`;
+    if (this.current === 'unconfirmed') return `etcd has not confirmed the lease for ${Math.round(this.ageMs / 1000)} s`;
+    return undefined;
+  }
+
   private markLost(reason: string): void {
     if (this.current === 'lost') return;
+    this.lostReason = reason;
     this.setState('lost');
     this.options.log.warn({ lease: this.leaseId === undefined ? undefined : hex(this.leaseId), reason }, 'lease lost');
     this.emit('lost', reason);
@@ -179,24 +205,31 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   }
 
   private async keepAliveOnce(id: string): Promise<number> {
-    const stream = await this.client.leaseClient.leaseKeepAlive();
     const timeoutMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`keepalive not answered within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const round = (async (): Promise<number> => {
+      const stream = await this.client.leaseClient.leaseKeepAlive();
+      try {
+        const res = await new Promise<{ TTL: string | number }>((resolve, reject) => {
+          stream.on('data', (r: { TTL: string | number }) => resolve(r));
+          stream.on('error', (err: Error) => reject(err));
+          stream.write({ ID: id });
+          // Stop waiting on this stream once the round has timed out.
+          deadline.catch((err: Error) => reject(err));
+        });
+        return Number(res.TTL);
+      } finally {
+        stream.end();
+      }
+    })();
+    round.catch(() => undefined); // a round that ends after its deadline is ignored
     try {
-      const res = await new Promise<{ TTL: string | number }>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`keepalive not answered within ${timeoutMs} ms`)), timeoutMs);
-        stream.on('data', (r: { TTL: string | number }) => {
-          clearTimeout(timer);
-          resolve(r);
-        });
-        stream.on('error', (err: Error) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-        stream.write({ ID: id });
-      });
-      return Number(res.TTL);
+      return await Promise.race([round, deadline]);
     } finally {
-      stream.end();
+      clearTimeout(timer);
     }
   }
 
