@@ -1,8 +1,8 @@
 // trellisd's wiring: configuration → etcd adapters → controllers.
 //
 // Start-up order (each step waits for the one before):
-//   etcd reachable → topology present and valid → node placed in its subnet →
-//   lease granted or re-attached → node record published → at least one block
+//   etcd reachable → lease re-attached (or granted) → topology present and
+//   valid → node placed in its subnet → node record published → at least one block
 //   claimed → advertisement published → watches of nodes/, blocks/ and routes/
 //   synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
@@ -140,6 +140,18 @@ export class NodeDaemon {
     this.phase = 'waiting for etcd';
     const stopping = (): boolean => this.stopping;
     await waitForEtcd(this.client, this.keys, etcdSettings(config), log, stopping);
+    // The lease first: a restart re-attaches before anything slower (topology, kernel routes),
+    // so the previous run's node record and advertisement never expire in between.
+    const lease = new LeaseKeeper(this.client, {
+      ttlSeconds: config.holdTime / 1000,
+      stateFile: join(config.stateDir, 'lease.json'),
+      log: log.child({ component: 'lease' }),
+    });
+    this.lease = lease;
+    const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
+    this.publisher = publisher;
+    const started = await lease.start();
+    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
     this.phase = 'waiting for a topology in etcd';
     const topologyMirror = new PrefixMirror(this.client, this.keys.topology(), log.child({ component: 'topology' }));
     this.topologyMirror = topologyMirror;
@@ -162,16 +174,6 @@ export class NodeDaemon {
     if (config.routes.enabled) await this.startRouting(routes);
     else log.warn('routes.enabled is false: no kernel routes will be installed');
 
-    const lease = new LeaseKeeper(this.client, {
-      ttlSeconds: config.holdTime / 1000,
-      stateFile: join(config.stateDir, 'lease.json'),
-      log: log.child({ component: 'lease' }),
-    });
-    this.lease = lease;
-    const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
-    this.publisher = publisher;
-    const started = await lease.start();
-    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
     const advertisement = new NodeAdvertisement({
       node: config.nodeName, hostIP: config.hostIP, instanceId: config.instanceId, subnet, healthEndpoint,
       agentVersion: VERSION, keys: this.keys, sink: publisher, log, blockGraceMs: config.ipam.blockGrace,
@@ -284,7 +286,11 @@ export class NodeDaemon {
     return delta;
   }
 
-  /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */
+  /**
+   * Graceful stop: keepalives end and the node's records are handed to a
+   * restart lease (restartHoldTime): peers keep its routes that long while it
+   * restarts; a node stopped for good is withdrawn when it ends.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     this.advertisement?.stop();
@@ -294,8 +300,9 @@ export class NodeDaemon {
     this.programmer?.close();
     this.http?.close();
     this.publisher?.stop();
-    this.lease?.stop();
     await Promise.all([...this.mirrors, ...(this.topologyMirror ? [this.topologyMirror] : [])].map((m) => m.stop()));
+    // Last: the records go to a restart lease, so the next run has restartHoldTime to take them over.
+    await this.lease?.handOver(this.publisher?.records() ?? [], this.config.restartHoldTime / 1000);
     this.client.close();
   }
 }

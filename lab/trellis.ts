@@ -102,6 +102,12 @@ export interface DaemonOptions {
   hostIP: string;
   iface?: string;
   holdTime?: string;
+  /**
+   * restartHoldTime; default '0s' here (a graceful stop withdraws the node one
+   * hold time later, which most lab tests count on). Only for this checkout's
+   * trellisd (older ones, `program`, have no such flag).
+   */
+  restartHoldTime?: string;
   stateDir?: string;
   netns?: string;
   args?: string[];
@@ -150,6 +156,7 @@ export class Daemon {
       // Outside a lab namespace a daemon must not touch this machine's routes,
       // and several share one loopback: no routes, an ephemeral HTTP port.
       ...(o.netns === undefined ? ['--routes-enabled', 'false', '--http-listen', '127.0.0.1:0'] : []),
+      ...(o.program === undefined ? ['--restart-hold-time', o.restartHoldTime ?? '0s'] : []),
       ...(o.args ?? []),
     ];
     const [cmd, cmdArgs] =

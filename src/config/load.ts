@@ -26,6 +26,8 @@ export interface TrellisConfig {
   instanceId: string;
   /** ms */
   holdTime: number;
+  /** ms; 0: no restart lease */
+  restartHoldTime: number;
   stateDir: string;
   etcd: {
     endpoints: string[];
@@ -299,6 +301,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
     interface: str('interface') ?? '',
     instanceId: str('instanceId') ?? '',
     holdTime: values.get('holdTime') as number,
+    restartHoldTime: values.get('restartHoldTime') as number,
     stateDir: str('stateDir') as string,
     etcd: etcdSection(values),
     routes: {
@@ -352,6 +355,7 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     });
   }
   if (config.holdTime !== undefined && config.holdTime % 1000 !== 0) problems.push(`holdTime must be whole seconds (etcd leases count in seconds), got ${config.holdTime} ms`);
+  if (config.restartHoldTime !== undefined && config.restartHoldTime % 1000 !== 0) problems.push(`restartHoldTime must be whole seconds (etcd leases count in seconds), got ${config.restartHoldTime} ms`);
   if (!['unreachable', 'blackhole', 'none'].includes(config.routes.ownBlocks)) {
     problems.push(`routes.ownBlocks must be unreachable, blackhole or none; got ${JSON.stringify(config.routes.ownBlocks)}`);
   }

@@ -69,6 +69,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: "Lease TTL of this node's advertisement: peers drop its routes this long after it dies. Keepalives go out every third of it. Whole seconds, 3s to 10s.",
   },
   {
+    path: 'restartHoldTime',
+    type: 'duration',
+    default: 30000,
+    min: 0,
+    max: 300000,
+    doc: "How long peers keep this node's routes after a graceful stop (SIGTERM), so that a restart on a busy host never withdraws them: on stopping, the node's records are moved to a lease of this TTL that nobody renews. A node stopped for good is withdrawn this long after; a crash still within holdTime. Whole seconds; 0 or a value not above holdTime: only one last keepalive (the restart must then fit in holdTime).",
+  },
+  {
     path: 'stateDir',
     type: 'string',
     default: '/var/lib/trellis',

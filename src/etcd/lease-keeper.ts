@@ -16,7 +16,11 @@
 //    one round and `lost` once a whole TTL passed without an answer, even
 //    while a round is still stuck in the client library.
 //  * stop() never revokes: a graceful stop leaves the keys to the hold timer
-//    (a restart picks them up again). Only revoke() withdraws them at once.
+//    (a restart picks them up again); handOver() first moves the published
+//    records, unchanged, to a restart lease (restartHoldTime) that nobody
+//    keeps alive, so a graceful restart on a busy host has that long, not
+//    the rest of one hold time, and a stop for good withdraws the node
+//    restartHoldTime after it. Only revoke() withdraws the keys at once.
 
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -113,6 +117,53 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     this.setState('stopped');
   }
 
+  /**
+   * A graceful stop before a restart: keepalives end, and the node's records
+   * (`records`, what it has published) are put again, unchanged, in one
+   * transaction under a fresh lease of `restartTtlSeconds`, so the next run
+   * has that long to publish them under its own lease while peers see no
+   * change. The fresh lease is never kept alive by anyone: it ends
+   * `restartTtlSeconds` after the stop, with whatever keys the next run has
+   * not taken over. With no records, a restart TTL not above the hold time,
+   * or a lease that is lost, it sends one last keepalive instead (or
+   * nothing). Bounded by `timeoutMs`; never throws.
+   */
+  async handOver(records: ReadonlyArray<{ key: string; value: string }>, restartTtlSeconds: number, timeoutMs = 1000): Promise<void> {
+    const id = this.leaseId;
+    const live = this.current === 'alive' || this.current === 'unconfirmed';
+    this.stop();
+    if (id === undefined || !live) return;
+    const log = this.options.log;
+    try {
+      if (records.length === 0 || restartTtlSeconds <= this.options.ttlSeconds) {
+        const ttl = await this.keepAliveOnce(id, timeoutMs);
+        log.info({ lease: hex(id), ttl }, 'last keepalive sent: the lease lives one hold time for the next run');
+        return;
+      }
+      const work = (async (): Promise<string> => {
+        const res = await this.client.leaseClient.leaseGrant({ TTL: restartTtlSeconds });
+        const restart = String(res.ID);
+        await this.client.kv.txn({
+          compare: [],
+          success: records.map((r) => ({ request_put: { key: Buffer.from(r.key), value: Buffer.from(r.value), lease: restart } })),
+          failure: [],
+        });
+        return restart;
+      })();
+      work.catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      const restart = await Promise.race([
+        work,
+        new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`etcd did not answer within ${timeoutMs} ms`)), timeoutMs))),
+      ]).finally(() => clearTimeout(timer));
+      // The next run grants its own lease; the restart lease is left to end by itself.
+      this.forgetStored();
+      log.info({ lease: hex(restart), ttl: restartTtlSeconds, keys: records.length }, 'records handed to a restart lease: peers keep them while the daemon restarts');
+    } catch (err) {
+      log.warn({ lease: hex(id), err: (err as Error).message }, 'could not hand the records over before stopping; they expire with the lease');
+    }
+  }
+
   /** Revoke the lease now: every key under it is deleted by etcd. */
   async revoke(): Promise<void> {
     this.stop();
@@ -204,8 +255,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     return Number(res.TTL);
   }
 
-  private async keepAliveOnce(id: string): Promise<number> {
-    const timeoutMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3);
+  private async keepAliveOnce(id: string, timeoutMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3)): Promise<number> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`keepalive not answered within ${timeoutMs} ms`)), timeoutMs);
