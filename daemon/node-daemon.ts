@@ -41,6 +41,7 @@ import { NodeAdvertisement } from './node-advertisement.js';
 import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
+import { WithdrawHold } from './withdraw-hold.js';
 import type { VpcService } from './vpc/vpc-service.js';
 
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
@@ -67,6 +68,8 @@ export class NodeDaemon {
   private phase = 'starting';
   private ipamService: IpamService | undefined;
   private advertisement: NodeAdvertisement | undefined;
+  /** Peers' withdrawals held by the mass-withdrawal damping. */
+  private withdrawals: WithdrawHold | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
 
@@ -164,10 +167,12 @@ export class NodeDaemon {
       this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
     });
     this.view = view;
+    const withdrawals = new WithdrawHold(config.routes.massWithdrawGrace, log.child({ component: 'damping' }), (nodes) => this.applyDueWithdrawals(view, routes, nodes));
+    this.withdrawals = withdrawals;
     const routes = new RouteInputs(view, {
       node: config.nodeName, hostIP: config.hostIP, subnet: subnet.id, iface: config.interface,
       table: config.routes.table, protocol: config.routes.protocol, ownBlocks: config.routes.ownBlocks,
-    }, () => this.synced);
+    }, () => this.synced, () => withdrawals.held());
     const healthEndpoint = probeEndpoint(config.http.listen, config.hostIP);
     const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, healthEndpoint, log) : undefined;
     this.phase = 'registering';
@@ -277,6 +282,7 @@ export class NodeDaemon {
     const adverts = view.advertisements();
     for (const node of view.takeChangedAdvertisers()) {
       const a = adverts.get(node);
+      if (this.withdrawals?.change(node, a) === false) continue; // held: the index keeps the last advertisement
       mergeDelta(delta, index.setAdvertisement(node, a === undefined ? undefined : { ...a, subnet: a.subnet.id }));
     }
     if (ownBlocksChanged) {
@@ -284,6 +290,20 @@ export class NodeDaemon {
       mergeDelta(delta, index.setOwnPrefixes(view.blocksOf(this.config.nodeName).filter((b) => b.subnet.id === subnet).map((b) => b.prefix)));
     }
     return delta;
+  }
+
+  /** Held withdrawals whose time came: the peers did not come back, their routes go. */
+  private applyDueWithdrawals(view: ClusterView, routes: RouteInputs, nodes: readonly string[]): void {
+    const index = this.routeIndex;
+    const adverts = view.advertisements();
+    const delta: RouteDelta = new Map();
+    if (index !== undefined) for (const node of nodes) if (!adverts.has(node)) mergeDelta(delta, index.setAdvertisement(node, undefined));
+    if (delta.size > 0 && this.agent !== undefined) {
+      this.agent.applyChanges(delta);
+      this.vpc?.markDirty();
+    } else {
+      routes.onChanges([], 'held withdrawal applied');
+    }
   }
 
   /**
@@ -294,6 +314,7 @@ export class NodeDaemon {
   async stop(): Promise<void> {
     this.stopping = true;
     this.advertisement?.stop();
+    this.withdrawals?.stop();
     this.ipamService?.close();
     await this.vpc?.stop();
     this.agent?.stop();

@@ -45,6 +45,8 @@ export interface TrellisConfig {
     /** ms */
     resyncInterval: number;
     ownBlocks: 'unreachable' | 'blackhole' | 'none';
+    /** ms; 0: no mass-withdrawal damping */
+    massWithdrawGrace: number;
   };
   ipam: {
     socket: string;
@@ -310,6 +312,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       protocol: values.get('routes.protocol') as number,
       resyncInterval: values.get('routes.resyncInterval') as number,
       ownBlocks: str('routes.ownBlocks') as TrellisConfig['routes']['ownBlocks'],
+      massWithdrawGrace: values.get('routes.massWithdrawGrace') as number,
     },
     ipam: {
       socket: str('ipam.socket') as string,

@@ -145,6 +145,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: "Route for this node's own blocks, so that traffic for unassigned pod addresses does not leave by the default route: unreachable (ICMP error to the sender), blackhole (silent drop) or none.",
   },
   {
+    path: 'routes.massWithdrawGrace',
+    type: 'duration',
+    default: 20000,
+    min: 0,
+    max: 300000,
+    doc: "When at least half of the known advertisements (and two or more) vanish within 300 ms (every lease expiring at once after an etcd pause: an etcd-side event, not nodes dying), peers keep those routes up to this long from the first withdrawal while the nodes re-register; a node that advertises again changes no route. A single withdrawal takes effect after 300 ms. 0 turns damping off (docs/reliability.md).",
+  },
+  {
     path: 'ipam.socket',
     type: 'string',
     default: '/run/trellis/trellisd.sock',
