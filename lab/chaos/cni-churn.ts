@@ -1,10 +1,12 @@
 // CNI churn during a fault: the trellis plugin, as the IPAM plugin of a
 // chained configuration (ipam mode: it allocates and releases, touches no
 // kernel), run ADD then DEL in a loop on every host in turn, as a runtime
-// would, retrying a call that answers 11 (try again later).
+// would: retrying a call that answers 11 (try again later: etcd does not
+// answer) or 100 (trellisd not reachable: it is restarting), every 500 ms
+// for up to 30 s, counting each kind.
 //
-// It counts what the docs promise never happens: a call failing with any
-// code other than 11, an address handed to two live containers at once, and
+// It counts what the docs promise never happens: a call that still fails
+// after that, or with any other code, an address handed to two live containers at once, and
 // an address an ADD returned that trellisd no longer holds for its container
 // (lost). Invariants: one call in flight at a time; stop() waits for it and
 // releases what it still holds.
@@ -20,6 +22,8 @@ export interface ChurnCounts {
   dels: number;
   /** Calls answered 11 (retried). */
   retried: number;
+  /** Calls answered 100, trellisd not reachable (retried). */
+  unreachable: number;
   /** Calls failed with another code (after retries for 11). */
   failed: string[];
   duplicated: string[];
@@ -27,7 +31,7 @@ export interface ChurnCounts {
 }
 
 export class CniChurn {
-  readonly counts: ChurnCounts = { adds: 0, dels: 0, retried: 0, failed: [], duplicated: [], lost: [] };
+  readonly counts: ChurnCounts = { adds: 0, dels: 0, retried: 0, unreachable: 0, failed: [], duplicated: [], lost: [] };
   /** address → container id, for live ADDs. */
   private readonly live = new Map<string, { id: string; host: LabHost }>();
   private running = true;
@@ -50,8 +54,9 @@ export class CniChurn {
     for (let i = 0; ; i++) {
       const out = await invoke({ command, hostNs: h.ns.name, containerId: id, netns: '/var/run/netns/none', path: this.path, config, type: 'trellis' });
       const code = (out.json as { code?: number } | undefined)?.code;
-      if (out.code === 0 || code !== 11 || i >= 60 || !this.running) return out;
-      this.counts.retried++;
+      if (out.code === 0 || (code !== 11 && code !== 100) || i >= 60 || !this.running) return out;
+      if (code === 11) this.counts.retried++;
+      else this.counts.unreachable++;
       await delay(500);
     }
   }

@@ -42,6 +42,7 @@ export interface ChaosRow {
   addressesDuplicated: string[];
   cniFailures: string[];
   cniRetried: number;
+  cniUnreachable: number;
   recoverMs: number;
   verdict: 'ok' | 'FAILED' | 'reported';
   notes: string[];
@@ -130,6 +131,7 @@ export async function runChaos(t: Teardown | undefined, o: ChaosOptions): Promis
         addressesDuplicated: churned.duplicated,
         cniFailures: churned.failed,
         cniRetried: churned.retried,
+        cniUnreachable: churned.unreachable,
         recoverMs: Math.max(0, recoverMs),
         verdict: !broken ? 'ok' : fault.promised ? 'FAILED' : 'reported',
         notes: [...notes, `fault lasted ${ended - start} ms`, `CNI churn: ${churned.adds} ADD, ${churned.dels} DEL`],
@@ -146,11 +148,11 @@ export async function runChaos(t: Teardown | undefined, o: ChaosOptions): Promis
 
 /** The rows as a Markdown table. */
 export function chaosTable(rows: readonly ChaosRow[]): string {
-  const head = '| fault | packets lost | routes wrongly removed | routes wrongly installed | addresses lost / duplicated | CNI failures (not 11) / retried 11 | recovered after | verdict |';
+  const head = '| fault | packets lost | routes wrongly removed | routes wrongly installed | addresses lost / duplicated | CNI calls failed / answered 11 / answered 100 | recovered after | verdict |';
   const sep = '|---|---|---|---|---|---|---|---|';
   const lines = rows.map(
     (r) =>
-      `| ${r.fault} | ${r.lost} of ${r.sent} | ${r.routesRemoved.length} | ${r.routesInstalled.length} | ${r.addressesLost.length} / ${r.addressesDuplicated.length} | ${r.cniFailures.length} / ${r.cniRetried} | ${(r.recoverMs / 1000).toFixed(1)} s | ${r.verdict}${r.promised ? '' : ' (not promised)'} |`,
+      `| ${r.fault} | ${r.lost} of ${r.sent} | ${r.routesRemoved.length} | ${r.routesInstalled.length} | ${r.addressesLost.length} / ${r.addressesDuplicated.length} | ${r.cniFailures.length} / ${r.cniRetried} / ${r.cniUnreachable} | ${(r.recoverMs / 1000).toFixed(1)} s | ${r.verdict}${r.promised ? '' : ' (not promised)'} |`,
   );
   return [head, sep, ...lines].join('\n');
 }
