@@ -12,8 +12,9 @@ export const trellisdKillLoop: ChaosFault = {
     const host = world.cluster.hosts[1] ?? world.cluster.hosts[0]!;
     for (let i = 0; i < 3; i++) {
       host.daemon.kill();
+      const mark = host.daemon.logs.length;
       await host.daemon.start('cluster view synced', 60_000);
-      world.note(`${host.name}: restart ${i + 1} ${/re-attached to existing lease/.test(host.daemon.logs) ? 're-attached' : 'did not re-attach'}`);
+      world.note(`${host.name}: restart ${i + 1} ${/re-attached to existing lease/.test(host.daemon.logs.slice(mark)) ? 're-attached to its lease' : 'did not re-attach'}`);
     }
     return {};
   },
