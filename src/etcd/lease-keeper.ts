@@ -10,6 +10,8 @@
 //    whole TTL, is gone for good: a new one is granted as soon as etcd answers
 //    and `granted` is emitted with reattached=false, telling the owner to
 //    re-publish its keys under the new id.
+//  * A state file that cannot be written (disk full) is logged, never fatal:
+//    the lease is kept in memory.
 //  * A keepalive round never outlives its own timeout (holdTime/3, at least
 //    1 s), opening the stream included: an etcd that accepts connections but
 //    answers nothing (paused, partitioned) turns the state `unconfirmed` after
@@ -246,7 +248,12 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     const res = await this.client.leaseClient.leaseGrant({ TTL: this.options.ttlSeconds });
     if (res.error) throw new TrellisError(ErrorCode.Unavailable, `etcd refused a lease: ${res.error}`);
     this.leaseId = String(res.ID);
-    this.writeStored({ id: this.leaseId, ttlSeconds: this.options.ttlSeconds });
+    try {
+      this.writeStored({ id: this.leaseId, ttlSeconds: this.options.ttlSeconds });
+    } catch (err) {
+      // A full or read-only state directory must not cost the lease: only a crash-restart cannot re-attach to it.
+      this.options.log.warn({ file: this.options.stateFile, err: (err as Error).message }, 'cannot store the lease id; a restart will take a new lease');
+    }
     this.options.log.info({ lease: hex(this.leaseId), ttl: this.options.ttlSeconds }, 'granted lease');
   }
 
