@@ -14,6 +14,12 @@
 //    (Fields<T>: a field renamed in the proto is a compile error here) and
 //    sent with every field, default values included, so the plugin can
 //    require each field (cni-plugin/api-wire.ts).
+//  * A call never waits on etcd longer than the host's etcdTimeoutMs: while the
+//    lease is unconfirmed or lost it is refused at once, an etcd call that
+//    takes longer is left to finish in the background (allocate and release
+//    are idempotent, the retried call finds its result), and every etcd
+//    client failure is E_UNAVAILABLE: the plugin answers the runtime 11 (try
+//    again later), never 106.
 //  * Metrics (daemon/ipam-metrics.ts): each allocate and release is counted and
 //    timed; usage gauges come from refreshUsage(), run on a timer, never per scrape.
 
@@ -25,6 +31,7 @@ import { fromJsonString, toJsonString, create, type DescMessage, type MessageSha
 import type { Logger } from 'pino';
 import { ErrorCode, TrellisError } from '../src/errors.js';
 import { tryParsePrefix } from '../src/core/cidr.js';
+import { isEtcdClientError } from '../src/etcd/client.js';
 import type { Ipam } from '../src/core/ipam.js';
 import type { IpamMetrics, IpamUsage } from './ipam-metrics.js';
 import {
@@ -54,6 +61,10 @@ export interface IpamHost {
   readonly routeProtocol: number;
   readonly routeTable: number;
   notReadyReason(): string | undefined;
+  /** Why etcd cannot be counted on now (lease unconfirmed or lost), or undefined. */
+  etcdTrouble(): string | undefined;
+  /** Longest a call waits for etcd (ms). */
+  readonly etcdTimeoutMs: number;
   /** Resolves once `block` is in this node's published advertisement. */
   ensureAdvertised(block: string): Promise<void>;
 }
@@ -78,6 +89,12 @@ function reply<D extends DescMessage>(res: ServerResponse, status: number, schem
 function blockSize(block: string): number {
   const p = tryParsePrefix(block);
   return typeof p === 'string' ? 0 : 2 ** ((p.family === 4 ? 32 : 128) - p.len);
+}
+
+/** A failure of the etcd client library (unreachable, deadline, circuit open) as E_UNAVAILABLE; others unchanged. */
+function asApiError(err: unknown): unknown {
+  if (!isEtcdClientError(err)) return err;
+  return new TrellisError(ErrorCode.Unavailable, `etcd is unreachable: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`, { cause: err });
 }
 
 function fail(res: ServerResponse, err: unknown): void {
@@ -115,7 +132,31 @@ export class IpamService {
     const reason = this.host.notReadyReason();
     const ipam = this.host.ipam;
     if (ipam === undefined || reason !== undefined) throw new TrellisError(ErrorCode.Unavailable, `trellisd is not ready: ${reason ?? 'starting'}`);
+    const trouble = this.host.etcdTrouble();
+    if (trouble !== undefined) throw new TrellisError(ErrorCode.Unavailable, `${trouble}: try again later`);
     return ipam;
+  }
+
+  /** `work`'s result, or E_UNAVAILABLE once etcdTimeoutMs passed (the work goes on in the background). */
+  private async bounded<T>(what: string, work: () => Promise<T>): Promise<T> {
+    const ms = this.host.etcdTimeoutMs;
+    const running = work();
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        reject(new TrellisError(ErrorCode.Unavailable, `etcd did not answer ${what} within ${ms} ms: try again later`));
+      }, ms);
+    });
+    running.catch((err: unknown) => {
+      if (timedOut) this.log.warn({ err: (err as Error).message, call: what }, 'IPAM call failed after its answer was sent');
+    });
+    try {
+      return await Promise.race([running, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -127,15 +168,19 @@ export class IpamService {
         let result = 'error';
         try {
           const ipam = this.allocator();
-          const got = await ipam.allocate({
+          const request = {
             containerId: required('containerId', r.containerId),
             ifName: required('ifName', r.ifName),
             ...(r.netns !== '' ? { netns: r.netns } : {}),
             ...(r.podNamespace !== '' ? { podNamespace: r.podNamespace } : {}),
             ...(r.podName !== '' ? { podName: r.podName } : {}),
             ...(r.network !== '' ? { network: r.network } : {}),
+          };
+          const got = await this.bounded('an allocation', async () => {
+            const a = await ipam.allocate(request);
+            await this.host.ensureAdvertised(a.block);
+            return a;
           });
-          await this.host.ensureAdvertised(got.block);
           result = 'ok';
           this.log.info({ containerId: r.containerId, ifName: r.ifName, address: got.address, pod: r.podName || undefined }, 'allocated');
           const answer: Fields<AllocateResponse> = {
@@ -159,7 +204,9 @@ export class IpamService {
         const r = await body(req, ReleaseRequestSchema);
         let address: string | undefined;
         try {
-          address = await this.allocator().release(required('containerId', r.containerId), required('ifName', r.ifName));
+          const ipam = this.allocator();
+          const [containerId, ifName] = [required('containerId', r.containerId), required('ifName', r.ifName)];
+          address = await this.bounded('a release', () => ipam.release(containerId, ifName));
         } catch (err) {
           this.metrics?.releases.inc({ result: 'error' });
           throw err;
@@ -175,12 +222,14 @@ export class IpamService {
         const ipam = this.allocator();
         const valid = new Set(r.validAttachments.map((a) => `${a.containerId}\u0000${a.ifName}`));
         const released: string[] = [];
-        for (const e of await ipam.listAllocations()) {
-          const a = e.allocation;
-          if ((a.network ?? '') !== r.network || valid.has(`${a.containerId}\u0000${a.ifName}`)) continue;
-          const gone = await ipam.release(a.containerId, a.ifName);
-          if (gone !== undefined) released.push(gone);
-        }
+        await this.bounded('a garbage collection', async () => {
+          for (const e of await ipam.listAllocations()) {
+            const a = e.allocation;
+            if ((a.network ?? '') !== r.network || valid.has(`${a.containerId}\u0000${a.ifName}`)) continue;
+            const gone = await ipam.release(a.containerId, a.ifName);
+            if (gone !== undefined) released.push(gone);
+          }
+        });
         if (released.length > 0) this.log.info({ network: r.network, released }, 'garbage-collected allocations');
         this.metrics?.gcReleased.inc(released.length);
         const answer: Fields<GcResponse> = { released };
@@ -189,7 +238,7 @@ export class IpamService {
       }
       case 'GET /v1/allocations': {
         const ipam = this.allocator();
-        const list = await ipam.listAllocations();
+        const list = await this.bounded('a listing', () => ipam.listAllocations());
         const answer: Fields<AllocationList> = {
           node: this.host.nodeName,
           allocations: list.map((e) =>
@@ -211,7 +260,8 @@ export class IpamService {
       }
       case 'GET /v1/status': {
         const reason = this.host.notReadyReason();
-        const blocks = reason === undefined && this.host.ipam !== undefined ? await this.host.ipam.listBlocks() : [];
+        const ipam = this.host.ipam;
+        const blocks = reason === undefined && ipam !== undefined ? await this.bounded('a block listing', () => ipam.listBlocks()) : [];
         const answer: Fields<Status> = {
           ready: reason === undefined,
           reason: reason ?? '',
@@ -233,7 +283,8 @@ export class IpamService {
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
     await removeStaleSocket(path);
     const server = createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
+      this.handle(req, res).catch((thrown: unknown) => {
+        const err = asApiError(thrown);
         if (!(err instanceof TrellisError) || err.code === ErrorCode.Internal) this.log.error({ err: (err as Error).message }, 'IPAM call failed');
         fail(res, err);
       });

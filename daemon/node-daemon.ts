@@ -1,10 +1,10 @@
 // trellisd's wiring: configuration → etcd adapters → controllers.
 //
 // Start-up order (each step waits for the one before):
-//   etcd reachable → topology present and valid → node placed in its subnet →
-//   lease granted or re-attached → at least one block claimed → node record
-//   and advertisement published together (one transaction) → watches of
-//   nodes/, blocks/ and routes/ synced (the cluster view is then complete).
+//   etcd reachable → lease re-attached (or granted) → topology present and
+//   valid → node placed in its subnet → at least one block claimed → node
+//   record and advertisement published together (one transaction) → watches
+//   of nodes/, blocks/ and routes/ synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
 // policy is in node-advertisement.ts, the desired routes in route-inputs.ts,
 // retries in src/retry.ts.
@@ -43,6 +43,7 @@ import { NodeAdvertisement } from './node-advertisement.js';
 import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
+import { WithdrawHold } from './withdraw-hold.js';
 import type { VpcService } from './vpc/vpc-service.js';
 
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
@@ -69,6 +70,8 @@ export class NodeDaemon {
   private phase = 'starting';
   private ipamService: IpamService | undefined;
   private advertisement: NodeAdvertisement | undefined;
+  /** Peers' withdrawals held by the mass-withdrawal damping. */
+  private withdrawals: WithdrawHold | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
   /** Log lines about bad records and conflicts: 100 at once, then 10 a second (metrics count all). */
@@ -92,6 +95,7 @@ export class NodeDaemon {
   /** undefined when ready; otherwise what is missing (for /readyz). */
   notReadyReason(): string | undefined {
     if (!this.synced) return this.phase;
+    if (this.lease?.state === 'lost') return this.lease.trouble;
     if (this.agent !== undefined && !this.agent.ready) return 'first reconcile of kernel routes not done';
     return undefined;
   }
@@ -146,34 +150,8 @@ export class NodeDaemon {
     this.phase = 'waiting for etcd';
     const stopping = (): boolean => this.stopping;
     await waitForEtcd(this.client, this.keys, etcdSettings(config), log, stopping);
-    this.phase = 'waiting for a topology in etcd';
-    const topologyMirror = new PrefixMirror(this.client, this.keys.topology(), log.child({ component: 'topology' }));
-    this.topologyMirror = topologyMirror;
-    const topology = await waitForTopology(topologyMirror, this.keys, log, stopping, (reason) => (this.phase = reason));
-    const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
-    this.subnet = subnet;
-    log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
-    const view = new ClusterView(
-      topology,
-      this.keys,
-      (r) => {
-        this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
-        const suppressed = this.recordLogBudget.take();
-        if (suppressed !== undefined) log.warn({ ...r, ...(suppressed > 0 ? { suppressed } : {}) }, 'ignoring record');
-      },
-      (c) => this.onConflict(c),
-    );
-    this.view = view;
-    const routes = new RouteInputs(view, {
-      node: config.nodeName, hostIP: config.hostIP, subnet: subnet.id, iface: config.interface,
-      table: config.routes.table, protocol: config.routes.protocol, ownBlocks: config.routes.ownBlocks,
-    }, () => this.synced);
-    const healthEndpoint = probeEndpoint(config.http.listen, config.hostIP);
-    const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, healthEndpoint, log) : undefined;
-    this.phase = 'registering';
-    if (config.routes.enabled) await this.startRouting(routes);
-    else log.warn('routes.enabled is false: no kernel routes will be installed');
-
+    // The lease first: a restart re-attaches before anything slower (topology, kernel routes),
+    // so the previous run's node record and advertisement never expire in between.
     const lease = new LeaseKeeper(this.client, {
       ttlSeconds: config.holdTime / 1000,
       stateFile: join(config.stateDir, 'lease.json'),
@@ -194,6 +172,36 @@ export class NodeDaemon {
     this.publisher = publisher;
     const started = await lease.start();
     log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
+    this.phase = 'waiting for a topology in etcd';
+    const topologyMirror = new PrefixMirror(this.client, this.keys.topology(), log.child({ component: 'topology' }));
+    this.topologyMirror = topologyMirror;
+    const topology = await waitForTopology(topologyMirror, this.keys, log, stopping, (reason) => (this.phase = reason));
+    const subnet = placeNode(topology, { name: config.nodeName, hostIP: config.hostIP, subnet: config.subnet });
+    this.subnet = subnet;
+    log.info({ subnet: subnet.id, podPrefix: formatPrefix(subnet.podPrefix) }, 'placed in subnet');
+    const view = new ClusterView(
+      topology,
+      this.keys,
+      (r) => {
+        this.metrics.recordsIgnored.inc({ kind: r.kind, reason: r.cause });
+        const suppressed = this.recordLogBudget.take();
+        if (suppressed !== undefined) log.warn({ ...r, ...(suppressed > 0 ? { suppressed } : {}) }, 'ignoring record');
+      },
+      (c) => this.onConflict(c),
+    );
+    this.view = view;
+    const withdrawals = new WithdrawHold(config.routes.massWithdrawGrace, log.child({ component: 'damping' }), (nodes) => this.applyDueWithdrawals(view, routes, nodes));
+    this.withdrawals = withdrawals;
+    const routes = new RouteInputs(view, {
+      node: config.nodeName, hostIP: config.hostIP, subnet: subnet.id, iface: config.interface,
+      table: config.routes.table, protocol: config.routes.protocol, ownBlocks: config.routes.ownBlocks,
+    }, () => this.synced, () => withdrawals.held());
+    const healthEndpoint = probeEndpoint(config.http.listen, config.hostIP);
+    const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, healthEndpoint, log) : undefined;
+    this.phase = 'registering';
+    if (config.routes.enabled) await this.startRouting(routes);
+    else log.warn('routes.enabled is false: no kernel routes will be installed');
+
     const advertisement = new NodeAdvertisement({
       node: config.nodeName, hostIP: config.hostIP, instanceId: config.instanceId, subnet, healthEndpoint,
       agentVersion: VERSION, keys: this.keys, sink: publisher, log, blockGraceMs: config.ipam.blockGrace,
@@ -252,6 +260,8 @@ export class NodeDaemon {
       const host: IpamHost = {
         ipam: this.ipam, nodeName: config.nodeName, subnetId: subnet.id, routeProtocol: config.routes.protocol, routeTable: config.routes.table,
         notReadyReason: () => this.notReadyReason(),
+        etcdTrouble: () => this.lease?.trouble,
+        etcdTimeoutMs: config.ipam.etcdTimeout,
         ensureAdvertised: (block) => advertisement.ensureAdvertised(block),
       };
       this.ipamService = new IpamService(host, log.child({ component: 'ipam-api' }), this.metrics.ipam);
@@ -338,6 +348,7 @@ export class NodeDaemon {
     const adverts = view.advertisements();
     for (const node of view.takeChangedAdvertisers()) {
       const a = adverts.get(node);
+      if (this.withdrawals?.change(node, a) === false) continue; // held: the index keeps the last advertisement
       mergeDelta(delta, index.setAdvertisement(node, a === undefined ? undefined : { ...a, subnet: a.subnet.id }));
     }
     if (ownBlocksChanged) {
@@ -347,18 +358,38 @@ export class NodeDaemon {
     return delta;
   }
 
-  /** Graceful stop: keepalives end, the lease expires by itself unless we come back in time. */
+  /** Held withdrawals whose time came: the peers did not come back, their routes go. */
+  private applyDueWithdrawals(view: ClusterView, routes: RouteInputs, nodes: readonly string[]): void {
+    const index = this.routeIndex;
+    const adverts = view.advertisements();
+    const delta: RouteDelta = new Map();
+    if (index !== undefined) for (const node of nodes) if (!adverts.has(node)) mergeDelta(delta, index.setAdvertisement(node, undefined));
+    if (delta.size > 0 && this.agent !== undefined) {
+      this.agent.applyChanges(delta);
+      this.vpc?.markDirty();
+    } else {
+      routes.onChanges([], 'held withdrawal applied');
+    }
+  }
+
+  /**
+   * Graceful stop: keepalives end and the node's records are handed to a
+   * restart lease (restartHoldTime): peers keep its routes that long while it
+   * restarts; a node stopped for good is withdrawn when it ends.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     this.advertisement?.stop();
+    this.withdrawals?.stop();
     this.ipamService?.close();
     await this.vpc?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();
     this.publisher?.stop();
-    this.lease?.stop();
     await Promise.all([...this.mirrors, ...(this.topologyMirror ? [this.topologyMirror] : [])].map((m) => m.stop()));
+    // Last: the records go to a restart lease, so the next run has restartHoldTime to take them over.
+    await this.lease?.handOver(this.publisher?.records() ?? [], this.config.restartHoldTime / 1000);
     this.client.close();
   }
 }

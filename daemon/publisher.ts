@@ -171,6 +171,11 @@ export class Publisher {
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
   }
 
+  /** Every key this node publishes, with the value it wants there. */
+  records(): PublishedKey[] {
+    return [...this.desired].map(([key, value]) => ({ key, value }));
+  }
+
   /** Whether every desired key has been written under the current lease. */
   isCurrent(): boolean {
     const leaseId = this.lease.id;

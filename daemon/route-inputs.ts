@@ -11,6 +11,8 @@
 //  * desired() is undefined until the view is synced (every watch has
 //    completed its first list), so nothing is removed from the kernel on an
 //    incomplete view.
+//  * A peer whose withdrawal is held (mass-withdrawal damping) is routed as
+//    if its last advertisement were still in the view.
 //  * Every change applied to the view, and every topology change, is followed
 //    by onChanges(), which marks every consumer dirty once.
 
@@ -48,6 +50,8 @@ export class RouteInputs {
     private readonly settings: RouteSettings,
     /** Whether the view is complete (every watch synced). */
     private readonly synced: () => boolean,
+    /** Advertisements gone from the view whose withdrawal is held (daemon/withdraw-hold.ts): still routed. */
+    private readonly held: () => ReadonlyMap<string, AdvertisementInfo> = () => new Map(),
   ) {}
 
   /** Adds a consumer, marked dirty after every change. */
@@ -74,9 +78,17 @@ export class RouteInputs {
       table: s.table,
       protocol: s.protocol,
       ownBlocks: s.ownBlocks,
-      advertisements: [...this.view.advertisements().values()].map((a) => ({ ...a, subnet: a.subnet.id })),
+      advertisements: this.advertisements().map((a) => ({ ...a, subnet: a.subnet.id })),
       ownPrefixes: own,
     });
+  }
+
+  /** The view's advertisements, and the held ones of peers not in it. */
+  private advertisements(): AdvertisementInfo[] {
+    const current = this.view.advertisements();
+    const out = [...current.values()];
+    for (const [node, a] of this.held()) if (!current.has(node)) out.push(a);
+    return out;
   }
 
   /** Routes the agent owns but must never remove (pod routes). */

@@ -136,7 +136,18 @@ export class EtcdServer {
 
   /** SIGTERM by PID, wait for the exit, SIGKILL after `timeoutMs`. */
   async stop(timeoutMs = 10_000): Promise<void> {
+    this.resume(); // a paused etcd would not act on SIGTERM
     if (this.child !== undefined) await stopChild(this.child, timeoutMs);
+  }
+
+  /** SIGSTOP by PID: the process stays, answers nothing (a hung or partitioned etcd) until resume(). */
+  pause(): void {
+    if (this.running) process.kill(this.lastPid, 'SIGSTOP');
+  }
+
+  /** SIGCONT by PID after pause(). */
+  resume(): void {
+    if (this.running) process.kill(this.lastPid, 'SIGCONT');
   }
 
   /** SIGKILL by PID and wait for the exit. */

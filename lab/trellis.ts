@@ -102,6 +102,12 @@ export interface DaemonOptions {
   hostIP: string;
   iface?: string;
   holdTime?: string;
+  /**
+   * restartHoldTime; default '0s' here (a graceful stop withdraws the node one
+   * hold time later, which most lab tests count on). Only for this checkout's
+   * trellisd (older ones, `program`, have no such flag).
+   */
+  restartHoldTime?: string;
   stateDir?: string;
   netns?: string;
   args?: string[];
@@ -150,6 +156,7 @@ export class Daemon {
       // Outside a lab namespace a daemon must not touch this machine's routes,
       // and several share one loopback: no routes, an ephemeral HTTP port.
       ...(o.netns === undefined ? ['--routes-enabled', 'false', '--http-listen', '127.0.0.1:0'] : []),
+      ...(o.program === undefined ? ['--restart-hold-time', o.restartHoldTime ?? '0s'] : []),
       ...(o.args ?? []),
     ];
     const [cmd, cmdArgs] =
@@ -176,6 +183,16 @@ export class Daemon {
       if (Date.now() > end) throw new Error(`trellisd ${this.options.nodeName}: no "${String(pattern)}" in ${timeoutMs} ms:\n${this.logs.slice(-4000)}`);
       await delay(25);
     }
+  }
+
+  /** The HTTP port trellisd bound (tests start it with --http-listen 127.0.0.1:0), from its log line. */
+  httpPort(): number {
+    for (const line of this.logs.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const rec = JSON.parse(line) as { msg?: string; port?: number };
+      if (rec.msg === 'HTTP endpoint listening' && typeof rec.port === 'number') return rec.port;
+    }
+    throw new Error(`trellisd ${this.options.nodeName}: no "HTTP endpoint listening" line with a port in the log`);
   }
 
   async stop(): Promise<void> {

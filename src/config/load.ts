@@ -26,6 +26,8 @@ export interface TrellisConfig {
   instanceId: string;
   /** ms */
   holdTime: number;
+  /** ms; 0: no restart lease */
+  restartHoldTime: number;
   stateDir: string;
   etcd: {
     endpoints: string[];
@@ -43,6 +45,8 @@ export interface TrellisConfig {
     /** ms */
     resyncInterval: number;
     ownBlocks: 'unreachable' | 'blackhole' | 'none';
+    /** ms; 0: no mass-withdrawal damping */
+    massWithdrawGrace: number;
   };
   ipam: {
     socket: string;
@@ -50,6 +54,8 @@ export interface TrellisConfig {
     addressRest: number;
     /** ms */
     blockGrace: number;
+    /** ms */
+    etcdTimeout: number;
   };
   http: { listen: string };
   vpc: VpcConfig;
@@ -306,6 +312,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
     interface: str('interface') ?? '',
     instanceId: str('instanceId') ?? '',
     holdTime: values.get('holdTime') as number,
+    restartHoldTime: values.get('restartHoldTime') as number,
     stateDir: str('stateDir') as string,
     etcd: etcdSection(values),
     routes: {
@@ -314,11 +321,13 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       protocol: values.get('routes.protocol') as number,
       resyncInterval: values.get('routes.resyncInterval') as number,
       ownBlocks: str('routes.ownBlocks') as TrellisConfig['routes']['ownBlocks'],
+      massWithdrawGrace: values.get('routes.massWithdrawGrace') as number,
     },
     ipam: {
       socket: str('ipam.socket') as string,
       addressRest: values.get('ipam.addressRest') as number,
       blockGrace: values.get('ipam.blockGrace') as number,
+      etcdTimeout: values.get('ipam.etcdTimeout') as number,
     },
     http: { listen: str('http.listen') as string },
     vpc: vpcSection(values),
@@ -358,6 +367,7 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     });
   }
   if (config.holdTime !== undefined && config.holdTime % 1000 !== 0) problems.push(`holdTime must be whole seconds (etcd leases count in seconds), got ${config.holdTime} ms`);
+  if (config.restartHoldTime !== undefined && config.restartHoldTime % 1000 !== 0) problems.push(`restartHoldTime must be whole seconds (etcd leases count in seconds), got ${config.restartHoldTime} ms`);
   if (!['unreachable', 'blackhole', 'none'].includes(config.routes.ownBlocks)) {
     problems.push(`routes.ownBlocks must be unreachable, blackhole or none; got ${JSON.stringify(config.routes.ownBlocks)}`);
   }

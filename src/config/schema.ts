@@ -71,6 +71,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: "Lease TTL of this node's advertisement: peers drop its routes this long after it dies. Keepalives go out every third of it. Whole seconds, 3s to 10s.",
   },
   {
+    path: 'restartHoldTime',
+    type: 'duration',
+    default: 30000,
+    min: 0,
+    max: 300000,
+    doc: "How long peers keep this node's routes after a graceful stop (SIGTERM), so that a restart on a busy host never withdraws them: on stopping, the node's records are moved to a lease of this TTL that nobody renews. A node stopped for good is withdrawn this long after; a crash still within holdTime. Whole seconds; 0 or a value not above holdTime: only one last keepalive (the restart must then fit in holdTime).",
+  },
+  {
     path: 'stateDir',
     type: 'string',
     default: '/var/lib/trellis',
@@ -139,6 +147,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: "Route for this node's own blocks, so that traffic for unassigned pod addresses does not leave by the default route: unreachable (ICMP error to the sender), blackhole (silent drop) or none.",
   },
   {
+    path: 'routes.massWithdrawGrace',
+    type: 'duration',
+    default: 20000,
+    min: 0,
+    max: 300000,
+    doc: "When at least half of the known advertisements (and two or more) vanish within 300 ms (every lease expiring at once after an etcd pause: an etcd-side event, not nodes dying), peers keep those routes up to this long from the first withdrawal while the nodes re-register; a node that advertises again changes no route. A single withdrawal takes effect after 300 ms. 0 turns damping off (docs/reliability.md).",
+  },
+  {
     path: 'ipam.socket',
     type: 'string',
     default: '/run/trellis/trellisd.sock',
@@ -151,6 +167,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     min: 0,
     max: 86400000,
     doc: 'How long a released pod address rests before it is handed out again (while other addresses are free).',
+  },
+  {
+    path: 'ipam.etcdTimeout',
+    type: 'duration',
+    default: 2000,
+    min: 100,
+    max: 60000,
+    doc: 'Longest an IPAM API call (a CNI ADD or DEL) waits for etcd before it answers "try again later" (CNI code 11). Keep it well under the plugin\'s timeoutMs (10 s by default).',
   },
   {
     path: 'ipam.blockGrace',

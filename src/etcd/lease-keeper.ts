@@ -10,8 +10,19 @@
 //    whole TTL, is gone for good: a new one is granted as soon as etcd answers
 //    and `granted` is emitted with reattached=false, telling the owner to
 //    re-publish its keys under the new id.
+//  * A state file that cannot be written (disk full) is logged, never fatal:
+//    the lease is kept in memory.
+//  * A keepalive round never outlives its own timeout (holdTime/3, at least
+//    1 s), opening the stream included: an etcd that accepts connections but
+//    answers nothing (paused, partitioned) turns the state `unconfirmed` after
+//    one round and `lost` once a whole TTL passed without an answer, even
+//    while a round is still stuck in the client library.
 //  * stop() never revokes: a graceful stop leaves the keys to the hold timer
-//    (a restart picks them up again). Only revoke() withdraws them at once.
+//    (a restart picks them up again); handOver() first moves the published
+//    records, unchanged, to a restart lease (restartHoldTime) that nobody
+//    keeps alive, so a graceful restart on a busy host has that long, not
+//    the rest of one hold time, and a stop for good withdraws the node
+//    restartHoldTime after it. Only revoke() withdraws the keys at once.
 
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -47,6 +58,8 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private lastAck = 0;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
+  /** Why the lease was last marked lost. */
+  private lostReason = '';
   private readonly now: () => number;
   /** Keepalive rounds that failed (etcd unreachable or slow). */
   keepaliveFailures = 0;
@@ -106,6 +119,53 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     this.setState('stopped');
   }
 
+  /**
+   * A graceful stop before a restart: keepalives end, and the node's records
+   * (`records`, what it has published) are put again, unchanged, in one
+   * transaction under a fresh lease of `restartTtlSeconds`, so the next run
+   * has that long to publish them under its own lease while peers see no
+   * change. The fresh lease is never kept alive by anyone: it ends
+   * `restartTtlSeconds` after the stop, with whatever keys the next run has
+   * not taken over. With no records, a restart TTL not above the hold time,
+   * or a lease that is lost, it sends one last keepalive instead (or
+   * nothing). Bounded by `timeoutMs`; never throws.
+   */
+  async handOver(records: ReadonlyArray<{ key: string; value: string }>, restartTtlSeconds: number, timeoutMs = 1000): Promise<void> {
+    const id = this.leaseId;
+    const live = this.current === 'alive' || this.current === 'unconfirmed';
+    this.stop();
+    if (id === undefined || !live) return;
+    const log = this.options.log;
+    try {
+      if (records.length === 0 || restartTtlSeconds <= this.options.ttlSeconds) {
+        const ttl = await this.keepAliveOnce(id, timeoutMs);
+        log.info({ lease: hex(id), ttl }, 'last keepalive sent: the lease lives one hold time for the next run');
+        return;
+      }
+      const work = (async (): Promise<string> => {
+        const res = await this.client.leaseClient.leaseGrant({ TTL: restartTtlSeconds });
+        const restart = String(res.ID);
+        await this.client.kv.txn({
+          compare: [],
+          success: records.map((r) => ({ request_put: { key: Buffer.from(r.key), value: Buffer.from(r.value), lease: restart } })),
+          failure: [],
+        });
+        return restart;
+      })();
+      work.catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      const restart = await Promise.race([
+        work,
+        new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`etcd did not answer within ${timeoutMs} ms`)), timeoutMs))),
+      ]).finally(() => clearTimeout(timer));
+      // The next run grants its own lease; the restart lease is left to end by itself.
+      this.forgetStored();
+      log.info({ lease: hex(restart), ttl: restartTtlSeconds, keys: records.length }, 'records handed to a restart lease: peers keep them while the daemon restarts');
+    } catch (err) {
+      log.warn({ lease: hex(id), err: (err as Error).message }, 'could not hand the records over before stopping; they expire with the lease');
+    }
+  }
+
   /** Revoke the lease now: every key under it is deleted by etcd. */
   async revoke(): Promise<void> {
     this.stop();
@@ -121,7 +181,12 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
 
   /** One keepalive round; run by the interval timer, exposed for tests. */
   async tick(): Promise<void> {
-    if (this.ticking || this.current === 'stopped') return;
+    if (this.current === 'stopped') return;
+    if (this.ticking) {
+      // The previous round is stuck: judge by the age of the last answer.
+      this.judgeSilence('the previous keepalive round has not ended');
+      return;
+    }
     this.ticking = true;
     try {
       const id = this.leaseId;
@@ -139,20 +204,34 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       }
     } catch (err) {
       this.keepaliveFailures++;
-      const silentFor = this.ageMs;
-      if (silentFor >= this.options.ttlSeconds * 1000) {
-        this.markLost(`no keepalive confirmed for ${Math.round(silentFor / 1000)} s: ${(err as Error).message}`);
-      } else {
-        this.setState('unconfirmed');
-        this.options.log.warn({ err: (err as Error).message }, 'lease keepalive failed; retrying');
-      }
+      if (this.judgeSilence((err as Error).message)) this.options.log.warn({ err: (err as Error).message }, 'lease keepalive failed; retrying');
     } finally {
       this.ticking = false;
     }
   }
 
+  /** After a failed or stuck round: `lost` once a whole TTL passed unconfirmed, else `unconfirmed`; true when still unconfirmed. */
+  private judgeSilence(why: string): boolean {
+    if (this.current === 'lost' || this.current === 'stopped') return false;
+    const silentFor = this.ageMs;
+    if (silentFor >= this.options.ttlSeconds * 1000) {
+      this.markLost(`no keepalive confirmed for ${Math.round(silentFor / 1000)} s: ${why}`);
+      return false;
+    }
+    this.setState('unconfirmed');
+    return true;
+  }
+
+  /** Why the lease cannot be counted on now (unconfirmed or lost), or undefined while etcd confirms it. */
+  get trouble(): string | undefined {
+    if (this.current === 'lost') return `etcd lease lost (${this.lostReason})`;
+    if (this.current === 'unconfirmed') return `etcd has not confirmed the lease for ${Math.round(this.ageMs / 1000)} s`;
+    return undefined;
+  }
+
   private markLost(reason: string): void {
     if (this.current === 'lost') return;
+    this.lostReason = reason;
     this.setState('lost');
     this.options.log.warn({ lease: this.leaseId === undefined ? undefined : hex(this.leaseId), reason }, 'lease lost');
     this.emit('lost', reason);
@@ -169,7 +248,12 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     const res = await this.client.leaseClient.leaseGrant({ TTL: this.options.ttlSeconds });
     if (res.error) throw new TrellisError(ErrorCode.Unavailable, `etcd refused a lease: ${res.error}`);
     this.leaseId = String(res.ID);
-    this.writeStored({ id: this.leaseId, ttlSeconds: this.options.ttlSeconds });
+    try {
+      this.writeStored({ id: this.leaseId, ttlSeconds: this.options.ttlSeconds });
+    } catch (err) {
+      // A full or read-only state directory must not cost the lease: only a crash-restart cannot re-attach to it.
+      this.options.log.warn({ file: this.options.stateFile, err: (err as Error).message }, 'cannot store the lease id; a restart will take a new lease');
+    }
     this.options.log.info({ lease: hex(this.leaseId), ttl: this.options.ttlSeconds }, 'granted lease');
   }
 
@@ -178,25 +262,31 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     return Number(res.TTL);
   }
 
-  private async keepAliveOnce(id: string): Promise<number> {
-    const stream = await this.client.leaseClient.leaseKeepAlive();
-    const timeoutMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3);
+  private async keepAliveOnce(id: string, timeoutMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3)): Promise<number> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`keepalive not answered within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const round = (async (): Promise<number> => {
+      const stream = await this.client.leaseClient.leaseKeepAlive();
+      try {
+        const res = await new Promise<{ TTL: string | number }>((resolve, reject) => {
+          stream.on('data', (r: { TTL: string | number }) => resolve(r));
+          stream.on('error', (err: Error) => reject(err));
+          stream.write({ ID: id });
+          // Stop waiting on this stream once the round has timed out.
+          deadline.catch((err: Error) => reject(err));
+        });
+        return Number(res.TTL);
+      } finally {
+        stream.end();
+      }
+    })();
+    round.catch(() => undefined); // a round that ends after its deadline is ignored
     try {
-      const res = await new Promise<{ TTL: string | number }>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`keepalive not answered within ${timeoutMs} ms`)), timeoutMs);
-        stream.on('data', (r: { TTL: string | number }) => {
-          clearTimeout(timer);
-          resolve(r);
-        });
-        stream.on('error', (err: Error) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-        stream.write({ ID: id });
-      });
-      return Number(res.TTL);
+      return await Promise.race([round, deadline]);
     } finally {
-      stream.end();
+      clearTimeout(timer);
     }
   }
 

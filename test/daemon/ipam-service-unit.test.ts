@@ -1,6 +1,7 @@
 // The IPAM API in process: a real unix socket in a temporary directory, the
 // real allocator over the in-memory block store, a fake host. No etcd, no root.
 
+import { BrokenCircuitError } from 'cockatiel';
 import t from 'tap';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,17 +34,23 @@ async function serve(t: Teardown) {
   const socket = join(dir, 'run', 'trellisd.sock');
   const advertised: string[] = [];
   let reason: string | undefined = 'syncing the cluster view from etcd';
+  const etcd: { trouble?: string; advertise?: () => Promise<void> } = {};
   const store = new MemoryIpamStore();
   const ipam = new Ipam({ topology, subnet, node: 'n1', store, claims: store, clock: () => 1_000_000, addressRestMs: 0 });
   const host: IpamHost = {
     ipam, nodeName: 'n1', subnetId: 'subnet-a', routeProtocol: 201, routeTable: 254,
     notReadyReason: () => reason,
-    ensureAdvertised: async (block) => void advertised.push(block),
+    etcdTrouble: () => etcd.trouble,
+    etcdTimeoutMs: 300,
+    ensureAdvertised: async (block) => {
+      await etcd.advertise?.();
+      advertised.push(block);
+    },
   };
   const service = new IpamService(host, log);
   await service.listen(socket);
   t.teardown(() => service.close());
-  return { socket, advertised, ipam, service, ready: () => void (reason = undefined) };
+  return { socket, advertised, ipam, service, etcd, ready: () => void (reason = undefined) };
 }
 
 t.test('the socket is private; calls fail as unavailable until the host is ready', async (t) => {
@@ -113,10 +120,40 @@ t.test('bad calls are answered with the error taxonomy', async (t) => {
 
 t.test('a socket someone serves, or a file that is not a socket, is refused', async (t) => {
   const s = await serve(t);
-  const second = new IpamService({ ipam: undefined, nodeName: 'n1', subnetId: undefined, routeProtocol: 201, routeTable: 254, notReadyReason: () => 'x', ensureAdvertised: async () => undefined }, log);
+  const second = new IpamService({ ipam: undefined, nodeName: 'n1', subnetId: undefined, routeProtocol: 201, routeTable: 254, notReadyReason: () => 'x', etcdTrouble: () => undefined, etcdTimeoutMs: 1000, ensureAdvertised: async () => undefined }, log);
   await t.rejects(second.listen(s.socket), { code: 'E_CONFIG', message: /another process is serving/ });
   const dir = tempDir(t);
   const plain = join(dir, 'plain.sock');
   writeFileSync(plain, 'x');
   await t.rejects(second.listen(plain), { code: 'E_CONFIG', message: /exists and is not a socket/ });
+});
+
+t.test('etcd in trouble: calls are refused as unavailable at once, or once the etcd timeout passed', async (t) => {
+  const s = await serve(t);
+  s.ready();
+  s.etcd.trouble = 'etcd lease lost (no keepalive confirmed for 3 s)';
+  const lost = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c1', ifName: 'eth0' });
+  t.equal(lost.status, 503);
+  t.same(lost.body, { code: 'E_UNAVAILABLE', message: 'etcd lease lost (no keepalive confirmed for 3 s): try again later' });
+  const del = await call(s.socket, 'POST', '/v1/release', { containerId: 'c1', ifName: 'eth0' });
+  t.equal(del.body.code, 'E_UNAVAILABLE', 'release too');
+  s.etcd.trouble = undefined;
+
+  let release: () => void = () => undefined;
+  s.etcd.advertise = () => new Promise<void>((resolve) => (release = resolve));
+  const stuck = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c2', ifName: 'eth0' });
+  t.equal(stuck.status, 503, 'an allocation etcd does not finish in time');
+  t.same(stuck.body, { code: 'E_UNAVAILABLE', message: 'etcd did not answer an allocation within 300 ms: try again later' });
+  release();
+  s.etcd.advertise = undefined;
+  const retried = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c2', ifName: 'eth0' });
+  t.equal(retried.status, 200, 'the retry finds the allocation made in the background');
+
+  s.etcd.advertise = async () => {
+    throw new BrokenCircuitError();
+  };
+  const broken = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c3', ifName: 'eth0' });
+  t.equal(broken.status, 503, "the etcd client's open circuit breaker");
+  t.equal(broken.body.code, 'E_UNAVAILABLE');
+  t.match(broken.body.message, /^etcd is unreachable: /);
 });

@@ -1,0 +1,23 @@
+// Fault: the whole etcd paused (SIGSTOP) for twice the hold time, then
+// resumed. Every lease expires at once; the docs promise no route removed and
+// no packet lost (mass-withdrawal damping), and CNI calls answered 11 while
+// etcd does not answer.
+
+import { delay } from '../pids.js';
+import type { ChaosFault } from './fault.js';
+
+export const etcdPause: ChaosFault = {
+  name: 'etcd-pause',
+  summary: 'whole etcd SIGSTOPped for 2× the hold time, then SIGCONT',
+  promised: true,
+  async run(world) {
+    const etcd = world.cluster.etcd;
+    etcd.pause();
+    try {
+      await delay(2 * world.holdMs);
+    } finally {
+      etcd.resume();
+    }
+    return {};
+  },
+};

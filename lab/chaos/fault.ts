@@ -1,0 +1,40 @@
+// What a chaos fault is: a name, what it does, whether the docs promise that
+// it loses nothing, and a run() that injects it into a lab cluster and undoes
+// it. The runner (runner.ts) measures around it: pings, route logs, CNI
+// churn, time to recover.
+//
+// Invariants: a fault undoes everything it did before run() resolves (even
+// when it throws: use try/finally); it touches only the lab's namespaces,
+// processes and etcd.
+
+import type { ClusterLab, LabHost, LabPod } from '../cluster-lab.js';
+
+export interface ChaosWorld {
+  readonly cluster: ClusterLab;
+  /** One pod per host, same order as cluster.hosts. */
+  readonly pods: readonly LabPod[];
+  /** Hold time of the lab's daemons (ms). */
+  readonly holdMs: number;
+  /** A line for the run's log. */
+  note(message: string): void;
+}
+
+export interface FaultEffects {
+  /** Hosts really cut off by the fault: peers may withdraw their routes, pings to and from their pods may fail. */
+  readonly cutOff?: readonly LabHost[];
+  /** Destinations no host may ever route (forged advertisements). */
+  readonly forbidden?: readonly string[];
+}
+
+export interface ChaosFault {
+  /** Short kebab-case name, the table's first column and the --faults argument. */
+  readonly name: string;
+  readonly summary: string;
+  /**
+   * Whether the docs promise this fault loses nothing (no packet, no route
+   * wrongly removed or installed, no address lost or duplicated). Faults that
+   * are not (yet) promised are run and reported, never failed.
+   */
+  readonly promised: boolean;
+  run(world: ChaosWorld): Promise<FaultEffects>;
+}

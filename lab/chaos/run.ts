@@ -1,0 +1,42 @@
+// `npm run chaos`: runs the chaos faults (lab/chaos/registry.ts) against a
+// lab cluster, prints the table, exits 1 if any promised fault lost anything.
+//
+// Usage: npm run chaos [-- --faults etcd-pause,partition-node] [--hosts 3] [--hold-time 6s] [--verbose]
+// Needs root (network namespaces) and etcd.
+
+import { FAULTS, faultsNamed } from './registry.js';
+import { chaosTable, runChaos } from './runner.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
+async function main(): Promise<number> {
+  if (process.argv.includes('--list')) {
+    for (const f of FAULTS) process.stdout.write(`${f.name.padEnd(20)} ${f.promised ? 'promised    ' : 'not promised'} ${f.summary}\n`);
+    return 0;
+  }
+  const faults = faultsNamed(arg('faults')?.split(',').filter(Boolean));
+  const verbose = process.argv.includes('--verbose');
+  const rows = await runChaos(undefined, {
+    faults,
+    hosts: arg('hosts') === undefined ? undefined : Number(arg('hosts')),
+    holdTime: arg('hold-time'),
+    log: (l) => process.stderr.write(`${l}\n`),
+  });
+  process.stdout.write(`${chaosTable(rows)}\n`);
+  for (const r of rows) {
+    const details = [...r.routesRemoved.map((x) => `removed ${x}`), ...r.routesInstalled.map((x) => `installed ${x}`), ...r.addressesLost.map((x) => `lost ${x}`), ...r.addressesDuplicated.map((x) => `duplicated ${x}`), ...r.cniFailures];
+    if (verbose || r.verdict !== 'ok') for (const d of [...details, ...r.notes]) process.stdout.write(`  ${r.fault}: ${d}\n`);
+  }
+  return rows.some((r) => r.verdict === 'FAILED') ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(2);
+  },
+);
