@@ -34,6 +34,7 @@ import { VERSION } from '../src/version.js';
 import { etcdSettings, readTopology, waitForEtcd, waitForTopology } from './cluster-wait.js';
 import { parseAddress } from '../src/core/cidr.js';
 import { mergeDelta, RouteIndex, type RouteDelta } from '../src/core/route-index.js';
+import { EgressController } from './egress.js';
 import { startHttpServer } from './http-server.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
@@ -69,6 +70,8 @@ export class NodeDaemon {
   private advertisement: NodeAdvertisement | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
+  /** Pod egress masquerade (nftables table ip trellis). */
+  egress: EgressController | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -86,7 +89,13 @@ export class NodeDaemon {
   notReadyReason(): string | undefined {
     if (!this.synced) return this.phase;
     if (this.agent !== undefined && !this.agent.ready) return 'first reconcile of kernel routes not done';
-    return undefined;
+    return this.egress?.notReadyReason;
+  }
+
+  /** What /readyz adds about what is in effect. */
+  readyDetail(): string[] {
+    const egress = this.egress?.describe();
+    return egress === undefined ? [] : [egress];
   }
 
   private wireMetrics(): void {
@@ -157,6 +166,8 @@ export class NodeDaemon {
     }, () => this.synced);
     const healthEndpoint = probeEndpoint(config.http.listen, config.hostIP);
     const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, healthEndpoint, log) : undefined;
+    this.egress = new EgressController(config, log.child({ component: 'egress' }), this.metrics.registry);
+    await this.egress.start(topology);
     this.phase = 'registering';
     if (config.routes.enabled) await this.startRouting(routes);
     else log.warn('routes.enabled is false: no kernel routes will be installed');
@@ -197,6 +208,7 @@ export class NodeDaemon {
       const next = readTopology(topologyMirror, this.keys, log);
       if (next === undefined) return;
       view.setTopology(next);
+      void this.egress?.setTopology(next);
       this.updateRouteIndex(view, true);
       routes.onChanges([{ topology: true }]);
     });
@@ -287,6 +299,7 @@ export class NodeDaemon {
     this.advertisement?.stop();
     this.ipamService?.close();
     await this.vpc?.stop();
+    this.egress?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();
