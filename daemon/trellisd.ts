@@ -5,7 +5,7 @@
 // the user read `trellisd: what went wrong (what to do)`.
 
 import { pino } from 'pino';
-import { Document, isScalar } from 'yaml';
+import { Document, isScalar, isSeq } from 'yaml';
 import { describeError, ErrorCode, hasCode } from '../src/errors.js';
 import { VERSION } from '../src/version.js';
 import { loadConfig, describeConfig, tlsFileProblems, type TrellisConfig } from '../src/config/load.js';
@@ -71,6 +71,10 @@ function annotated(data: Record<string, unknown>, notes: ReadonlyMap<string, str
   for (const [path, note] of notes) {
     const node = doc.getIn(path.split('.'), true);
     if (isScalar(node)) node.comment = ` ${note}`;
+    else if (isSeq(node)) {
+      node.flow = true; // one line, so that the note follows the value
+      node.comment = ` ${note}`;
+    }
   }
   return doc.toString();
 }
