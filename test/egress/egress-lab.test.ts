@@ -5,7 +5,8 @@
 // answer. Set on: the pod reaches it, seen from the host IP, while pod-to-pod
 // traffic across hosts keeps the pod's source address. With the internet's
 // CIDR in egress.nonMasqueradeCidrs the table is replaced and the ping fails
-// again. `trellisd --withdraw` removes the table. A table the test made
+// again. A table deleted behind trellisd's back is put back. `trellisd
+// --withdraw` removes the table. A table the test made
 // itself (`ip other`) is the same, handles included, at every step.
 import t from 'tap';
 import { buildClusterLab } from '../../lab/cluster-lab.js';
@@ -79,7 +80,7 @@ t.test('pod egress through SNAT, pod-to-pod untranslated, only its own table', {
 
   // Masquerade on: the same host's daemon restarted, keeping its state (lease, blocks).
   await h0.daemon.stop();
-  const on = daemon(t, { ...h0.daemon.options, stateDir: h0.daemon.stateDir, args: ['--egress-masquerade', 'true'] });
+  const on = daemon(t, { ...h0.daemon.options, stateDir: h0.daemon.stateDir, args: ['--egress-masquerade', 'true', '--routes-resync-interval', '1s'] });
   await on.start();
   await until('table ip trellis', () => hasTable(h0.ns, 'trellis'));
   const table = await nft(h0.ns, ['list', 'table', 'ip', 'trellis']);
@@ -95,6 +96,12 @@ t.test('pod egress through SNAT, pod-to-pod untranslated, only its own table', {
   t.equal(await counted(internet, 'seen', 'from-host'), fromHost + 2, 'seen from the host IP');
   t.equal(await counted(internet, 'seen', 'from-pods'), 2, 'no new request with a pod source');
   t.ok((await counted(h0.ns, 'trellis', 'snat to')) >= 1, 'the rule counted the translated flow');
+
+  // Drift: a table deleted behind trellisd's back comes back at the next check.
+  await nft(h0.ns, ['delete', 'table', 'ip', 'trellis']);
+  await until('table ip trellis back', () => hasTable(h0.ns, 'trellis'));
+  await on.waitForLog('went missing: installing it again');
+  t.same(await cluster.ping(podA.ns, INTERNET, { count: 1 }), { sent: 1, received: 1 }, 'egress works again after the repair');
 
   // Pod to pod across hosts: never translated.
   await nft(podB.ns, [], `table ip seen {
