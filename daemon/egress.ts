@@ -148,6 +148,6 @@ export function describeEgressDefault(config: TrellisConfig): string {
   if (config.egress.masquerade !== undefined) return '';
   if (!config.vpc.enabled) return '# egress.masquerade: off (no VPC: vpc.enabled is false)\n';
   const cidrs = config.egress.vpcCidrs;
-  if (cidrs === undefined) return '# egress.masquerade: off (the VPC CIDR blocks are not known)\n';
+  if (cidrs === undefined) return `# egress.masquerade: off (the VPC CIDR blocks are not known: ${config.egress.vpcCidrsUnknown ?? 'not read'})\n`;
   return `# egress.masquerade: decided at start: on unless the pod network in etcd lies inside the VPC CIDR(s) ${cidrs.join(', ')}\n`;
 }

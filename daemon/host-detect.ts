@@ -119,7 +119,7 @@ export async function detectHost(config: TrellisConfig, env: NodeJS.ProcessEnv =
  */
 async function detectVpcCidrs(config: TrellisConfig, notes: Map<string, string>): Promise<TrellisConfig['egress']> {
   const egress = config.egress;
-  if (!config.vpc.enabled || (egress.masquerade !== undefined && egress.nonMasqueradeCidrs !== undefined)) return egress;
+  if (!config.vpc.enabled || egress.masquerade === false || (egress.masquerade !== undefined && egress.nonMasqueradeCidrs !== undefined)) return egress;
   let vpcCidrs: string[];
   try {
     vpcCidrs = await metadataVpcCidrs({ endpoint: config.vpc.metadataEndpoint });
@@ -128,8 +128,7 @@ async function detectVpcCidrs(config: TrellisConfig, notes: Map<string, string>)
   } catch (err) {
     const why = `the instance metadata at ${config.vpc.metadataEndpoint} gave no VPC CIDR blocks (${(err as Error).message})`;
     if (egress.masquerade === true && egress.nonMasqueradeCidrs === undefined) throw missing('egress.nonMasqueradeCidrs', why);
-    if (egress.nonMasqueradeCidrs === undefined) notes.set('egress.nonMasqueradeCidrs', `none: ${why}`);
-    return { ...egress, nonMasqueradeCidrs: egress.nonMasqueradeCidrs ?? [], vpcCidrs: undefined };
+    return { ...egress, vpcCidrs: undefined, vpcCidrsUnknown: why };
   }
   if (egress.nonMasqueradeCidrs === undefined) notes.set('egress.nonMasqueradeCidrs', 'the VPC CIDR(s) from the instance metadata');
   return { ...egress, nonMasqueradeCidrs: egress.nonMasqueradeCidrs ?? vpcCidrs, vpcCidrs };

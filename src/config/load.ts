@@ -65,6 +65,8 @@ export interface EgressConfig {
   nonMasqueradeCidrs: string[] | undefined;
   /** The VPC's IPv4 CIDR blocks read from the instance metadata (not a key: filled in by detection). */
   vpcCidrs?: string[] | undefined;
+  /** Why the VPC's CIDR blocks could not be read (filled in by detection). */
+  vpcCidrsUnknown?: string | undefined;
 }
 
 export interface CniConfig {
