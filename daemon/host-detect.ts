@@ -1,20 +1,26 @@
 // Filling in what the configuration leaves out about this host, from the host
 // itself: `interface` and `hostIP` from the default route (or from each
 // other: the interface that carries hostIP, the address of the interface),
-// `hostIP` from the instance metadata (local-ipv4) in VPC mode, and the veth
-// MTU (cni.mtu) from the interface. Each filled-in value carries a note saying
-// where it came from, shown by `trellisd --check-config`.
+// `hostIP` from the instance metadata (local-ipv4) in VPC mode, the veth
+// MTU (cni.mtu) from the interface, and in VPC mode the VPC's CIDR blocks
+// (egress.nonMasqueradeCidrs, and what decides egress.masquerade). Each
+// filled-in value carries a note saying where it came from, shown by
+// `trellisd --check-config`.
 //
 // Invariants: a configured value is never replaced; only this network
 // namespace's routes and links are read (`ip -j`), and the metadata service
-// only at vpc.metadataEndpoint, only when vpc.enabled and hostIP is unset.
-// A value that cannot be found is an E_CONFIG error naming the key to set.
+// only at vpc.metadataEndpoint, only when vpc.enabled and a value it gives is unset.
+// A value that cannot be found is an E_CONFIG error naming the key to set,
+// except the VPC CIDR blocks: without them egress masquerade stays off (noted)
+// unless it is set on.
 
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { TrellisConfig } from '../src/config/load.js';
 import { envName, flagName } from '../src/config/schema.js';
 import { ErrorCode, TrellisError } from '../src/errors.js';
+import { metadataLocalIPv4, metadataVpcCidrs } from '../src/aws/metadata.js';
+import { egressCidrProblems } from '../src/config/load.js';
 import { interfaceMtu } from './cni-install.js';
 
 export interface Detection {
@@ -60,19 +66,6 @@ async function addresses(dev?: string): Promise<Array<{ ifname: string; local: s
   );
 }
 
-/** IMDSv2 local-ipv4 of this instance. */
-async function metadataLocalIPv4(endpoint: string): Promise<string> {
-  const base = endpoint.replace(/\/+$/, '');
-  const call = async (path: string, init: RequestInit): Promise<string> => {
-    const res = await fetch(`${base}${path}`, { ...init, signal: AbortSignal.timeout(2000), redirect: 'error' });
-    const text = (await res.text()).trim();
-    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${base}${path}: HTTP ${res.status}`);
-    return text;
-  };
-  const token = await call('/latest/api/token', { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
-  return call('/latest/meta-data/local-ipv4', { headers: { 'x-aws-ec2-metadata-token': token } });
-}
-
 /** The configuration with hostIP, interface (and cni.mtu when cni.install) filled in. */
 export async function detectHost(config: TrellisConfig, env: NodeJS.ProcessEnv = process.env): Promise<Detection> {
   const notes = new Map<string, string>();
@@ -81,7 +74,7 @@ export async function detectHost(config: TrellisConfig, env: NodeJS.ProcessEnv =
   if (hostIP !== '' && env[envName('hostIP')] === hostIP) notes.set('hostIP', `from ${envName('hostIP')}`);
   if (hostIP === '' && config.vpc.enabled) {
     try {
-      hostIP = await metadataLocalIPv4(config.vpc.metadataEndpoint);
+      hostIP = await metadataLocalIPv4({ endpoint: config.vpc.metadataEndpoint });
     } catch (err) {
       throw missing('hostIP', `the instance metadata at ${config.vpc.metadataEndpoint} gave no local-ipv4 (${(err as Error).message})`);
     }
@@ -114,5 +107,29 @@ export async function detectHost(config: TrellisConfig, env: NodeJS.ProcessEnv =
     cni = { ...cni, mtu: Math.min(65535, await interfaceMtu(iface)) };
     notes.set('cni.mtu', `detected from ${iface}`);
   }
-  return { config: { ...config, hostIP, interface: iface, cni }, notes };
+  const egress = await detectVpcCidrs(config, notes);
+  return { config: { ...config, hostIP, interface: iface, cni, egress }, notes };
+}
+
+/**
+ * In VPC mode, the VPC's CIDR blocks from the instance metadata, when egress
+ * needs them: to decide egress.masquerade, or as egress.nonMasqueradeCidrs.
+ * Unreadable, they leave masquerade off (it cannot be decided) unless it is
+ * set on, where translating traffic inside the VPC would be wrong: an error.
+ */
+async function detectVpcCidrs(config: TrellisConfig, notes: Map<string, string>): Promise<TrellisConfig['egress']> {
+  const egress = config.egress;
+  if (!config.vpc.enabled || egress.masquerade === false || (egress.masquerade !== undefined && egress.nonMasqueradeCidrs !== undefined)) return egress;
+  let vpcCidrs: string[];
+  try {
+    vpcCidrs = await metadataVpcCidrs({ endpoint: config.vpc.metadataEndpoint });
+    const bad = egressCidrProblems('the instance metadata vpc-ipv4-cidr-blocks', vpcCidrs);
+    if (bad.length > 0) throw new Error(bad.join('; '));
+  } catch (err) {
+    const why = `the instance metadata at ${config.vpc.metadataEndpoint} gave no VPC CIDR blocks (${(err as Error).message})`;
+    if (egress.masquerade === true && egress.nonMasqueradeCidrs === undefined) throw missing('egress.nonMasqueradeCidrs', why);
+    return { ...egress, vpcCidrs: undefined, vpcCidrsUnknown: why };
+  }
+  if (egress.nonMasqueradeCidrs === undefined) notes.set('egress.nonMasqueradeCidrs', 'the VPC CIDR(s) from the instance metadata');
+  return { ...egress, nonMasqueradeCidrs: egress.nonMasqueradeCidrs ?? vpcCidrs, vpcCidrs };
 }

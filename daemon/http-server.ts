@@ -1,7 +1,8 @@
 // trellisd's HTTP endpoint (http.listen, loopback by default):
 //   GET /healthz  200 while the process serves requests
 //   GET /readyz   200 once the first full sync from etcd and the first
-//                 reconcile pass are done; 503 with the reason before
+//                 reconcile pass are done; 503 with the reason before;
+//                 then a line per setting in effect (egress masquerade)
 //   GET /metrics  Prometheus text format
 // The subnet's VPC advertiser also probes this port (TCP) to judge whether
 // this host can forward, so it must listen on the host IP in VPC mode.
@@ -14,6 +15,8 @@ import { parseListen } from '../src/core/endpoints.js';
 export interface HealthSource {
   /** undefined when ready, else why not. */
   notReadyReason(): string | undefined;
+  /** Lines /readyz adds about what is in effect (e.g. egress masquerade). */
+  readyDetail?(): string[];
 }
 
 export async function startHttpServer(listen: string, metrics: Metrics, health: HealthSource, log: Logger): Promise<Server> {
@@ -29,7 +32,8 @@ export async function startHttpServer(listen: string, metrics: Metrics, health: 
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const reason = health.notReadyReason();
-      res.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
+      const detail = (health.readyDetail?.() ?? []).map((line) => `${line}\n`).join('');
+      res.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(`${reason === undefined ? 'ready' : `not ready: ${reason}`}\n${detail}`);
     } else if (path === '/metrics') {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),

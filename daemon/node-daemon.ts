@@ -36,6 +36,7 @@ import { VERSION } from '../src/version.js';
 import { etcdSettings, readTopology, waitForEtcd, waitForTopology } from './cluster-wait.js';
 import { parseAddress } from '../src/core/cidr.js';
 import { mergeDelta, RouteIndex, type RouteDelta } from '../src/core/route-index.js';
+import { EgressController } from './egress.js';
 import { startHttpServer } from './http-server.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
@@ -79,6 +80,8 @@ export class NodeDaemon {
   /** Blocks this node holds whose claim must be written again. */
   private readonly toRepair = new Set<string>();
   private repairing: Promise<void> | undefined;
+  /** Pod egress masquerade (nftables table ip trellis). */
+  egress: EgressController | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -97,7 +100,13 @@ export class NodeDaemon {
     if (!this.synced) return this.phase;
     if (this.lease?.state === 'lost') return this.lease.trouble;
     if (this.agent !== undefined && !this.agent.ready) return 'first reconcile of kernel routes not done';
-    return undefined;
+    return this.egress?.notReadyReason;
+  }
+
+  /** What /readyz adds about what is in effect. */
+  readyDetail(): string[] {
+    const egress = this.egress?.describe();
+    return egress === undefined ? [] : [egress];
   }
 
   private wireMetrics(): void {
@@ -198,6 +207,8 @@ export class NodeDaemon {
     }, () => this.synced, () => withdrawals.held());
     const healthEndpoint = probeEndpoint(config.http.listen, config.hostIP);
     const vpc = config.vpc.enabled ? await (await import('./vpc/vpc-service.js')).prepareVpc(config, topology, healthEndpoint, log) : undefined;
+    this.egress = new EgressController(config, log.child({ component: 'egress' }), this.metrics.registry);
+    await this.egress.start(topology);
     this.phase = 'registering';
     if (config.routes.enabled) await this.startRouting(routes);
     else log.warn('routes.enabled is false: no kernel routes will be installed');
@@ -231,6 +242,7 @@ export class NodeDaemon {
       const next = readTopology(topologyMirror, this.keys, log);
       if (next === undefined) return;
       view.setTopology(next);
+      void this.egress?.setTopology(next);
       this.updateRouteIndex(view, true);
       routes.onChanges([{ topology: true }]);
     });
@@ -383,6 +395,7 @@ export class NodeDaemon {
     this.withdrawals?.stop();
     this.ipamService?.close();
     await this.vpc?.stop();
+    this.egress?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();

@@ -5,7 +5,7 @@
 // the user read `trellisd: what went wrong (what to do)`.
 
 import { pino } from 'pino';
-import { Document, isScalar } from 'yaml';
+import { Document, isScalar, isSeq } from 'yaml';
 import { describeError, ErrorCode, hasCode } from '../src/errors.js';
 import { VERSION } from '../src/version.js';
 import { loadConfig, describeConfig, tlsFileProblems, type TrellisConfig } from '../src/config/load.js';
@@ -16,6 +16,7 @@ import { withdrawNode } from './withdraw.js';
 import { installWhenReady, removeConflist } from './cni-install.js';
 import { detectHost } from './host-detect.js';
 import { holdNotReady } from './hold-not-ready.js';
+import { describeEgressDefault, removeEgress } from './egress.js';
 
 const USAGE = `Usage: trellisd [--config FILE] [options]
        trellisd --check-config [--config FILE] [options]
@@ -70,6 +71,10 @@ function annotated(data: Record<string, unknown>, notes: ReadonlyMap<string, str
   for (const [path, note] of notes) {
     const node = doc.getIn(path.split('.'), true);
     if (isScalar(node)) node.comment = ` ${note}`;
+    else if (isSeq(node)) {
+      node.flow = true; // one line, so that the note follows the value
+      node.comment = ` ${note}`;
+    }
   }
   return doc.toString();
 }
@@ -111,7 +116,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`trellisd: invalid configuration:\n${unreadable.map((p) => `  ${p}\n`).join('')}`);
       return 2;
     }
-    process.stdout.write(`# configuration is valid\n${annotated(describeConfig(config), notes)}`);
+    process.stdout.write(`# configuration is valid\n${annotated(describeConfig(config), notes)}${describeEgressDefault(config)}`);
     return 0;
   }
   const log = pino({ level: config.log.level, base: { node: config.nodeName } });
@@ -119,6 +124,7 @@ export async function main(argv: string[]): Promise<number> {
     try {
       const { blocks } = await withdrawNode(config, log);
       if (config.cni.install) removeConflist(config, log);
+      await removeEgress(log);
       process.stdout.write(`withdrew node ${config.nodeName}: lease revoked, ${blocks.length} block(s) released${blocks.length > 0 ? `: ${blocks.join(' ')}` : ''}\n`);
       return 0;
     } catch (err) {

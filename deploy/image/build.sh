@@ -3,9 +3,9 @@
 # registry: buildah, from scratch, holding /usr/bin/node and exactly the shared
 # libraries `ldd` lists for it (copied at their paths), plus
 #   trellis: /opt/trellis/{package.json,dist/{daemon,src,cni}} and the
-#            production node_modules, /usr/bin/ip (iproute2) with its
-#            libraries; entrypoint trellisd; trellisctl at
-#            /usr/local/bin/trellisctl
+#            production node_modules, /usr/bin/ip (iproute2) and
+#            /usr/bin/nft (nftables) with their libraries; entrypoint
+#            trellisd; trellisctl at /usr/local/bin/trellisctl
 #   pause:   nothing more; the command sleeps forever (a pod sandbox image
 #            for the lab's containerd)
 # Usage: deploy/image/build.sh trellis|pause OUT.tar [NAME]
@@ -60,8 +60,10 @@ mkdir -p "$mnt/tmp" && chmod 1777 "$mnt/tmp"
 if [[ $kind == pause ]]; then
   "${bah[@]}" config --entrypoint '["/usr/bin/node","-e","setInterval(()=>{},1<<30)"]' --cmd '' "$ctr"
 else
-  # trellisd reads the host's routes and links with `ip -j` (iproute2).
+  # trellisd reads the host's routes and links with `ip -j` (iproute2), and
+  # keeps its egress masquerade table with `nft` (nftables).
   add_program ip
+  add_program nft
   app=$mnt/opt/trellis
   mkdir -p "$app/dist"
   cp "$root/package.json" "$app/"

@@ -1,5 +1,6 @@
 // The EC2 instance metadata service (IMDSv2), for what the configuration
-// leaves out: this instance's id, its region and its VPC id.
+// leaves out: this instance's id, its region, its VPC id, its private IPv4
+// address (local-ipv4) and its VPC's IPv4 CIDR blocks.
 //
 // IMDSv2 only: a session token is fetched with PUT /latest/api/token and sent
 // with every GET. The base URL is `vpc.metadataEndpoint`; nothing else is
@@ -41,6 +42,33 @@ async function send(url: string, init: RequestInit, timeoutMs: number): Promise<
   const text = await res.text();
   if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: HTTP ${res.status}`);
   return text.trim();
+}
+
+/** One IMDSv2 session: a token, then GETs of meta-data paths with it. */
+async function session(options: MetadataOptions): Promise<(path: string) => Promise<string>> {
+  const base = options.endpoint.replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? 2000;
+  const token = await send(`${base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': TOKEN_TTL_SECONDS } }, timeoutMs);
+  return (path) => send(`${base}/latest/meta-data/${path}`, { method: 'GET', headers: { 'x-aws-ec2-metadata-token': token } }, timeoutMs);
+}
+
+/** This instance's primary private IPv4 address (meta-data/local-ipv4); one attempt, plain errors. */
+export async function metadataLocalIPv4(options: MetadataOptions): Promise<string> {
+  const get = await session(options);
+  return get('local-ipv4');
+}
+
+/**
+ * The IPv4 CIDR blocks of the VPC of this instance's primary interface
+ * (meta-data/network/interfaces/macs/<mac>/vpc-ipv4-cidr-blocks, one a line);
+ * one attempt, plain errors.
+ */
+export async function metadataVpcCidrs(options: MetadataOptions): Promise<string[]> {
+  const get = await session(options);
+  const mac = await get('mac');
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new Error(`meta-data/mac is not a MAC address: ${JSON.stringify(mac.slice(0, 40))}`);
+  const text = await get(`network/interfaces/macs/${mac}/vpc-ipv4-cidr-blocks`);
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
 }
 
 /** Fetches what `wanted` leaves empty; throws E_UNAVAILABLE with the endpoint named. */

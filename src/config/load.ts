@@ -13,7 +13,7 @@ import { isAbsolute } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { describeFileError, ErrorCode, TrellisError } from '../errors.js';
 import { didYouMean } from '../core/suggest.js';
-import { parseAddress } from '../core/cidr.js';
+import { parseAddress, tryParsePrefix } from '../core/cidr.js';
 import { checkKeyName } from '../state/keys.js';
 import { etcdSettingsProblems, parseListen } from '../core/endpoints.js';
 import { CONFIG_KEYS, envName, flagName, formatDuration, type ConfigKey } from './schema.js';
@@ -60,7 +60,19 @@ export interface TrellisConfig {
   http: { listen: string };
   vpc: VpcConfig;
   cni: CniConfig;
+  egress: EgressConfig;
   log: { level: string };
+}
+
+export interface EgressConfig {
+  /** undefined = decided at start from the pod network and the VPC CIDR(s). */
+  masquerade: boolean | undefined;
+  /** undefined = the VPC CIDR(s) when known, else none. */
+  nonMasqueradeCidrs: string[] | undefined;
+  /** The VPC's IPv4 CIDR blocks read from the instance metadata (not a key: filled in by detection). */
+  vpcCidrs?: string[] | undefined;
+  /** Why the VPC's CIDR blocks could not be read (filled in by detection). */
+  vpcCidrsUnknown?: string | undefined;
 }
 
 export interface CniConfig {
@@ -339,6 +351,10 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       mtu: values.get('cni.mtu') as number | undefined,
       replaceExisting: values.get('cni.replaceExisting') as boolean,
     },
+    egress: {
+      masquerade: values.get('egress.masquerade') as boolean | undefined,
+      nonMasqueradeCidrs: values.get('egress.nonMasqueradeCidrs') as string[] | undefined,
+    },
     log: { level: str('log.level') as string },
   };
   problems.push(...semanticProblems(config, values));
@@ -385,6 +401,18 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
   }
   problems.push(...etcdSettingsProblems(config.etcd));
   problems.push(...vpcConfigProblems(config.vpc));
+  problems.push(...egressCidrProblems('egress.nonMasqueradeCidrs', config.egress.nonMasqueradeCidrs ?? []));
+  return problems;
+}
+
+/** Each entry of `cidrs` that is not a canonical IPv4 prefix, named with `key`. */
+export function egressCidrProblems(key: string, cidrs: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (const text of cidrs) {
+    const p = tryParsePrefix(text);
+    if (typeof p === 'string') problems.push(`${key}: ${p}`);
+    else if (p.family !== 4) problems.push(`${key}: ${text} is not an IPv4 prefix (egress masquerade is IPv4 only)`);
+  }
   return problems;
 }
 

@@ -302,6 +302,18 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: 'Tokens returned per second to the describe bucket (EC2: 20).',
   },
   {
+    path: 'egress.masquerade',
+    type: 'boolean',
+    defaultText: 'on when vpc.enabled and the pod network lies outside the VPC CIDR(s); off otherwise',
+    doc: "Translate the source of pod traffic leaving for destinations outside the pod network and egress.nonMasqueradeCidrs to hostIP (SNAT, in nftables table `ip trellis`, which Trellis alone manages), so that it can leave through an internet or NAT gateway and find its way back.",
+  },
+  {
+    path: 'egress.nonMasqueradeCidrs',
+    type: 'list',
+    defaultText: 'the VPC CIDR(s) from the instance metadata when vpc.enabled; none otherwise',
+    doc: 'IPv4 destinations that pod traffic reaches untranslated besides the pod network (comma-separated in flags and environment).',
+  },
+  {
     path: 'cni.install',
     type: 'boolean',
     default: false,

@@ -37,6 +37,8 @@ t.test('image: built from scratch, --version under containerd, trellisd with hos
   t.equal(info.trim(), `trellisd ${version}`, 'trellisd --version runs in the image');
   const ctl = await runtime.ctr(['run', '--rm', IMAGE, 'trellisctl-help', '/usr/local/bin/trellisctl', '--help']);
   t.match(ctl, /Usage: trellisctl COMMAND/, 'trellisctl runs in the image');
+  const nft = await runtime.ctr(['run', '--rm', IMAGE, 'nft-version', '/usr/bin/nft', '--version']);
+  t.match(nft, /^nftables v\d/, 'nft (egress masquerade) runs in the image');
   const spec = await runtime.ctr(['images', 'ls', '--quiet']);
   t.match(spec, IMAGE, 'image imported under its name');
   const entry = JSON.parse(await runtime.ctr(['run', '--rm', IMAGE, 'trellis-ls', '/usr/bin/node', '-e', 'console.log(JSON.stringify(require("node:fs").readdirSync("/opt/trellis/dist/cni")))'])) as string[];
