@@ -42,6 +42,7 @@ import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
 import type { VpcService } from './vpc/vpc-service.js';
+import { leaseOwner } from './withdraw.js';
 
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
 const IPAM_USAGE_REFRESH_MS = 10_000;
@@ -165,6 +166,7 @@ export class NodeDaemon {
       ttlSeconds: config.holdTime / 1000,
       stateFile: join(config.stateDir, 'lease.json'),
       log: log.child({ component: 'lease' }),
+      owner: leaseOwner(config),
     });
     this.lease = lease;
     const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
