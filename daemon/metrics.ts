@@ -36,6 +36,7 @@ export class Metrics {
   readonly routeChanges: Counter<'op'>;
   readonly ipam: IpamMetrics;
   readonly recordsIgnored: Counter<'kind' | 'reason'>;
+  readonly blockClaimFailures: Counter<'reason'>;
   private sources: MetricSources = {};
 
   constructor() {
@@ -88,6 +89,13 @@ export class Metrics {
     for (const kind of ['node', 'block', 'advertisement', 'advertised-prefix']) {
       for (const reason of ['undecodable', 'invalid', 'oversized']) this.recordsIgnored.inc({ kind, reason }, 0);
     }
+    this.blockClaimFailures = new Counter({
+      name: 'trellis_block_claim_failures_total',
+      help: 'Failed tries to claim the first block at start-up (the node stays unregistered and not ready meanwhile), by reason (exhausted, conflict, unavailable, error).',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['exhausted', 'conflict', 'unavailable', 'error']) this.blockClaimFailures.inc({ reason }, 0);
     new Gauge({
       name: 'trellis_lease_state',
       help: "State of this node's etcd lease (1 for the current state).",

@@ -2,9 +2,10 @@
 //
 // Start-up order (each step waits for the one before):
 //   etcd reachable → topology present and valid → node placed in its subnet →
-//   lease granted or re-attached → node record published → at least one block
-//   claimed → advertisement published → watches of nodes/, blocks/ and routes/
-//   synced (the cluster view is then complete).
+//   at least one block claimed (retried until one is: nothing leased is
+//   written before, first-block.ts) → lease granted or re-attached → node
+//   record and advertisement published → watches of nodes/, blocks/ and
+//   routes/ synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
 // policy is in node-advertisement.ts, the desired routes in route-inputs.ts,
 // retries in src/retry.ts.
@@ -38,6 +39,7 @@ import { startHttpServer } from './http-server.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
 import { NodeAdvertisement } from './node-advertisement.js';
+import { holdFirstBlock } from './first-block.js';
 import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
@@ -171,14 +173,11 @@ export class NodeDaemon {
     this.lease = lease;
     const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
     this.publisher = publisher;
-    const started = await lease.start();
-    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
     const advertisement = new NodeAdvertisement({
       node: config.nodeName, hostIP: config.hostIP, instanceId: config.instanceId, subnet, healthEndpoint,
       agentVersion: VERSION, keys: this.keys, sink: publisher, log, blockGraceMs: config.ipam.blockGrace,
     });
     this.advertisement = advertisement;
-    advertisement.publishNode();
     this.ipam = new Ipam({
       topology,
       subnet,
@@ -193,6 +192,15 @@ export class NodeDaemon {
     });
     // Reads the node's own address records (migrating claims of the old layout first).
     await this.ipam.load();
+    // Nothing leased is written before the node holds a block (first-block.ts).
+    this.phase = 'claiming a block';
+    await holdFirstBlock(this.ipam, {
+      log, failures: this.metrics.blockClaimFailures, stopping, setPhase: (reason) => (this.phase = reason),
+    });
+    this.phase = 'registering';
+    const started = await lease.start();
+    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
+    advertisement.publishNode();
     await advertisement.claim(this.ipam);
 
     topologyMirror.on('changes', () => {
