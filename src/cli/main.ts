@@ -12,7 +12,8 @@ import { describeCommandError } from './etcd-options.js';
 import { dispatch, EXIT_FAILURE, type CliIO, type CommandGroup } from './command.js';
 import { topologyCommand } from './topology-cmd.js';
 import { ipamCommand } from './ipam-cmd.js';
-import { blocksCommand, nodesCommand, routesCommand } from './state-cmd.js';
+import { blocksCommand, routesCommand } from './state-cmd.js';
+import { nodesCommand } from './nodes-cmd.js';
 import { vpcCommand } from './vpc-cmd.js';
 import { nodeCommand } from './node-cmd.js';
 

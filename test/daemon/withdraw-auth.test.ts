@@ -116,7 +116,7 @@ t.test('username and password', async (t) => {
 
   const ok = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, '--etcd-username', 'trellis'], { TRELLIS_ETCD_PASSWORD: 's3cret' });
   t.equal(ok.code, 0, ok.stderr);
-  t.match(ok.stdout, /authed\s+subnet-a1/);
+  t.match(ok.stdout, /authed\s+live\s+subnet-a1/);
   const bad = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, '--etcd-username', 'trellis', '--etcd-password', 'wrong']);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /check etcd\.username and etcd\.password/);
