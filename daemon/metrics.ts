@@ -37,6 +37,7 @@ export class Metrics {
   readonly ipam: IpamMetrics;
   readonly recordsIgnored: Counter<'kind' | 'reason'>;
   readonly blockClaimFailures: Counter<'reason'>;
+  readonly nodesCollected: Counter<'rule'>;
   private sources: MetricSources = {};
 
   constructor() {
@@ -96,6 +97,13 @@ export class Metrics {
       registers,
     });
     for (const reason of ['exhausted', 'conflict', 'unavailable', 'error']) this.blockClaimFailures.inc({ reason }, 0);
+    this.nodesCollected = new Counter({
+      name: 'trellis_nodes_collected_total',
+      help: "Dead nodes whose blocks and pod addresses this trellisd gave back as the cluster's elected collector, by rule (dead-node-after).",
+      labelNames: ['rule'],
+      registers,
+    });
+    this.nodesCollected.inc({ rule: 'dead-node-after' }, 0);
     new Gauge({
       name: 'trellis_lease_state',
       help: "State of this node's etcd lease (1 for the current state).",

@@ -40,6 +40,7 @@ import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
 import { NodeAdvertisement } from './node-advertisement.js';
 import { holdFirstBlock } from './first-block.js';
+import { NodeCollector } from './node-collector.js';
 import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
@@ -72,6 +73,8 @@ export class NodeDaemon {
   private advertisement: NodeAdvertisement | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
+  /** gc.deadNodeAfter > 0: candidate for the cluster's node collector. */
+  collector: NodeCollector | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -229,6 +232,15 @@ export class NodeDaemon {
     const vpcService = this.vpc;
     if (vpcService !== undefined) routes.subscribe(() => vpcService.markDirty());
     await vpcService?.start();
+    if (config.gc.deadNodeAfter > 0) {
+      const nodes = this.mirrors.find((m) => m.prefix === this.keys.nodesPrefix());
+      this.collector = new NodeCollector({
+        client: this.client, keys: this.keys, node: config.nodeName, lease, log: log.child({ component: 'collector' }),
+        deadNodeAfterMs: config.gc.deadNodeAfter, collected: this.metrics.nodesCollected,
+        view: () => (this.synced ? { recorded: new Set([...(nodes?.entries().keys() ?? [])].map(Keys.leaf)), claimOwners: new Set(view.blocksByNode().keys()) } : undefined),
+      });
+      await this.collector.start();
+    }
     routes.onChanges([]);
     advertisement.startReclaim();
     if (config.ipam.socket !== '') {
@@ -297,6 +309,7 @@ export class NodeDaemon {
     this.advertisement?.stop();
     this.ipamService?.close();
     await this.vpc?.stop();
+    await this.collector?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();

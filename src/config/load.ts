@@ -51,6 +51,10 @@ export interface TrellisConfig {
     /** ms */
     blockGrace: number;
   };
+  gc: {
+    /** ms; 0: never collect a node on time alone. */
+    deadNodeAfter: number;
+  };
   http: { listen: string };
   vpc: VpcConfig;
   cni: CniConfig;
@@ -311,6 +315,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       addressRest: values.get('ipam.addressRest') as number,
       blockGrace: values.get('ipam.blockGrace') as number,
     },
+    gc: { deadNodeAfter: values.get('gc.deadNodeAfter') as number },
     http: { listen: str('http.listen') as string },
     vpc: vpcSection(values),
     cni: {
