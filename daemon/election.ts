@@ -1,4 +1,5 @@
-// Election of a subnet's VPC advertiser over etcd.
+// Election of a subnet's VPC advertiser over etcd (and, under another key
+// prefix, of any other one-per-scope role: the cluster's node collector).
 //
 // Every trellisd of the subnet with vpc.enabled is a candidate: it puts
 // `<prefix>/v1/advertisers/<subnet>/<lease id hex>` (value: its node name)
@@ -48,6 +49,10 @@ export interface ElectionOptions {
   readonly log: Logger;
   /** Period of a re-read besides watch events (default 2 s). */
   readonly recheckMs?: number;
+  /** Candidacy keys' prefix, for another elected role (default advertisers/<subnet>/). */
+  readonly prefix?: string;
+  /** The role won, for the log (default "VPC advertiser of the subnet"). */
+  readonly role?: string;
 }
 
 export interface ElectionEvents {
@@ -82,7 +87,7 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
 
   constructor(private readonly options: ElectionOptions) {
     super();
-    this.prefix = options.keys.advertisersPrefix(options.subnet);
+    this.prefix = options.prefix ?? options.keys.advertisersPrefix(options.subnet);
   }
 
   get state(): ElectionState {
@@ -186,7 +191,7 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
     if (state === this.current) return;
     const was = this.current;
     this.current = state;
-    this.options.log.info({ subnet: this.options.subnet, from: was, to: state }, state === 'leader' ? 'became VPC advertiser of the subnet' : 'VPC advertiser election state');
+    this.options.log.info({ subnet: this.options.subnet, from: was, to: state }, state === 'leader' ? `became ${this.options.role ?? 'VPC advertiser of the subnet'}` : `${this.options.role ?? 'VPC advertiser'} election state`);
     this.emit('state', state);
   }
 

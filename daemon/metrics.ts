@@ -38,6 +38,8 @@ export class Metrics {
   readonly recordsIgnored: Counter<'kind' | 'reason'>;
   readonly claimConflicts: Counter;
   readonly claimRepairs: Counter<'result'>;
+  readonly blockClaimFailures: Counter<'reason'>;
+  readonly nodesCollected: Counter<'rule'>;
   private sources: MetricSources = {};
 
   constructor() {
@@ -101,6 +103,20 @@ export class Metrics {
     for (const kind of ['node', 'block', 'hold', 'advertisement', 'advertised-prefix']) {
       for (const reason of ['undecodable', 'invalid', 'oversized']) this.recordsIgnored.inc({ kind, reason }, 0);
     }
+    this.blockClaimFailures = new Counter({
+      name: 'trellis_block_claim_failures_total',
+      help: 'Failed tries to claim the first block at start-up (the node stays unregistered and not ready meanwhile), by reason (exhausted, conflict, unavailable, error).',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['exhausted', 'conflict', 'unavailable', 'error']) this.blockClaimFailures.inc({ reason }, 0);
+    this.nodesCollected = new Counter({
+      name: 'trellis_nodes_collected_total',
+      help: "Dead nodes whose blocks and pod addresses this trellisd gave back as the cluster's elected collector, by rule (dead-node-after).",
+      labelNames: ['rule'],
+      registers,
+    });
+    this.nodesCollected.inc({ rule: 'dead-node-after' }, 0);
     new Gauge({
       name: 'trellis_lease_state',
       help: "State of this node's etcd lease (1 for the current state).",

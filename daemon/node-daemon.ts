@@ -1,8 +1,9 @@
 // trellisd's wiring: configuration → etcd adapters → controllers.
 //
 // Start-up order (each step waits for the one before):
-//   etcd reachable → lease re-attached (or granted) → topology present and
-//   valid → node placed in its subnet → at least one block claimed → node
+//   etcd reachable → lease re-attached (or granted: nothing is written under
+//   a new lease yet) → topology present and valid → node placed in its subnet
+//   → at least one block held (retried until one is, first-block.ts) → node
 //   record and advertisement published together (one transaction) → watches
 //   of nodes/, blocks/ and routes/ synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
@@ -41,11 +42,14 @@ import { startHttpServer } from './http-server.js';
 import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
 import { NodeAdvertisement } from './node-advertisement.js';
+import { holdFirstBlock } from './first-block.js';
+import { NodeCollector } from './node-collector.js';
 import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
 import { WithdrawHold } from './withdraw-hold.js';
 import type { VpcService } from './vpc/vpc-service.js';
+import { leaseOwner } from './withdraw.js';
 
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
 const IPAM_USAGE_REFRESH_MS = 10_000;
@@ -82,6 +86,8 @@ export class NodeDaemon {
   private repairing: Promise<void> | undefined;
   /** Pod egress masquerade (nftables table ip trellis). */
   egress: EgressController | undefined;
+  /** gc.deadNodeAfter > 0: candidate for the cluster's node collector. */
+  collector: NodeCollector | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -165,6 +171,7 @@ export class NodeDaemon {
       ttlSeconds: config.holdTime / 1000,
       stateFile: join(config.stateDir, 'lease.json'),
       log: log.child({ component: 'lease' }),
+      owner: leaseOwner(config),
     });
     this.lease = lease;
     const client = this.client;
@@ -218,7 +225,6 @@ export class NodeDaemon {
       agentVersion: VERSION, keys: this.keys, sink: publisher, log, blockGraceMs: config.ipam.blockGrace,
     });
     this.advertisement = advertisement;
-    advertisement.publishNode();
     this.ipam = new Ipam({
       topology,
       subnet,
@@ -236,6 +242,13 @@ export class NodeDaemon {
     // Claims from before holds existed get their hold, so a rewrite of them is seen from now on.
     const newHolds = await writeMissingHolds(this.client, this.keys, config.nodeName);
     if (newHolds.length > 0) log.info({ blocks: newHolds }, 'wrote holds for claims that had none');
+    // Nothing leased is written before the node holds a block (first-block.ts).
+    this.phase = 'claiming a block';
+    await holdFirstBlock(this.ipam, {
+      log, failures: this.metrics.blockClaimFailures, stopping, setPhase: (reason) => (this.phase = reason),
+    });
+    this.phase = 'registering';
+    advertisement.publishNode();
     await advertisement.claim(this.ipam);
 
     topologyMirror.on('changes', () => {
@@ -266,6 +279,15 @@ export class NodeDaemon {
     const vpcService = this.vpc;
     if (vpcService !== undefined) routes.subscribe(() => vpcService.markDirty());
     await vpcService?.start();
+    if (config.gc.deadNodeAfter > 0) {
+      const nodes = this.mirrors.find((m) => m.prefix === this.keys.nodesPrefix());
+      this.collector = new NodeCollector({
+        client: this.client, keys: this.keys, node: config.nodeName, lease, log: log.child({ component: 'collector' }),
+        deadNodeAfterMs: config.gc.deadNodeAfter, collected: this.metrics.nodesCollected,
+        view: () => (this.synced ? { recorded: new Set([...(nodes?.entries().keys() ?? [])].map(Keys.leaf)), claimOwners: new Set(view.blocksByNode().keys()) } : undefined),
+      });
+      await this.collector.start();
+    }
     routes.onChanges([]);
     advertisement.startReclaim();
     if (config.ipam.socket !== '') {
@@ -396,6 +418,7 @@ export class NodeDaemon {
     this.ipamService?.close();
     await this.vpc?.stop();
     this.egress?.stop();
+    await this.collector?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();

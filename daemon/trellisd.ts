@@ -31,7 +31,9 @@ Commands:
   --check-config    validate the configuration, print it resolved, and exit
   --withdraw        remove this node now: revoke its lease (its node record and
                     advertisement vanish at once) and give back all its blocks.
-                    Stop the running daemon first.
+                    Stop the running daemon first. Only the lease recorded in
+                    stateDir for this node name and etcd prefix is revoked;
+                    other nodes: "trellisctl node remove NAME".
 
 Options:
   -c, --config FILE   YAML configuration file (TRELLIS_CONFIG)

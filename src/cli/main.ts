@@ -12,9 +12,11 @@ import { describeCommandError } from './etcd-options.js';
 import { dispatch, EXIT_FAILURE, type CliIO, type CommandGroup } from './command.js';
 import { topologyCommand } from './topology-cmd.js';
 import { ipamCommand } from './ipam-cmd.js';
-import { blocksCommand, nodesCommand, routesCommand } from './state-cmd.js';
+import { blocksCommand, routesCommand } from './state-cmd.js';
+import { nodesCommand } from './nodes-cmd.js';
 import { vpcCommand } from './vpc-cmd.js';
 import { rbacCommand } from './rbac-cmd.js';
+import { nodeCommand } from './node-cmd.js';
 
 export const root: CommandGroup = {
   kind: 'group',
@@ -25,7 +27,7 @@ export const root: CommandGroup = {
     'and subnets that trellisd advertises routes for, and the live state in etcd\n' +
     '(nodes, block claims, pod address allocations, advertisements, VPC\n' +
     'route-table entries).',
-  commands: [topologyCommand, nodesCommand, blocksCommand, ipamCommand, routesCommand, vpcCommand, rbacCommand],
+  commands: [topologyCommand, nodesCommand, nodeCommand, blocksCommand, ipamCommand, routesCommand, vpcCommand, rbacCommand],
   examples: ['trellisctl topology validate examples/topology.yaml', 'trellisctl topology apply examples/topology.yaml', 'trellisctl routes -o json'],
 };
 

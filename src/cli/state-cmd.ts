@@ -1,4 +1,4 @@
-// `trellisctl nodes | blocks | routes`: the live state in etcd, as tables for
+// `trellisctl blocks | routes` (and helpers of `nodes`, nodes-cmd.ts): the live state in etcd, as tables for
 // people (-o wide adds columns) or JSON/YAML for programs (counts as numbers).
 // Rows are sorted: nodes by name, blocks by prefix (numerically), routes by
 // subnet then node. Invalid records are listed too (marked, with
@@ -13,7 +13,7 @@ import { EXIT_FAILURE, EXIT_OK, type CliIO, type Invocation, type LeafCommand } 
 import { readSnapshot, type Snapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
 import { formatData, formatTable, isData, outputOption, toNumber } from './output.js';
-import type { AdvertisementInfo, BlockInfo, NodeInfo } from '../state/validate.js';
+import type { AdvertisementInfo, BlockInfo } from '../state/validate.js';
 import type { ClaimConflict } from '../state/cluster-view.js';
 
 /** Reads a snapshot, prints what `show` makes of it; exit 1 when no usable topology is stored. */
@@ -34,7 +34,7 @@ export function ignoredReason(s: Snapshot, key: string): string | undefined {
   return s.ignored.find((i) => i.key === key && i.kind !== 'advertised-prefix')?.reason;
 }
 
-const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+export const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 function tryPrefix(text: string): Prefix | undefined {
   try {
@@ -53,66 +53,14 @@ export function byPrefixText(a: string, b: string): number {
 }
 
 /** `--ignored`: only the records trellisd ignores (or ignores part of), each with its reason. */
-const ignoredOption = { type: 'boolean', doc: 'list only the records trellisd ignores, with the reason' } as const;
+export const ignoredOption = { type: 'boolean', doc: 'list only the records trellisd ignores, with the reason' } as const;
 
-const onlyIgnored = <T extends { valid: boolean; rejected?: readonly unknown[] }>(inv: Invocation, rows: T[]): T[] =>
+export const onlyIgnored = <T extends { valid: boolean; rejected?: readonly unknown[] }>(inv: Invocation, rows: T[]): T[] =>
   inv.options.ignored === true ? rows.filter((r) => !r.valid || (r.rejected?.length ?? 0) > 0) : rows;
 
 /** An aligned table, or "(none)" when there are no rows. */
 export const table = (header: string[], rows: string[][], right: number[] = []): string =>
   rows.length === 0 ? '(none)\n' : `${formatTable(header, rows, { right }).join('\n')}\n`;
-
-export const nodesCommand: LeafCommand = {
-  kind: 'command',
-  name: 'nodes',
-  summary: 'list live nodes (present while their lease is alive)',
-  args: '',
-  positionals: { min: 0, max: 0 },
-  options: { output: outputOption, ignored: ignoredOption, ...etcdOptions },
-  description:
-    'Lists the node records in etcd: every node whose lease is alive, with its\n' +
-    'subnet, host IP, instance id, lease, and the blocks it holds. Records that\n' +
-    'fail validation (or are too large to read) are listed with the reason\n' +
-    'trellisd ignores them; --ignored lists only those.',
-  examples: ['trellisctl nodes', 'trellisctl nodes -o json --etcd-endpoints http://198.18.0.2:2379'],
-  run: (inv, io) =>
-    withSnapshot(inv, io, (s) => {
-      const keys = s.keys;
-      const valid = s.view?.nodes() ?? new Map<string, NodeInfo>();
-      const byNode = s.view?.blocksByNode() ?? new Map<string, BlockInfo[]>();
-      const rows = s.recordKeys
-        .filter((k) => k.startsWith(keys.nodesPrefix()))
-        .map((key) => {
-          const name = Keys.leaf(key);
-          const n = valid.get(name);
-          const blocks = [...(byNode.get(name) ?? [])].sort((a, b) => comparePrefix(a.prefix, b.prefix)).map((b) => formatPrefix(b.prefix));
-          return {
-            name,
-            subnet: n?.subnet.id ?? '',
-            zone: n?.subnet.zone ?? '',
-            hostIP: n === undefined ? '' : formatAddress(n.hostIP),
-            instanceId: n?.instanceId ?? '',
-            lease: s.leases.has(key) ? hex(s.leases.get(key) as string) : '-',
-            healthEndpoint: n?.healthEndpoint ?? '',
-            blocks,
-            valid: n !== undefined,
-            ...(n === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
-          };
-        })
-        .sort((a, b) => byText(a.name, b.name));
-      if (isData(inv.options.output)) return onlyIgnored(inv, rows);
-      const wide = inv.options.output === 'wide';
-      return table(
-        ['NODE', 'SUBNET', 'ZONE', 'HOST IP', 'INSTANCE', 'LEASE', ...(wide ? ['HEALTH ENDPOINT', '#BLOCKS'] : []), 'BLOCKS', 'STATUS'],
-        onlyIgnored(inv, rows).map((r) => [
-          r.name, r.subnet, r.zone, r.hostIP, r.instanceId || '-', r.lease,
-          ...(wide ? [r.healthEndpoint || '-', String(r.blocks.length)] : []),
-          r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`,
-        ]),
-        wide ? [7] : [],
-      );
-    }),
-};
 
 export const blocksCommand: LeafCommand = {
   kind: 'command',

@@ -57,6 +57,10 @@ export interface TrellisConfig {
     /** ms */
     etcdTimeout: number;
   };
+  gc: {
+    /** ms; 0: never collect a node on time alone. */
+    deadNodeAfter: number;
+  };
   http: { listen: string };
   vpc: VpcConfig;
   cni: CniConfig;
@@ -341,6 +345,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       blockGrace: values.get('ipam.blockGrace') as number,
       etcdTimeout: values.get('ipam.etcdTimeout') as number,
     },
+    gc: { deadNodeAfter: values.get('gc.deadNodeAfter') as number },
     http: { listen: str('http.listen') as string },
     vpc: vpcSection(values),
     cni: {

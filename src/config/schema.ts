@@ -185,6 +185,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: 'How long a block must stay empty before it is given back to the subnet (the node always keeps one).',
   },
   {
+    path: 'gc.deadNodeAfter',
+    type: 'duration',
+    default: 0,
+    min: 0,
+    max: 31536000000,
+    doc: 'Give back the blocks and pod addresses of a node whose record has been absent this long (one elected collector per cluster; see docs/lifecycle.md). 0 (the default) never collects on time alone: a node cut off from etcd may still run pods.',
+  },
+  {
     path: 'http.listen',
     type: 'string',
     default: '127.0.0.1:9653',

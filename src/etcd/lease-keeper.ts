@@ -23,6 +23,10 @@
 //    keeps alive, so a graceful restart on a busy host has that long, not
 //    the rest of one hold time, and a stop for good withdraws the node
 //    restartHoldTime after it. Only revoke() withdraws the keys at once.
+//  * The state file names the lease's owner (node name and etcd prefix) next
+//    to its id: a lease stored for another owner is never re-attached to, and
+//    revokeOwned() refuses it (or a file that names no owner), so one host's
+//    state directory can never withdraw another node.
 
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -39,11 +43,22 @@ export interface LeaseKeeperOptions {
   stateFile?: string | undefined;
   log: Logger;
   now?: () => number;
+  /** Who holds the lease, recorded in the state file with its id. */
+  owner?: LeaseOwner | undefined;
 }
 
-interface StoredLease {
+/** The node (and cluster prefix) a stored lease was granted for. */
+export interface LeaseOwner {
+  readonly node: string;
+  readonly prefix: string;
+}
+
+/** The lease a state file records: its id and, when the file names it, its owner. */
+export interface StoredLease {
   id: string;
   ttlSeconds: number;
+  node?: string;
+  prefix?: string;
 }
 
 export interface LeaseKeeperEvents {
@@ -90,13 +105,23 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
 
   /** Re-attach to the stored lease if etcd still has it, else grant a new one. */
   async start(): Promise<{ id: string; reattached: boolean }> {
-    const stored = this.readStored();
+    let stored = this.readStored();
+    const owner = this.options.owner;
+    if (stored !== undefined && owner !== undefined && stored.node !== undefined && !sameOwner(stored, owner)) {
+      this.options.log.warn(
+        { lease: hex(stored.id), storedNode: stored.node, storedPrefix: stored.prefix, node: owner.node, prefix: owner.prefix },
+        'the stored lease belongs to another node or cluster prefix; not re-attaching to it',
+      );
+      stored = undefined;
+    }
     let reattached = false;
     if (stored !== undefined) {
       const ttl = await this.remainingTtl(stored.id);
       if (ttl > 0 && (await this.keepAliveOnce(stored.id)) > 0) {
         this.leaseId = stored.id;
         reattached = true;
+        // A file of an older version names no owner: it is rewritten with it.
+        if (stored.node === undefined && owner !== undefined) this.writeStored({ id: stored.id, ttlSeconds: this.options.ttlSeconds });
         this.options.log.info({ lease: hex(stored.id), remaining: ttl }, 're-attached to existing lease');
       } else {
         this.options.log.info({ lease: hex(stored.id) }, 'stored lease has expired; granting a new one');
@@ -177,6 +202,49 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       if (!/not found|requested lease not found/i.test(String((err as Error).message))) throw err;
     }
     this.forgetStored();
+  }
+
+  /**
+   * Revoke the lease the state file records, only if it names `owner`: a file
+   * of another node or cluster prefix, or one that names no owner, is refused
+   * (ErrorCode.Config) and nothing is revoked. Returns the revoked id, or
+   * undefined when the file records no lease.
+   */
+  async revokeOwned(owner: LeaseOwner): Promise<string | undefined> {
+    const id = this.checkOwned(owner);
+    if (id === undefined) return undefined;
+    this.leaseId = id;
+    await this.revoke();
+    return id;
+  }
+
+  /** The id of the lease the state file records for `owner`; throws as revokeOwned does. */
+  checkOwned(owner: LeaseOwner): string | undefined {
+    const stored = this.readStored();
+    if (stored === undefined) return undefined;
+    const file = this.options.stateFile ?? '(none)';
+    if (stored.node === undefined) {
+      throw new TrellisError(
+        ErrorCode.Config,
+        `${file} records lease ${hex(stored.id)} without the node it belongs to: refusing to revoke it for node ${owner.node} ` +
+          `(start this node's trellisd once to record it, or remove the node with "trellisctl node remove ${owner.node}")`,
+        { details: { lease: hex(stored.id), node: owner.node } },
+      );
+    }
+    if (!sameOwner(stored, owner)) {
+      throw new TrellisError(
+        ErrorCode.Config,
+        `${file} holds the lease of node ${stored.node} under prefix ${stored.prefix ?? '?'}, not of node ${owner.node} under prefix ${owner.prefix}: ` +
+          `refusing to revoke it (run --withdraw with this host's own node name and prefix, or remove another node with "trellisctl node remove ${owner.node}")`,
+        { details: { lease: hex(stored.id), storedNode: stored.node, storedPrefix: stored.prefix, node: owner.node, prefix: owner.prefix } },
+      );
+    }
+    return stored.id;
+  }
+
+  /** The lease the state file records, if any. */
+  stored(): StoredLease | undefined {
+    return this.readStored();
   }
 
   /** One keepalive round; run by the interval timer, exposed for tests. */
@@ -302,7 +370,10 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     try {
       const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<StoredLease>;
       if (typeof parsed.id === 'string' && /^[0-9]+$/.test(parsed.id)) {
-        return { id: parsed.id, ttlSeconds: Number(parsed.ttlSeconds) };
+        const out: StoredLease = { id: parsed.id, ttlSeconds: Number(parsed.ttlSeconds) };
+        if (typeof parsed.node === 'string') out.node = parsed.node;
+        if (typeof parsed.prefix === 'string') out.prefix = parsed.prefix;
+        return out;
       }
       this.options.log.warn({ file }, 'ignoring malformed lease state file');
     } catch (err) {
@@ -313,9 +384,11 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     return undefined;
   }
 
-  private writeStored(value: StoredLease): void {
+  private writeStored(lease: { id: string; ttlSeconds: number }): void {
     const file = this.options.stateFile;
     if (file === undefined) return;
+    const owner = this.options.owner;
+    const value: StoredLease = owner === undefined ? lease : { ...lease, node: owner.node, prefix: owner.prefix };
     mkdirSync(dirname(file), { recursive: true });
     const tmp = `${file}.tmp`;
     writeFileSync(tmp, `${JSON.stringify(value)}\n`, { mode: 0o600 });
@@ -331,6 +404,10 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       // nothing to forget
     }
   }
+}
+
+function sameOwner(stored: StoredLease, owner: LeaseOwner): boolean {
+  return stored.node === owner.node && stored.prefix === owner.prefix;
 }
 
 /** Lease ids in the hexadecimal form etcdctl prints. */

@@ -9,6 +9,7 @@
 //   <prefix>/v1/ipam/<node>/<a.b.c.d-len>/<address>
 //   <prefix>/v1/routes/<subnet>/<node>
 //   <prefix>/v1/advertisers/<subnet>/...
+//   <prefix>/v1/collector/...
 //   <prefix>/v1/vpc/<subnet>
 // Names used in keys (node names, subnet ids) never contain "/".
 
@@ -138,6 +139,11 @@ export class Keys {
 
   advertisersPrefix(subnet: string): string {
     return `${this.root}/advertisers/${subnet}/`;
+  }
+
+  /** Candidacies of the cluster's node collector (daemon/node-collector.ts). */
+  collectorPrefix(): string {
+    return `${this.root}/collector/`;
   }
 
   vpcPrefix(): string {

@@ -39,9 +39,9 @@ t.test('help [COMMAND...] prints what COMMAND --help prints', async (t) => {
 });
 
 t.test('did you mean: commands, options, configuration keys', async (t) => {
-  const cmd = ctl(['node']);
+  const cmd = ctl(['block']);
   t.equal(cmd.code, 2);
-  t.equal(cmd.stderr.split('\n')[0], 'trellisctl: unknown command "node" for "trellisctl" (did you mean "nodes"?)');
+  t.equal(cmd.stderr.split('\n')[0], 'trellisctl: unknown command "block" for "trellisctl" (did you mean "blocks"?)');
   const opt = ctl(['blocks', '--nod', 'a']);
   t.equal(opt.code, 2);
   t.equal(opt.stderr.split('\n')[0], 'trellisctl: unknown option "--nod" (did you mean "--node"?)');

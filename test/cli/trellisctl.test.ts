@@ -167,7 +167,7 @@ t.test('usage errors exit 2 with the usage on stderr', async (t) => {
     [['topology', 'render', 'f', '--frob'], /^trellisctl: unknown option "--frob"\nUsage: trellisctl topology render \[options\] FILE[^]*-o, --output FORMAT/],
     [['topology', 'render', 'f', '-o', 'xml'], /^trellisctl: invalid value "xml" for -o\/--output: expected table, json or yaml\n/],
     [['nodes', '-o', 'tabel'], /^trellisctl: invalid value "tabel" for -o\/--output: expected table, wide, json or yaml\n/],
-    [['node'], /^trellisctl: unknown command "node" for "trellisctl" \(did you mean "nodes"\?\)\nUsage: trellisctl COMMAND/],
+    [['block'], /^trellisctl: unknown command "block" for "trellisctl" \(did you mean "blocks"\?\)\nUsage: trellisctl COMMAND/],
     [['--versoin'], /^trellisctl: unknown option "--versoin" \(did you mean "--version"\?\)\n/],
     [['topology', 'rendr'], /^trellisctl: unknown command "rendr" for "trellisctl topology" \(did you mean "render"\?\)\n/],
     [['nodes', '--etcd-endpoint', 'x'], /^trellisctl: unknown option "--etcd-endpoint" \(did you mean "--etcd-endpoints"\?\)\nUsage: trellisctl nodes/],

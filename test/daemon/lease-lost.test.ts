@@ -76,7 +76,7 @@ t.test('lease revoked under a running daemon: node record and advertisement come
   t.equal(after.get(NODE_KEY)?.value, before.get(NODE_KEY)?.value, 'node record content unchanged');
   t.same(JSON.parse(after.get(ROUTE_KEY)?.value ?? '{}'), oldAdvert, 'advertisement content unchanged');
   t.match(d.logs, /lease lost/, 'the daemon logged the loss');
-  t.same(JSON.parse(readFileSync(join(d.stateDir, 'lease.json'), 'utf8')), { id: newLease, ttlSeconds: 3 }, 'state file names the new lease');
+  t.same(JSON.parse(readFileSync(join(d.stateDir, 'lease.json'), 'utf8')), { id: newLease, ttlSeconds: 3, node: d.options.nodeName, prefix: '/trellis' }, 'state file names the new lease and its owner');
 
   await delay(4_000); // past one more hold time: the new lease must be kept alive
   const later = await leased();

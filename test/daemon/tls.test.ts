@@ -90,7 +90,7 @@ t.test('client-certificate auth', async (t) => {
     t.match(r.stdout, /198\.18\.1\.33/, 'with its host IP');
     const table = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, ...tlsFlags]);
     t.equal(table.code, 0, 'table output: exit 0');
-    t.match(table.stdout, /^tls-ctl\s+subnet-a1\s/m, 'table row for the node');
+    t.match(table.stdout, /^tls-ctl\s+live\s+subnet-a1\s/m, 'table row for the node');
     await d.destroy();
   });
 

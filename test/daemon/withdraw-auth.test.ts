@@ -1,5 +1,7 @@
 // trellisd --withdraw, and username/password authentication against etcd.
 import t from 'tap';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { startEtcd } from '../../lab/etcd.js';
 import { daemon, runCli, seedTopology } from '../../lab/trellis.js';
@@ -44,6 +46,53 @@ t.test('withdraw removes the node at once and gives its blocks back', async (t) 
   t.equal(await client.get('/trellis/v1/routes/subnet-a1/staying').exists(), true);
 });
 
+t.test('withdraw acts only on the lease this host owns', async (t) => {
+  const etcd = await startEtcd(t);
+  await seedTopology(etcd.endpoint);
+  const live = daemon(t, { etcd: etcd.endpoint, nodeName: 'live-host', hostIP: '198.18.1.42' });
+  const other = daemon(t, { etcd: etcd.endpoint, nodeName: 'other-host', hostIP: '198.18.1.43' });
+  await Promise.all([live.start(), other.start()]);
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  t.teardown(() => client.close());
+  const stored = JSON.parse(readFileSync(join(live.stateDir, 'lease.json'), 'utf8')) as { id: string; node: string; prefix: string };
+  t.match(stored, { node: 'live-host', prefix: '/trellis' }, 'the state file names the owner of the lease');
+  const snapshot = async () => ({
+    node: (await client.get('/trellis/v1/nodes/live-host').exec()).kvs.map((kv) => String(kv.lease)),
+    route: (await client.get('/trellis/v1/routes/subnet-a1/live-host').exec()).kvs.map((kv) => String(kv.lease)),
+    blocks: Object.entries(await client.getAll().prefix('/trellis/v1/blocks/').strings()).filter(([, v]) => JSON.parse(v).node === 'live-host').map(([k]) => k),
+    leases: (await client.getAll().prefix('/trellis/v1/').exec()).kvs.map((kv) => `${kv.key.toString()}@${String(kv.lease)}`).sort(),
+  });
+  const before = await snapshot();
+  t.same(before.node, [stored.id], 'the live node record is under the stored lease');
+  t.equal(before.blocks.length, 1);
+  const withdraw = (name: string, stateDir: string, extra: string[] = []) =>
+    runCli('daemon/trellisd', ['--withdraw', '--node-name', name, '--host-ip', '198.18.1.44', '--interface', 'eth0',
+      '--etcd-endpoints', etcd.endpoint, '--state-dir', stateDir, ...extra]);
+
+  const wrongName = withdraw('dead-node-7', live.stateDir);
+  t.equal(wrongName.code, 2, 'another node name on this host’s state directory is refused');
+  t.match(wrongName.stderr, /holds the lease of node live-host under prefix \/trellis, not of node dead-node-7 under prefix \/trellis: refusing to revoke it/);
+  t.equal(wrongName.stdout, '');
+  const wrongPrefix = withdraw('live-host', live.stateDir, ['--etcd-prefix', '/other']);
+  t.equal(wrongPrefix.code, 2, 'another cluster prefix is refused');
+  t.match(wrongPrefix.stderr, /not of node live-host under prefix \/other/);
+  const elsewhere = withdraw('live-host', other.stateDir);
+  t.equal(elsewhere.code, 2, 'another host’s state directory is refused by its file');
+  const noState = withdraw('live-host', join(live.stateDir, 'empty'));
+  t.equal(noState.code, 1, 'a host without the lease cannot withdraw a live node');
+  t.match(noState.stderr, /node live-host is registered under lease [0-9a-f]+, which .* does not hold .*nothing withdrawn.*trellisctl node remove live-host --force/);
+  const legacyDir = join(live.stateDir, 'legacy');
+  mkdirSync(legacyDir, { recursive: true });
+  writeFileSync(join(legacyDir, 'lease.json'), JSON.stringify({ id: stored.id, ttlSeconds: 10 }));
+  const legacy = withdraw('dead-node-7', legacyDir);
+  t.equal(legacy.code, 2, 'a state file that names no owner is refused');
+  t.match(legacy.stderr, /without the node it belongs to: refusing to revoke it for node dead-node-7/);
+
+  t.same(await snapshot(), before, 'the live host is untouched: same keys under the same leases');
+  t.ok(live.running, 'its daemon still runs');
+  t.notMatch(live.logs, /lease lost|NOT_FOUND/, 'its daemon never lost its lease');
+});
+
 t.test('username and password', async (t) => {
   const etcd = await startEtcd(t);
   await seedTopology(etcd.endpoint);
@@ -67,7 +116,7 @@ t.test('username and password', async (t) => {
 
   const ok = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, '--etcd-username', 'trellis'], { TRELLIS_ETCD_PASSWORD: 's3cret' });
   t.equal(ok.code, 0, ok.stderr);
-  t.match(ok.stdout, /authed\s+subnet-a1/);
+  t.match(ok.stdout, /authed\s+live\s+subnet-a1/);
   const bad = runCli('src/cli/trellisctl', ['nodes', '--etcd', etcd.endpoint, '--etcd-username', 'trellis', '--etcd-password', 'wrong']);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /check etcd\.username and etcd\.password/);

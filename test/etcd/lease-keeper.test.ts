@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -73,6 +73,39 @@ t.test('lease keeper against a real etcd', async (t) => {
     await client.put('/t/replacement').value('w').lease(r.id).exec();
     await again.revoke();
     t.equal(await client.get('/t/replacement').string(), null, 'revoke() deletes the keys at once');
+  });
+
+  t.test('the state file names the owner; another owner never re-attaches or revokes', async (t) => {
+    const file = join(dir, 'owned.json');
+    const a = { node: 'node-a', prefix: '/trellis' };
+    const first = new LeaseKeeper(client, { ttlSeconds: 3, stateFile: file, log, owner: a });
+    const { id } = await first.start();
+    first.stop();
+    t.same(JSON.parse(readFileSync(file, 'utf8')), { id, ttlSeconds: 3, node: 'node-a', prefix: '/trellis' });
+    const b = { node: 'node-b', prefix: '/trellis' };
+    const other = new LeaseKeeper(client, { ttlSeconds: 3, stateFile: file, log, owner: b });
+    await t.rejects(other.revokeOwned(b), { code: 'E_CONFIG', message: /holds the lease of node node-a under prefix \/trellis, not of node node-b/ });
+    await t.rejects(other.revokeOwned({ node: 'node-a', prefix: '/elsewhere' }), { code: 'E_CONFIG' });
+    t.ok(Number((await client.leaseClient.leaseTimeToLive({ ID: id })).TTL) > 0, 'the refused lease is alive');
+    const started = await other.start();
+    t.equal(started.reattached, false, 'another node does not re-attach to it');
+    t.not(started.id, id);
+    other.stop();
+    t.equal(JSON.parse(readFileSync(file, 'utf8')).node, 'node-b', 'the file now names its own lease and owner');
+    await client.leaseClient.leaseRevoke({ ID: id });
+    await other.revokeOwned(b);
+    t.equal(Number((await client.leaseClient.leaseTimeToLive({ ID: started.id })).TTL), -1, 'its owner revokes it');
+
+    // A file written before owners were recorded: re-attached to, then rewritten with the owner; never revoked as is.
+    const legacy = new LeaseKeeper(client, { ttlSeconds: 3, stateFile: file, log });
+    const old = await legacy.start();
+    legacy.stop();
+    await t.rejects(new LeaseKeeper(client, { ttlSeconds: 3, stateFile: file, log, owner: a }).revokeOwned(a), { message: /without the node it belongs to/ });
+    const upgraded = new LeaseKeeper(client, { ttlSeconds: 3, stateFile: file, log, owner: a });
+    const r = await upgraded.start();
+    t.same([r.id, r.reattached], [old.id, true], 'the older file is re-attached to');
+    t.equal(JSON.parse(readFileSync(file, 'utf8')).node, 'node-a', 'and now names its owner');
+    await upgraded.revokeOwned(a);
   });
 
   t.test('etcd down for less than the TTL: same lease afterwards', async (t) => {
