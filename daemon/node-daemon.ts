@@ -186,8 +186,12 @@ export class NodeDaemon {
       log.child({ component: 'publisher' }),
     );
     this.publisher = publisher;
-    const started = await lease.start();
-    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
+    // A lease stored by this node's previous run is re-attached now; a node without one is granted its
+    // lease only once it holds a block (a node that cannot claim one leaves nothing leased behind).
+    const stored = lease.stored();
+    let started = stored !== undefined && (stored.node === undefined || stored.node === config.nodeName) ? await lease.start() : undefined;
+    const logStarted = (s: { reattached: boolean }): void => log.info({ reattached: s.reattached }, s.reattached ? 'kept the lease of the previous run' : 'new lease');
+    if (started !== undefined) logStarted(started);
     this.phase = 'waiting for a topology in etcd';
     const topologyMirror = new PrefixMirror(this.client, this.keys.topology(), log.child({ component: 'topology' }));
     this.topologyMirror = topologyMirror;
@@ -248,6 +252,10 @@ export class NodeDaemon {
       log, failures: this.metrics.blockClaimFailures, stopping, setPhase: (reason) => (this.phase = reason),
     });
     this.phase = 'registering';
+    if (started === undefined) {
+      started = await lease.start();
+      logStarted(started);
+    }
     advertisement.publishNode();
     await advertisement.claim(this.ipam);
 
