@@ -2,8 +2,8 @@
 //
 // Start-up order (each step waits for the one before):
 //   etcd reachable → topology present and valid → node placed in its subnet →
-//   at least one block claimed (retried until one is: nothing leased is
-//   written before, first-block.ts) → lease granted or re-attached → node
+//   lease granted or re-attached → at least one block claimed (retried until
+//   one is: nothing is put under the lease before, first-block.ts) → node
 //   record and advertisement published → watches of nodes/, blocks/ and
 //   routes/ synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
@@ -180,6 +180,9 @@ export class NodeDaemon {
     this.lease = lease;
     const publisher = new Publisher(this.client, lease, log.child({ component: 'publisher' }));
     this.publisher = publisher;
+    // The lease comes first (a restart re-attaches within the hold time); nothing is put under it before a block is held.
+    const started = await lease.start();
+    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
     const advertisement = new NodeAdvertisement({
       node: config.nodeName, hostIP: config.hostIP, instanceId: config.instanceId, subnet, healthEndpoint,
       agentVersion: VERSION, keys: this.keys, sink: publisher, log, blockGraceMs: config.ipam.blockGrace,
@@ -212,8 +215,6 @@ export class NodeDaemon {
       log, failures: this.metrics.blockClaimFailures, stopping, setPhase: (reason) => (this.phase = reason),
     });
     this.phase = 'registering';
-    const started = await lease.start();
-    log.info({ reattached: started.reattached }, started.reattached ? 'kept the lease of the previous run' : 'new lease');
     advertisement.publishNode();
     await advertisement.claim(this.ipam);
 
