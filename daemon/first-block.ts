@@ -1,5 +1,5 @@
-// Start-up: hold a block before registering. A node writes no leased record
-// (node record, advertisement) until it holds at least one block of its
+// Start-up: hold a block before registering. A node puts nothing under its
+// lease (node record, advertisement) until it holds at least one block of its
 // subnet, so a node that cannot claim one (its subnet's pod prefix is full,
 // etcd refuses, races lost) is never registered half-way: it stays not ready,
 // says why on /readyz, counts each failed try in

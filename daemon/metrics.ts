@@ -40,6 +40,7 @@ export class Metrics {
   readonly claimRepairs: Counter<'result'>;
   readonly blockClaimFailures: Counter<'reason'>;
   readonly nodesCollected: Counter<'rule'>;
+  readonly blocksLost: Counter;
   private sources: MetricSources = {};
 
   constructor() {
@@ -117,6 +118,11 @@ export class Metrics {
       registers,
     });
     this.nodesCollected.inc({ rule: 'dead-node-after' }, 0);
+    this.blocksLost = new Counter({
+      name: 'trellis_blocks_lost_total',
+      help: 'Blocks taken from this node while it held them (collected or removed, e.g. while it was cut off from etcd); each one withdrawn at once.',
+      registers,
+    });
     new Gauge({
       name: 'trellis_lease_state',
       help: "State of this node's etcd lease (1 for the current state).",

@@ -15,7 +15,9 @@
 //    deleted (beforeRelease); a release that did not happen is advertised again.
 //  * ensureAdvertised(block) resolves only after the block is in the published
 //    advertisement (or the publisher gave up on this round and retries).
-//  * An empty set of blocks is never published (the last advertisement stays).
+//  * An empty set of blocks is never published (the last advertisement stays),
+//    except when blocks were taken from the node (collected or removed while
+//    it held them): those are withdrawn at once, and onLost is told.
 //  * The node record is first written together with the first advertisement
 //    (one batch: one transaction), never before: peers accept an
 //    advertisement only under its node record's lease, so a restart under a
@@ -73,6 +75,8 @@ export interface NodeAdvertisementOptions {
   readonly blockGraceMs: number;
   readonly now?: () => number;
   readonly timers?: ReclaimTimers;
+  /** Blocks taken from this node while it held them (collected or removed): already withdrawn. */
+  readonly onLost?: (blocks: string[]) => void;
 }
 
 const realTimers: ReclaimTimers = {
@@ -147,7 +151,10 @@ export class NodeAdvertisement {
   /** The block records of this node seen in etcd (any subnet; only this node's subnet counts). */
   followBlocks(mine: readonly BlockInfo[]): void {
     const blocks = mine.filter((b) => b.subnet.id === this.o.subnet.id).map((b) => formatPrefix(b.prefix));
-    if (this.own.setView(blocks)) this.advertiseOwn();
+    const lost = this.own.lost(blocks);
+    // Blocks taken from us are withdrawn at once, even when none is left to advertise.
+    if (this.own.setView(blocks)) this.advertiseOwn(lost.length > 0);
+    if (lost.length > 0) this.o.onLost?.(lost);
   }
 
   /** Whether `key` is one of the records this node publishes. */
@@ -194,9 +201,9 @@ export class NodeAdvertisement {
     this.reclaimTimer = undefined;
   }
 
-  private advertiseOwn(): void {
+  private advertiseOwn(evenEmpty = false): void {
     const blocks = this.own.current();
-    if (blocks.length === 0) return;
+    if (blocks.length === 0 && !evenEmpty) return;
     const { o } = this;
     const write = (): void => {
       if (this.pendingNode !== undefined) o.sink.setNode(this.nodeKey, this.pendingNode);

@@ -43,6 +43,7 @@ import { IpamService, type IpamHost } from './ipam-service.js';
 import { Metrics } from './metrics.js';
 import { NodeAdvertisement } from './node-advertisement.js';
 import { holdFirstBlock } from './first-block.js';
+import { LostBlocks } from './lost-blocks.js';
 import { NodeCollector } from './node-collector.js';
 import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
@@ -86,6 +87,7 @@ export class NodeDaemon {
   private repairing: Promise<void> | undefined;
   /** Pod egress masquerade (nftables table ip trellis). */
   egress: EgressController | undefined;
+  private lostBlocks: LostBlocks | undefined;
   /** gc.deadNodeAfter > 0: candidate for the cluster's node collector. */
   collector: NodeCollector | undefined;
 
@@ -105,6 +107,8 @@ export class NodeDaemon {
   notReadyReason(): string | undefined {
     if (!this.synced) return this.phase;
     if (this.lease?.state === 'lost') return this.lease.trouble;
+    const lost = this.lostBlocks?.notReadyReason();
+    if (lost !== undefined) return lost;
     if (this.agent !== undefined && !this.agent.ready) return 'first reconcile of kernel routes not done';
     return this.egress?.notReadyReason;
   }
@@ -227,6 +231,7 @@ export class NodeDaemon {
     const advertisement = new NodeAdvertisement({
       node: config.nodeName, hostIP: config.hostIP, instanceId: config.instanceId, subnet, healthEndpoint,
       agentVersion: VERSION, keys: this.keys, sink: publisher, log, blockGraceMs: config.ipam.blockGrace,
+      onLost: (blocks) => this.lostBlocks?.onLost(blocks),
     });
     this.advertisement = advertisement;
     this.ipam = new Ipam({
@@ -240,6 +245,12 @@ export class NodeDaemon {
       addressRestMs: config.ipam.addressRest,
       blockGraceMs: config.ipam.blockGrace,
       beforeRelease: advertisement.beforeRelease,
+    });
+    this.lostBlocks = new LostBlocks({
+      ipam: this.ipam, log, counter: this.metrics.blocksLost, stopping,
+      reclaimed: async (blocks) => {
+        for (const b of blocks) await advertisement.ensureAdvertised(b);
+      },
     });
     // Reads the node's own address records (migrating claims of the old layout first).
     await this.ipam.load();

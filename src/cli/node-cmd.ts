@@ -30,9 +30,10 @@ export function warningLog(io: CliIO): Logger {
 export function comebackNotice(node: string): string {
   return (
     `node ${node} was live: its lease was revoked. While its trellisd runs it will register again at once under a new lease, ` +
-    `find its blocks gone and claim a new block for its next pod; peers ignore its routes to the removed blocks, so pods ` +
-    `already running on it keep addresses it no longer owns and become unreachable: restart them, or stop its trellisd ` +
-    `for good (then run this command again to give back what it claimed meanwhile)`
+    `see its blocks taken, withdraw them from its advertisement, report them (error log, trellis_blocks_lost_total, not ready ` +
+    `until it holds a block again) and claim a new block, never one of the removed ones in that run; no address of a removed ` +
+    `block is handed out, but pods already running on it keep those addresses and become unreachable: restart them, or stop ` +
+    `its trellisd for good (then run this command again to give back what it claimed meanwhile)`
   );
 }
 

@@ -260,6 +260,20 @@ export class Ipam {
   }
 
   /**
+   * Blocks taken from this node by another writer (collected or removed while
+   * it held them): its state is dropped (re-read on the next call), and these
+   * blocks are never chosen again by this allocator while nobody claims them,
+   * since pods may still hold addresses in them.
+   */
+  lost(blocks: readonly string[]): void {
+    this.state = undefined;
+    for (const b of blocks) {
+      this.pendingOwn.delete(b);
+      this.learned.set(b, { prefix: b, node: '(taken from this node)' });
+    }
+  }
+
+  /**
    * Gives back every block of this node with its address records, whatever
    * they hold (the node is gone), from a fresh read. Returns the blocks.
    */

@@ -30,6 +30,16 @@ export class OwnBlocks {
     return this.current().join() !== before;
   }
 
+  /**
+   * The blocks the view gave this node that `next` (the view's new blocks of
+   * this node) no longer does, though this node did not give them back: taken
+   * by another writer (collected, removed).
+   */
+  lost(next: Iterable<string>): string[] {
+    const keep = new Set(next);
+    return [...this.fromView].filter((b) => !keep.has(b) && !this.releasing.has(b)).sort();
+  }
+
   /** A block was just claimed (its record exists in etcd). */
   claim(block: string): void {
     this.releasing.delete(block);

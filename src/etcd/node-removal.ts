@@ -1,6 +1,7 @@
 // Removing a node's records from etcd, from any host: what is left of a node
 // (its leased node record and advertisements), and the release of its block
-// claims and pod address records (<prefix>/v1/blocks/*, <prefix>/v1/ipam/<node>/).
+// claims with their holds and pod address records (<prefix>/v1/blocks/*,
+// <prefix>/v1/blocks-held/<node>/, <prefix>/v1/ipam/<node>/).
 //
 // Invariants:
 //  * A claim is deleted only while it still names the node: each block goes in
@@ -102,6 +103,8 @@ export async function releaseNodeRecords(client: Etcd3, keys: Keys, node: string
   if (quiet) {
     const res = await client.delete().prefix(keys.ipamPrefix(node)).exec();
     addresses += Number(res.deleted);
+    // Holds left without their claim (the claim rewritten to another node, or lost) go too: a gone node holds nothing.
+    await client.delete().prefix(keys.holdsPrefix(node)).exec();
   } else {
     const mine = new Set((await readClaims(client, keys)).filter((c) => c.node === node).map((c) => c.prefix));
     for (const a of (await store.listAddresses(node)).addresses) {

@@ -37,3 +37,14 @@ t.test('a release that did not happen is advertised again', async (t) => {
   own.claim('100.96.0.64/26');
   t.same(own.current(), ['100.96.0.0/26', '100.96.0.64/26'], 'claiming a block already seen adds nothing pending');
 });
+
+t.test('lost: blocks the view took away that this node did not give back', async (t) => {
+  const own = new OwnBlocks();
+  own.setView(['100.96.0.0/26', '100.96.0.64/26', '100.96.0.128/26']);
+  own.release('100.96.0.64/26');
+  own.claim('100.96.1.0/26');
+  t.same(own.lost(['100.96.0.0/26']), ['100.96.0.128/26'], 'a released block is not lost, a claim not yet seen is not either');
+  t.same(own.lost(['100.96.0.0/26', '100.96.0.64/26', '100.96.0.128/26']), [], 'nothing lost when the view keeps them');
+  own.setView([]);
+  t.same(own.lost([]), [], 'once the view dropped them, nothing more is lost');
+});

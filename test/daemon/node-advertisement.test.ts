@@ -65,7 +65,7 @@ class FakeTimers implements ReclaimTimers {
   }
 }
 
-function fixture(hook?: StoreHook) {
+function fixture(hook?: StoreHook, onLost?: (blocks: string[]) => void) {
   let now = 1_000_000;
   const clock = { now: () => now, advance: (ms: number) => void (now += ms) };
   const sink = new FakeSink();
@@ -73,7 +73,7 @@ function fixture(hook?: StoreHook) {
   const store = new MemoryIpamStore(hook === undefined ? {} : { hook });
   const adv = new NodeAdvertisement({
     node: 'n1', hostIP: '198.18.0.10', instanceId: 'i-1', subnet: subnetA, healthEndpoint: '198.18.0.10:9653', agentVersion: '9.9.9',
-    keys, sink, log, blockGraceMs: GRACE, now: clock.now, timers,
+    keys, sink, log, blockGraceMs: GRACE, now: clock.now, timers, ...(onLost === undefined ? {} : { onLost }),
   });
   const ipam = new Ipam({ topology, subnet: subnetA, node: 'n1', store, claims: store, clock: clock.now, addressRestMs: 0, blockGraceMs: GRACE, beforeRelease: adv.beforeRelease });
   return { clock, sink, timers, store, adv, ipam };
@@ -129,7 +129,8 @@ t.test('ensureAdvertised: a block allocated from is published before the address
 });
 
 t.test('followBlocks follows the block records of this node in its subnet', async (t) => {
-  const { sink, adv, ipam } = fixture();
+  const lost: string[][] = [];
+  const { sink, adv, ipam } = fixture(undefined, (blocks) => lost.push(blocks));
   const [first] = await adv.claim(ipam);
   adv.followBlocks([info(first as string), info('100.64.0.8/30'), info('100.64.0.16/30', subnetB)]);
   t.same(adv.blocks(), [first, '100.64.0.8/30'], 'a block of another subnet is not advertised here');
@@ -139,8 +140,21 @@ t.test('followBlocks follows the block records of this node in its subnet', asyn
   const puts = sink.advertisement;
   adv.followBlocks([info('100.64.0.8/30')]);
   t.equal(sink.advertisement, puts, 'no change, no new put');
+  t.same(lost, [[first]], 'a block whose record went away without a release of ours was taken: onLost is told');
   adv.followBlocks([]);
-  t.same(sink.advertisement?.prefixes, ['100.64.0.8/30'], 'an empty set is never published');
+  t.same(sink.advertisement?.prefixes, [], 'the last block taken is withdrawn too: an empty advertisement');
+  t.same(lost, [[first], ['100.64.0.8/30']]);
+});
+
+t.test('an empty set is never published when no block was taken', async (t) => {
+  const lost: string[][] = [];
+  const { sink, adv, ipam } = fixture(undefined, (blocks) => lost.push(blocks));
+  const [first] = await adv.claim(ipam);
+  await adv.beforeRelease(first as string);
+  t.same(sink.advertisement?.prefixes, [first], 'releasing the only block leaves the last advertisement');
+  adv.followBlocks([]);
+  t.same(sink.advertisement?.prefixes, [first], 'and its record going away publishes no empty set');
+  t.same(lost, [], 'a block this node gave back is not lost');
 });
 
 t.test('a block claimed before its record is seen stays advertised while the view lags', async (t) => {
