@@ -14,12 +14,13 @@
 //    (Fields<T>: a field renamed in the proto is a compile error here) and
 //    sent with every field, default values included, so the plugin can
 //    require each field (cni-plugin/api-wire.ts).
-//  * A call never waits on etcd longer than the host's etcdTimeoutMs: while the
-//    lease is unconfirmed or lost it is refused at once, an etcd call that
-//    takes longer is left to finish in the background (allocate and release
-//    are idempotent, the retried call finds its result), and every etcd
-//    client failure is E_UNAVAILABLE: the plugin answers the runtime 11 (try
-//    again later), never 106.
+//  * A call is refused at once while the lease is unconfirmed or lost, and
+//    answered E_UNAVAILABLE once it has waited etcdTimeoutMs with etcd in
+//    that state (4 × etcdTimeoutMs at most while etcd still confirms the
+//    lease: busy, not gone); the etcd work is left to finish in the
+//    background (allocate and release are idempotent, the retried call finds
+//    its result). Every etcd client failure is E_UNAVAILABLE: the plugin
+//    answers the runtime 11 (try again later), never 106.
 //  * Metrics (daemon/ipam-metrics.ts): each allocate and release is counted and
 //    timed; usage gauges come from refreshUsage(), run on a timer, never per scrape.
 
@@ -137,17 +138,31 @@ export class IpamService {
     return ipam;
   }
 
-  /** `work`'s result, or E_UNAVAILABLE once etcdTimeoutMs passed (the work goes on in the background). */
+  /**
+   * `work`'s result, or E_UNAVAILABLE once etcdTimeoutMs passed while etcd is
+   * in trouble (lease unconfirmed or lost), or once 4 × etcdTimeoutMs passed
+   * in any case. While etcd still confirms the lease it is busy, not gone:
+   * the call waits on. The work goes on in the background after the answer.
+   */
   private async bounded<T>(what: string, work: () => Promise<T>): Promise<T> {
     const ms = this.host.etcdTimeoutMs;
+    const started = Date.now();
     const running = work();
     let timedOut = false;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        timedOut = true;
-        reject(new TrellisError(ErrorCode.Unavailable, `etcd did not answer ${what} within ${ms} ms: try again later`));
-      }, ms);
+      const check = (): void => {
+        const waited = Date.now() - started;
+        const trouble = this.host.etcdTrouble();
+        if (trouble !== undefined || waited >= 4 * ms) {
+          timedOut = true;
+          const why = trouble ?? 'etcd is slow';
+          reject(new TrellisError(ErrorCode.Unavailable, `etcd did not answer ${what} within ${waited} ms (${why}): try again later`));
+          return;
+        }
+        timer = setTimeout(check, 100);
+      };
+      timer = setTimeout(check, ms);
     });
     running.catch((err: unknown) => {
       if (timedOut) this.log.warn({ err: (err as Error).message, call: what }, 'IPAM call failed after its answer was sent');

@@ -174,7 +174,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     default: 2000,
     min: 100,
     max: 60000,
-    doc: 'Longest an IPAM API call (a CNI ADD or DEL) waits for etcd before it answers "try again later" (CNI code 11). Keep it well under the plugin\'s timeoutMs (10 s by default).',
+    doc: 'How long an IPAM API call (a CNI ADD or DEL) waits for etcd, once etcd has stopped confirming the node\'s lease, before it answers "try again later" (CNI code 11); while etcd still confirms the lease the call waits up to 4 times this. Keep 4 times it under the plugin\'s timeoutMs (10 s by default).',
   },
   {
     path: 'ipam.blockGrace',

@@ -141,10 +141,22 @@ t.test('etcd in trouble: calls are refused as unavailable at once, or once the e
 
   let release: () => void = () => undefined;
   s.etcd.advertise = () => new Promise<void>((resolve) => (release = resolve));
-  const stuck = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c2', ifName: 'eth0' });
-  t.equal(stuck.status, 503, 'an allocation etcd does not finish in time');
-  t.same(stuck.body, { code: 'E_UNAVAILABLE', message: 'etcd did not answer an allocation within 300 ms: try again later' });
+  const slow = call(s.socket, 'POST', '/v1/allocate', { containerId: 'c2', ifName: 'eth0' });
+  setTimeout(() => (s.etcd.trouble = 'etcd has not confirmed the lease for 1 s'), 500);
+  const stuck = await slow;
+  s.etcd.trouble = undefined;
+  t.equal(stuck.status, 503, 'an allocation etcd does not finish while the lease goes unconfirmed');
+  t.equal(stuck.body.code, 'E_UNAVAILABLE');
+  t.match(stuck.body.message, /^etcd did not answer an allocation within \d+ ms \(etcd has not confirmed the lease for 1 s\): try again later$/);
   release();
+
+  s.etcd.advertise = () => new Promise<void>((resolve) => setTimeout(resolve, 600));
+  const busy = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c4', ifName: 'eth0' });
+  t.equal(busy.status, 200, 'a slow etcd that still confirms the lease is waited for past etcdTimeout');
+  s.etcd.advertise = () => new Promise<void>(() => undefined);
+  const never = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c5', ifName: 'eth0' });
+  t.equal(never.status, 503, 'but not past 4 × etcdTimeout');
+  t.match(never.body.message, /\(etcd is slow\): try again later$/);
   s.etcd.advertise = undefined;
   const retried = await call(s.socket, 'POST', '/v1/allocate', { containerId: 'c2', ifName: 'eth0' });
   t.equal(retried.status, 200, 'the retry finds the allocation made in the background');
