@@ -14,7 +14,7 @@ import { EXIT_FAILURE, EXIT_OK, type CliIO, type Invocation, type LeafCommand } 
 import { readSnapshot, type Snapshot } from './cluster-read.js';
 import { etcdOptions, openEtcd, type EtcdSession } from './etcd-options.js';
 import { isData, outputOption } from './output.js';
-import { byText, ignoredOption, ignoredReason, onlyIgnored, table, withSnapshot } from './state-cmd.js';
+import { allOption, byText, ignoredOption, ignoredReason, onlyIgnored, table, withSnapshot } from './state-cmd.js';
 
 export type NodeState = 'live' | 'dead';
 
@@ -156,6 +156,7 @@ export const nodesCommand: LeafCommand = {
   positionals: { min: 0, max: 0 },
   options: {
     output: outputOption,
+    all: allOption,
     ignored: ignoredOption,
     watch: { type: 'boolean', short: 'w', doc: 'after the list, print one line per change of a node (JSON lines with -o json) until interrupted' },
     ...etcdOptions,

@@ -55,8 +55,11 @@ export function byPrefixText(a: string, b: string): number {
 /** `--ignored`: only the records trellisd ignores (or ignores part of), each with its reason. */
 export const ignoredOption = { type: 'boolean', doc: 'list only the records trellisd ignores, with the reason' } as const;
 
+/** `--all`: every record, those trellisd ignores included with their reason (what is listed without --ignored). */
+export const allOption = { type: 'boolean', doc: 'list every record, those trellisd ignores included with the reason (the default)' } as const;
+
 export const onlyIgnored = <T extends { valid: boolean; rejected?: readonly unknown[] }>(inv: Invocation, rows: T[]): T[] =>
-  inv.options.ignored === true ? rows.filter((r) => !r.valid || (r.rejected?.length ?? 0) > 0) : rows;
+  inv.options.ignored === true && inv.options.all !== true ? rows.filter((r) => !r.valid || (r.rejected?.length ?? 0) > 0) : rows;
 
 /** An aligned table, or "(none)" when there are no rows. */
 export const table = (header: string[], rows: string[][], right: number[] = []): string =>
@@ -70,6 +73,7 @@ export const blocksCommand: LeafCommand = {
   positionals: { min: 0, max: 0 },
   options: {
     output: outputOption,
+    all: allOption,
     ignored: ignoredOption,
     node: { type: 'string', valueName: 'NODE', doc: 'only blocks of this node' },
     subnet: { type: 'string', valueName: 'SUBNET', doc: 'only blocks of this subnet' },
@@ -140,7 +144,7 @@ export const routesCommand: LeafCommand = {
   summary: "list nodes' advertisements: pod prefixes and their next hop",
   args: '',
   positionals: { min: 0, max: 0 },
-  options: { output: outputOption, ignored: ignoredOption, subnet: { type: 'string', valueName: 'SUBNET', doc: 'only this subnet' }, ...etcdOptions },
+  options: { output: outputOption, all: allOption, ignored: ignoredOption, subnet: { type: 'string', valueName: 'SUBNET', doc: 'only this subnet' }, ...etcdOptions },
   description:
     'Lists every advertisement (leased: it vanishes one hold time after its node\n' +
     'dies): the prefixes a node advertises via its host IP. Prefixes that the\n' +

@@ -85,6 +85,10 @@ t.test('trellisctl with etcd', async (t) => {
     t.match(x?.problem, /advertisement of node-x: no valid node record for node-x/);
     const table = await run(['routes', ...e]);
     t.match(table.stdout, /node-x\s+-\s+ignored: advertisement of node-x: no valid node record/);
+    const all = await run(['routes', '--all', ...e]);
+    t.equal(all.code, 0, all.stderr);
+    t.match(all.stdout, /node-a\s+198\.18\.0\.10\s+100\.96\.0\.0\/26\s+ok/, '--all: the valid ones');
+    t.match(all.stdout, /node-x\s+-\s+ignored: advertisement of node-x: no valid node record/, '--all: and the ignored ones with their reason');
   });
 
   t.test('ipam lists allocations per node and block', async (t) => {
