@@ -32,7 +32,7 @@ import { Etcd3 } from 'etcd3';
 import { installPlugin } from '../lab/cni-harness.js';
 import { startEtcd, type EtcdServer } from '../lab/etcd.js';
 import { Lab, needRoot, type Netns } from '../lab/netns.js';
-import { fromNamespace } from '../lab/ns-forward.js';
+import { fromNamespace, type NsForward } from '../lab/ns-forward.js';
 import { Daemon } from '../lab/trellis.js';
 import { BlockSchema, NodeSchema } from '../src/gen/trellis/v1/records_pb.js';
 import { Keys } from '../src/state/keys.js';
@@ -126,6 +126,7 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
   const host: Netns = await lab.ns(`scale-${name}`);
   let d: Daemon | undefined;
   let monitor: RouteMonitor | undefined;
+  let forward: NsForward | undefined;
   try {
     const topology = await seedScaleTopology(client, keys, shape.subnets);
     if (name === 'seeded') {
@@ -135,7 +136,7 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
       console.log(`seeded ${s.keys} keys in ${s.txns} transactions in ${(s.ms / 1000).toFixed(1)} s`);
     }
     await lab.exec(host, 'sh', ['-ec', `ip link add eth0 type veth peer name wire0 && ip addr add ${HOST_IP}/23 dev eth0 && ip link set wire0 up && ip link set eth0 up`]);
-    await fromNamespace(undefined, host.name, '127.0.0.1', ETCD_PORT_IN_NS, proxy.port);
+    forward = await fromNamespace(undefined, host.name, '127.0.0.1', ETCD_PORT_IN_NS, proxy.port);
     monitor = new RouteMonitor(name, lab.spawn(host, 'ip', ['-4', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'inherit'] }));
     d = new Daemon({ etcd: `http://127.0.0.1:${ETCD_PORT_IN_NS}`, nodeName: `bench-${name}`, hostIP: HOST_IP, netns: host.name, holdTime: '10s' });
     const spawned = performance.now();
@@ -230,6 +231,7 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
   } finally {
     monitor?.child.kill();
     await d?.destroy();
+    await forward?.close();
     client.close();
     await proxy.close();
     await etcd.destroy();
