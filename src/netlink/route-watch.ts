@@ -37,7 +37,7 @@ export interface RouteWatchOptions {
 }
 
 /** V8 heap flags of the listener child (see spawnChild). */
-const CHILD_HEAP_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=32'];
+const CHILD_HEAP_FLAGS = ['--max-semi-space-size=1'];
 
 interface ChildMessage {
   ready?: boolean;
@@ -85,9 +85,8 @@ export class RouteWatch {
 
   private spawnChild(): Promise<void> {
     // The child only forwards messages and keeps nothing: a young generation of
-    // 3 MiB instead of up to 48 and a small old space bound its RSS. Running out
-    // kills the child, which is restarted with a resync like any other death.
-    const execArgv = [...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-semi-space-size') && !a.startsWith('--max-old-space-size')), ...CHILD_HEAP_FLAGS];
+    // 3 MiB instead of up to 48 bounds its RSS under a flood of route events.
+    const execArgv = [...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-semi-space-size')), ...CHILD_HEAP_FLAGS];
     const child = fork(childPath(), [], {
       execArgv,
       env: { ...process.env, TRELLIS_WATCH_RCVBUF: String(this.opts.recvBufferSize) },
