@@ -13,9 +13,12 @@
 //   adv → route      one same-subnet peer claims a block, then its Advertisement
 //                    gains it: from that write to the route in the daemon's
 //                    kernel (ip monitor route)
-//   RSS              daemon and its children, idle and peak under churn
-//   bytes/foreign ADD bytes etcd sent the daemon per PodAddress written for
-//                    another node, less what it receives idle over as long
+//   RSS              daemon and its children, idle and peak under churn (and
+//                    PSS idle: shared pages counted once)
+//   bytes/foreign ADD bytes of the HTTP/2 frames etcd sent the daemon that
+//                    carried a PodAddress of another node, per such record
+//                    written (and, to compare, all bytes over the window less
+//                    an idle window as long)
 //   etcd dbSize      endpoint status
 // Prints a table, records the figures (bench/results.json through run-all).
 //
@@ -23,7 +26,7 @@
 // Default (reduced): 500 nodes, 1,000 blocks, 50,000 pods; --full: 5,000 / 10,000 / 500,000.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,13 +35,14 @@ import { Etcd3 } from 'etcd3';
 import { installPlugin } from '../lab/cni-harness.js';
 import { startEtcd, type EtcdServer } from '../lab/etcd.js';
 import { Lab, needRoot, type Netns } from '../lab/netns.js';
-import { fromNamespace } from '../lab/ns-forward.js';
+import { fromNamespace, type NsForward } from '../lab/ns-forward.js';
 import { Daemon } from '../lab/trellis.js';
 import { BlockSchema, NodeSchema } from '../src/gen/trellis/v1/records_pb.js';
 import { Keys } from '../src/state/keys.js';
 import { encodeRecord, makeRecord } from '../src/state/records.js';
 import { percentile, record, round, type Figures } from './lib/report.js';
 import { RouteMonitor } from './lib/route-monitor.js';
+import { H2Scan } from './lib/h2-scan.js';
 import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopology, synthNode, type ScaleShape } from './lib/scale-seed.js';
 import { timedApiCall } from './lib/ipam-api.js';
 import { usage } from './lib/proc-usage.js';
@@ -58,14 +62,25 @@ function options(): ScaleShape & { full: boolean } {
   return { full, subnets: Number(v.subnets ?? 10), nodes, pods: Number(v.pods ?? nodes * 100), blocks: Number(v.blocks ?? nodes * 2) };
 }
 
-/** A loopback TCP proxy to etcd counting the bytes etcd sends back. */
-async function countingProxy(port: number): Promise<{ port: number; received: () => number; close: () => Promise<void> }> {
+/**
+ * A loopback TCP proxy to etcd counting the bytes etcd sends back and, once
+ * `scanFor(needle)` is called, the bytes of HTTP/2 frames carrying `needle`.
+ */
+async function countingProxy(port: number): Promise<{ port: number; received: () => number; scanFor: (needle: string) => void; matched: () => { bytes: number; frames: number }; close: () => Promise<void> }> {
   let received = 0;
+  let needle: string | undefined;
+  const scans = new Map<Socket, H2Scan>();
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     const up = connect(port, '127.0.0.1');
     sockets.add(client).add(up);
-    up.on('data', (d: Buffer) => (received += d.length));
+    up.on('data', (d: Buffer) => {
+      received += d.length;
+      // Every connection is scanned from its first byte, so frames stay aligned.
+      let scan = scans.get(up);
+      if (scan === undefined) scans.set(up, (scan = new H2Scan(() => needle)));
+      scan.push(d);
+    });
     const drop = (): void => void (client.destroy(), up.destroy(), sockets.delete(client), sockets.delete(up));
     client.on('error', drop).on('close', drop);
     up.on('error', drop).on('close', drop);
@@ -76,6 +91,8 @@ async function countingProxy(port: number): Promise<{ port: number; received: ()
   return {
     port: (server.address() as { port: number }).port,
     received: () => received,
+    scanFor: (n) => void (needle = n),
+    matched: () => [...scans.values()].reduce((a, s) => ({ bytes: a.bytes + s.matchedBytes, frames: a.frames + s.matchedFrames }), { bytes: 0, frames: 0 }),
     close: () => {
       for (const s of sockets) s.destroy();
       return new Promise<void>((resolve) => server.close(() => resolve()));
@@ -94,6 +111,23 @@ function treeRssMiB(pid: number): number {
     }
   }
   return mib;
+}
+
+/**
+ * Proportional set size of `pid` and its descendants, MiB: pages shared by
+ * several of them (the node binary's text, mapped by the daemon and its route
+ * listener child) counted once, split among them, rather than once each.
+ */
+function treePssMiB(pid: number): number {
+  let kib = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      kib += Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return kib / 1024;
 }
 
 function runPlugin(plugin: string, hostNs: string, env: Record<string, string>, conf: unknown): Promise<number> {
@@ -126,6 +160,7 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
   const host: Netns = await lab.ns(`scale-${name}`);
   let d: Daemon | undefined;
   let monitor: RouteMonitor | undefined;
+  let forward: NsForward | undefined;
   try {
     const topology = await seedScaleTopology(client, keys, shape.subnets);
     if (name === 'seeded') {
@@ -135,7 +170,7 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
       console.log(`seeded ${s.keys} keys in ${s.txns} transactions in ${(s.ms / 1000).toFixed(1)} s`);
     }
     await lab.exec(host, 'sh', ['-ec', `ip link add eth0 type veth peer name wire0 && ip addr add ${HOST_IP}/23 dev eth0 && ip link set wire0 up && ip link set eth0 up`]);
-    await fromNamespace(undefined, host.name, '127.0.0.1', ETCD_PORT_IN_NS, proxy.port);
+    forward = await fromNamespace(undefined, host.name, '127.0.0.1', ETCD_PORT_IN_NS, proxy.port);
     monitor = new RouteMonitor(name, lab.spawn(host, 'ip', ['-4', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'inherit'] }));
     d = new Daemon({ etcd: `http://127.0.0.1:${ETCD_PORT_IN_NS}`, nodeName: `bench-${name}`, hostIP: HOST_IP, netns: host.name, holdTime: '10s' });
     const spawned = performance.now();
@@ -145,6 +180,8 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
     const pid = d.pid as number;
     await sleep(2000);
     f.rss_idle_mib = round(treeRssMiB(pid));
+    f.pss_idle_mib = round(treePssMiB(pid));
+    f.processes = 1 + descendants(pid).length;
     const socket = join(d.stateDir, 'trellisd.sock');
 
     const ipam: number[] = [];
@@ -204,6 +241,7 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
     await sleep(3000);
     const idleBytes = proxy.received() - idle0;
     const idleMs = performance.now() - idleStart;
+    proxy.scanFor(keys.ipamPrefix(foreign.name));
     const busy0 = proxy.received();
     const busyStart = performance.now();
     for (let i = 0; i < ROUNDS.foreign; i++) {
@@ -213,7 +251,12 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
     await sleep(1000);
     const busyBytes = proxy.received() - busy0;
     const busyMs = performance.now() - busyStart;
-    f.bytes_per_foreign_add = Math.max(0, Math.round((busyBytes - (idleBytes * busyMs) / idleMs) / ROUNDS.foreign));
+    // Exact: bytes of the HTTP/2 frames from etcd that carried one of the foreign node's records.
+    const carried = proxy.matched();
+    f.bytes_per_foreign_add = round(carried.bytes / ROUNDS.foreign, 2);
+    f.frames_with_foreign_records = carried.frames;
+    // For comparison, all bytes over the window less an idle window as long (keep-alives make it ±1).
+    f.bytes_per_foreign_add_window = round((busyBytes - (idleBytes * busyMs) / idleMs) / ROUNDS.foreign, 2);
     f.bytes_idle_per_s = Math.round((idleBytes * 1000) / idleMs);
 
     // Churn: allocate/release in a loop (5 s, 3 s reduced) while sampling the daemon's tree.
@@ -230,6 +273,7 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
   } finally {
     monitor?.child.kill();
     await d?.destroy();
+    await forward?.close();
     client.close();
     await proxy.close();
     await etcd.destroy();

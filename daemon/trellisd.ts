@@ -1,8 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 // trellisd: the Trellis node daemon. Command-line handling only: parse flags,
 // load the configuration, then run, check or withdraw the node. Exit codes:
 // 0 success, 1 runtime failure, 2 usage or configuration error. Messages to
 // the user read `trellisd: what went wrong (what to do)`.
+// The daemon runs with a 1 MiB V8 semi-space (young generation 3 MiB instead
+// of up to 48 MiB): its allocations are small and short-lived, and the default
+// young generation alone would be half its memory target (docs/scale.md). The
+// shebang sets it; the image's entry point and lab/trellis.ts pass the same.
 
 import { pino } from 'pino';
 import { Document, isScalar, isSeq } from 'yaml';

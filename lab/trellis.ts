@@ -96,6 +96,9 @@ export async function seedTopology(endpoint: string, yaml = SAMPLE_TOPOLOGY, pre
   return topology;
 }
 
+/** Node flags trellisd runs with when installed (its shebang, the image's entry point). */
+export const TRELLISD_NODE_FLAGS = ['--max-semi-space-size=1'];
+
 export interface DaemonOptions {
   etcd: string;
   nodeName: string;
@@ -114,6 +117,8 @@ export interface DaemonOptions {
   env?: Record<string, string>;
   /** The trellisd entry point to run; default this checkout's dist/daemon/trellisd.js (lab/release.ts builds older ones). */
   program?: string;
+  /** Flags for node itself, before the entry point; default TRELLISD_NODE_FLAGS. */
+  nodeArgs?: string[];
 }
 
 export class Daemon {
@@ -144,6 +149,7 @@ export class Daemon {
   async start(untilLog: RegExp | string = 'cluster view synced', timeoutMs = 20_000): Promise<void> {
     const o = this.options;
     const args = [
+      ...(o.nodeArgs ?? TRELLISD_NODE_FLAGS),
       o.program ?? bin('daemon/trellisd'),
       '--node-name', o.nodeName,
       '--host-ip', o.hostIP,

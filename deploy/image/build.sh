@@ -87,7 +87,7 @@ else
 #!/usr/bin/node
 import('/opt/trellis/dist/src/cli/trellisctl.js');
 SCRIPT
-  "${bah[@]}" config --entrypoint '["/usr/bin/node","/opt/trellis/dist/daemon/trellisd.js"]' --cmd '' \
+  "${bah[@]}" config --entrypoint '["/usr/bin/node","--max-semi-space-size=1","/opt/trellis/dist/daemon/trellisd.js"]' --cmd '' \
     --workingdir /opt/trellis --env NODE_ENV=production --env PATH=/usr/local/bin:/usr/bin \
     --label org.opencontainers.image.title=trellis --label "org.opencontainers.image.version=$version" "$ctr"
 fi

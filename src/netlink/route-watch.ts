@@ -36,6 +36,9 @@ export interface RouteWatchOptions {
   startTimeoutMs?: number;
 }
 
+/** V8 heap flags of the listener child (see spawnChild). */
+const CHILD_HEAP_FLAGS = ['--max-semi-space-size=1'];
+
 interface ChildMessage {
   ready?: boolean;
   msgs?: Array<{ type: number; flags: number; data: string }>;
@@ -81,7 +84,9 @@ export class RouteWatch {
   }
 
   private spawnChild(): Promise<void> {
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
+    // The child only forwards messages and keeps nothing: a young generation of
+    // 3 MiB instead of up to 48 bounds its RSS under a flood of route events.
+    const execArgv = [...process.execArgv.filter((a) => !a.startsWith('--inspect') && !a.startsWith('--max-semi-space-size')), ...CHILD_HEAP_FLAGS];
     const child = fork(childPath(), [], {
       execArgv,
       env: { ...process.env, TRELLIS_WATCH_RCVBUF: String(this.opts.recvBufferSize) },
