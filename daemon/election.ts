@@ -48,6 +48,10 @@ export interface ElectionOptions {
   readonly log: Logger;
   /** Period of a re-read besides watch events (default 2 s). */
   readonly recheckMs?: number;
+  /** Candidacy prefix; default the subnet's VPC advertisers (keys.advertisersPrefix). */
+  readonly prefix?: string;
+  /** What the leader is, in logs (default "VPC advertiser"). */
+  readonly role?: string;
 }
 
 export interface ElectionEvents {
@@ -82,7 +86,7 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
 
   constructor(private readonly options: ElectionOptions) {
     super();
-    this.prefix = options.keys.advertisersPrefix(options.subnet);
+    this.prefix = options.prefix ?? options.keys.advertisersPrefix(options.subnet);
   }
 
   get state(): ElectionState {
@@ -186,7 +190,7 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
     if (state === this.current) return;
     const was = this.current;
     this.current = state;
-    this.options.log.info({ subnet: this.options.subnet, from: was, to: state }, state === 'leader' ? 'became VPC advertiser of the subnet' : 'VPC advertiser election state');
+    this.options.log.info({ subnet: this.options.subnet, from: was, to: state }, state === 'leader' ? `became ${this.options.role ?? 'VPC advertiser'} of the subnet` : `${this.options.role ?? 'VPC advertiser'} election state`);
     this.emit('state', state);
   }
 

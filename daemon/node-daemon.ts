@@ -42,6 +42,8 @@ import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
 import type { VpcService } from './vpc/vpc-service.js';
+import type { BgpService } from './bgp/bgp-service.js';
+import type { ClusterState } from './vpc/plan-input.js';
 
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
 const IPAM_USAGE_REFRESH_MS = 10_000;
@@ -69,6 +71,8 @@ export class NodeDaemon {
   private advertisement: NodeAdvertisement | undefined;
   /** VPC mode (vpc.enabled): this subnet's advertiser election and advertiser. */
   vpc: VpcService | undefined;
+  /** BGP mode (bgp.enabled): the speaker and this node's exporter. */
+  bgp: BgpService | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -214,11 +218,12 @@ export class NodeDaemon {
     await Promise.all(this.mirrors.map((m) => m.start()));
     this.updateRouteIndex(view, true);
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
-    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,
-      cluster: () => (this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined) });
+    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry, cluster: () => this.vpcCluster(view) });
     const vpcService = this.vpc;
     if (vpcService !== undefined) routes.subscribe(() => vpcService.markDirty());
     await vpcService?.start();
+    this.bgp = config.bgp.enabled ? await (await import('./bgp/bgp-service.js')).startBgp({ config, client: this.client, keys: this.keys, lease, subnet: subnet.id,
+      registry: this.metrics.registry, log, onChange: (f) => routes.subscribe(f), cluster: () => this.vpcCluster(view) }) : undefined;
     routes.onChanges([]);
     advertisement.startReclaim();
     if (config.ipam.socket !== '') {
@@ -231,6 +236,21 @@ export class NodeDaemon {
       await this.ipamService.listen(config.ipam.socket);
       this.ipamService.startUsageRefresh(IPAM_USAGE_REFRESH_MS);
     }
+  }
+
+  /** The cluster as the VPC and BGP planners see it; undefined until synced. */
+  private vpcCluster(view: ClusterView): ClusterState | undefined {
+    return this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined;
+  }
+
+  /** Problems that leave the node ready but need attention (shown by /readyz). */
+  readyDetails(): string[] {
+    return this.bgp?.problems() ?? [];
+  }
+
+  /** GET /bgp. */
+  bgpStatus(): unknown {
+    return this.bgp?.status();
   }
 
   /** True once every watch has completed its first list. */
@@ -259,6 +279,7 @@ export class NodeDaemon {
     if (delta !== undefined && this.agent !== undefined) {
       this.agent.applyChanges(delta);
       this.vpc?.markDirty();
+      this.bgp?.markDirty();
     } else {
       routes.onChanges(changes);
     }
@@ -287,6 +308,7 @@ export class NodeDaemon {
     this.advertisement?.stop();
     this.ipamService?.close();
     await this.vpc?.stop();
+    await this.bgp?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();
