@@ -14,6 +14,7 @@ import { topologyCommand } from './topology-cmd.js';
 import { ipamCommand } from './ipam-cmd.js';
 import { blocksCommand, nodesCommand, routesCommand } from './state-cmd.js';
 import { vpcCommand } from './vpc-cmd.js';
+import { bgpCommand } from './bgp-cmd.js';
 
 export const root: CommandGroup = {
   kind: 'group',
@@ -24,7 +25,7 @@ export const root: CommandGroup = {
     'and subnets that trellisd advertises routes for, and the live state in etcd\n' +
     '(nodes, block claims, pod address allocations, advertisements, VPC\n' +
     'route-table entries).',
-  commands: [topologyCommand, nodesCommand, blocksCommand, ipamCommand, routesCommand, vpcCommand],
+  commands: [topologyCommand, nodesCommand, blocksCommand, ipamCommand, routesCommand, vpcCommand, bgpCommand],
   examples: ['trellisctl topology validate examples/topology.yaml', 'trellisctl topology apply examples/topology.yaml', 'trellisctl routes -o json'],
 };
 
