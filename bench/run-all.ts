@@ -33,6 +33,7 @@ const BENCHES: Bench[] = [
   { name: 'convergence', file: 'convergence.js', root: true },
   { name: 'cni', file: 'cni.js', root: true },
   { name: 'failover', file: 'failover.js', root: true },
+  { name: 'bgp-failover', file: 'bgp-failover.js', root: true },
   // Reduced by default (500 nodes, 50,000 pods: under a minute); `--full` for 5,000 nodes and 500,000 pods.
   { name: 'scale', file: 'scale.js', root: true, env: process.argv.includes('--full') ? { BENCH_SCALE_FULL: '1' } : {} },
 ];

@@ -31,6 +31,8 @@ export interface BgpLabOptions extends ClusterLabOptions {
   peerOverride?: (subnet: number) => string | undefined;
   /** BIRD's graceful restart time (s); default 120. */
   restartTime?: number;
+  /** HTTP endpoints on the host IPs, so that exporters probe their forwarders (default loopback: leases alone decide). */
+  probe?: boolean;
   /** BGP hold time of every session (s); default 6. */
   bgpHoldTime?: number;
 }
@@ -113,6 +115,15 @@ export class BgpLab {
     return [...routes].map(([prefix, hops]) => ({ prefix, nextHops: [...hops].sort() })).sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
   }
 
+  /** The host of `subnet` that announces now (GET /bgp), if any. */
+  async exporterOf(subnet: string): Promise<string | undefined> {
+    for (const h of this.cluster.hosts.filter((x) => x.subnet === subnet && x.daemon.running)) {
+      const r = await this.http(h, '/bgp').catch(() => undefined);
+      if (r?.status === 200 && (JSON.parse(r.body) as { announcing: boolean }).announcing) return h.name;
+    }
+    return undefined;
+  }
+
   /** Established BGP sessions BIRD has. */
   async establishedSessions(): Promise<number> {
     const out = await this.birdc(['show', 'protocols']);
@@ -127,9 +138,10 @@ export class BgpLab {
     await done;
   }
 
-  /** `GET path` of a host's trellisd HTTP endpoint (127.0.0.1:9653 in its namespace). */
-  async http(host: { ns: Netns }, path: string): Promise<{ status: number; body: string }> {
-    const out = await this.cluster.lab.exec(host.ns, 'curl', ['-s', '-m', '5', '-w', '\n%{http_code}', `http://127.0.0.1:9653${path}`]);
+  /** `GET path` of a host's trellisd HTTP endpoint (127.0.0.1:9653 in its namespace, or its host IP with `probe`). */
+  async http(host: { ns: Netns; hostIP: string }, path: string): Promise<{ status: number; body: string }> {
+    const where = this.options.probe === true ? host.hostIP : '127.0.0.1';
+    const out = await this.cluster.lab.exec(host.ns, 'curl', ['-s', '-m', '5', '-w', '\n%{http_code}', `http://${where}:9653${path}`]);
     const at = out.lastIndexOf('\n');
     return { status: Number(out.slice(at + 1)), body: out.slice(0, at) };
   }
@@ -169,7 +181,8 @@ export async function buildBgpLab(t: Teardown | undefined, options: BgpLabOption
     ...options,
     makeDaemon: (o) => {
       const i = Number(o.hostIP.split('.')[2]);
-      return new Daemon({ ...o, args: [...(o.args ?? []), ...bgpDaemonArgs(i, options)] });
+      const http = options.probe === true ? ['--http-listen', `${o.hostIP}:9653`] : [];
+      return new Daemon({ ...o, args: [...(o.args ?? []), ...http, ...bgpDaemonArgs(i, options)] });
     },
   });
   const lab = new BgpLab(cluster, options);
