@@ -63,7 +63,7 @@ export class BgpLab {
       'log stderr all;',
       'protocol device { scan time 10; }',
       'protocol direct { ipv4; interface "cl*"; }',
-      'protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; merge paths on; }',
+      'protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }',
       ...Array.from({ length: subnets }, (_, k) => k + 1).map(
         (i) =>
           `protocol bgp subnet${i} { local 198.18.${i}.1 as ${ROUTER_ASN}; neighbor range 198.18.${i}.0/24 external; ` +

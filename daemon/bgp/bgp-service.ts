@@ -2,8 +2,9 @@
 // exporter election (exporter mode), forwarder health and the exporter,
 // wired together; started once the cluster view is synced. trellisd loads
 // this module only with bgp.enabled, so gRPC is never loaded otherwise.
-// Stop: resign first (a successor takes over at once), stop passes, then
-// the speaker (see speaker.ts for why the peers keep our routes meanwhile).
+// Stop: end passes (so nothing is withdrawn), resign (a successor takes over
+// at once and announces the same plan), then kill the speaker (see speaker.ts
+// for why the peers keep our routes meanwhile).
 
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
@@ -132,9 +133,10 @@ export class BgpService {
   }
 
   async stop(): Promise<void> {
+    // Passes end before resigning: a follower's pass would withdraw our routes before the successor announces them.
+    await this.exporter.stop();
     await this.election?.resign();
     this.health.stop();
-    await this.exporter.stop();
     await this.speaker.stop();
   }
 }
