@@ -36,6 +36,7 @@ const BENCHES: Bench[] = [
   { name: 'vpc-plan', file: 'plan.js', root: false },
   // Moto behind a proxy enforcing EC2's 50 + 5/s bucket: about three minutes, most of it waiting for tokens.
   { name: 'vpc-throttle', file: 'vpc-throttle.js', root: false },
+  { name: 'bgp-failover', file: 'bgp-failover.js', root: true },
   // Reduced by default (500 nodes, 50,000 pods: under a minute); `--full` for 5,000 nodes and 500,000 pods.
   { name: 'scale', file: 'scale.js', root: true, env: process.argv.includes('--full') ? { BENCH_SCALE_FULL: '1' } : {} },
 ];

@@ -3,7 +3,9 @@
 //   GET /readyz   200 once the first full sync from etcd and the first
 //                 reconcile pass are done; 503 with the reason before;
 //                 then a line per setting in effect (egress masquerade)
+//                 and per problem that leaves the node ready (BGP session down)
 //   GET /metrics  Prometheus text format
+//   GET /bgp      the BGP exporter's sessions and announcements (JSON; bgp.enabled only)
 // The subnet's VPC advertiser also probes this port (TCP) to judge whether
 // this host can forward, so it must listen on the host IP in VPC mode.
 
@@ -15,8 +17,10 @@ import { parseListen } from '../src/core/endpoints.js';
 export interface HealthSource {
   /** undefined when ready, else why not. */
   notReadyReason(): string | undefined;
-  /** Lines /readyz adds about what is in effect (e.g. egress masquerade). */
-  readyDetail?(): string[];
+  /** Problems that do not make the node unready (e.g. a BGP session down), listed after the verdict. */
+  readyDetails?(): string[];
+  /** GET /bgp: the BGP exporter's status as JSON (404 when BGP is off). */
+  bgpStatus?(): unknown;
 }
 
 export async function startHttpServer(listen: string, metrics: Metrics, health: HealthSource, log: Logger): Promise<Server> {
@@ -32,8 +36,10 @@ export async function startHttpServer(listen: string, metrics: Metrics, health: 
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const reason = health.notReadyReason();
-      const detail = (health.readyDetail?.() ?? []).map((line) => `${line}\n`).join('');
-      res.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(`${reason === undefined ? 'ready' : `not ready: ${reason}`}\n${detail}`);
+      const details = (health.readyDetails?.() ?? []).map((d) => `${d}\n`).join('');
+      res.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end((reason === undefined ? 'ready\n' : `not ready: ${reason}\n`) + details);
+    } else if (path === '/bgp' && health.bgpStatus?.() !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(health.bgpStatus?.())}\n`);
     } else if (path === '/metrics') {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),

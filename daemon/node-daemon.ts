@@ -51,6 +51,8 @@ import { RouteInputs } from './route-inputs.js';
 import { WithdrawHold } from './withdraw-hold.js';
 import type { VpcService } from './vpc/vpc-service.js';
 import { leaseOwner } from './withdraw.js';
+import type { BgpService } from './bgp/bgp-service.js';
+import type { ClusterState } from './vpc/plan-input.js';
 
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
 const IPAM_USAGE_REFRESH_MS = 10_000;
@@ -90,6 +92,8 @@ export class NodeDaemon {
   private lostBlocks: LostBlocks | undefined;
   /** gc.deadNodeAfter > 0: candidate for the cluster's node collector. */
   collector: NodeCollector | undefined;
+  /** BGP mode (bgp.enabled): the speaker and this node's exporter. */
+  bgp: BgpService | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -113,11 +117,6 @@ export class NodeDaemon {
     return this.egress?.notReadyReason;
   }
 
-  /** What /readyz adds about what is in effect. */
-  readyDetail(): string[] {
-    const egress = this.egress?.describe();
-    return egress === undefined ? [] : [egress];
-  }
 
   private wireMetrics(): void {
     this.metrics.setSources({
@@ -293,8 +292,7 @@ export class NodeDaemon {
     await Promise.all(this.mirrors.map((m) => m.start()));
     this.updateRouteIndex(view, true);
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
-    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry,
-      cluster: () => (this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined) });
+    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry, cluster: () => this.vpcCluster(view) });
     const vpcService = this.vpc;
     if (vpcService !== undefined) routes.subscribe(() => vpcService.markDirty());
     await vpcService?.start();
@@ -307,6 +305,8 @@ export class NodeDaemon {
       });
       await this.collector.start();
     }
+    this.bgp = config.bgp.enabled ? await (await import('./bgp/bgp-service.js')).startBgp({ config, client: this.client, keys: this.keys, lease, subnet: subnet.id,
+      registry: this.metrics.registry, log, onChange: (f) => routes.subscribe(f), cluster: () => this.vpcCluster(view) }) : undefined;
     routes.onChanges([]);
     advertisement.startReclaim();
     if (config.ipam.socket !== '') {
@@ -321,6 +321,22 @@ export class NodeDaemon {
       await this.ipamService.listen(config.ipam.socket);
       this.ipamService.startUsageRefresh(IPAM_USAGE_REFRESH_MS);
     }
+  }
+
+  /** The cluster as the VPC and BGP planners see it; undefined until synced. */
+  private vpcCluster(view: ClusterView): ClusterState | undefined {
+    return this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined;
+  }
+
+  /** Problems that leave the node ready but need attention (shown by /readyz). */
+  readyDetails(): string[] {
+    const egress = this.egress?.describe();
+    return [...(egress === undefined ? [] : [egress]), ...(this.bgp?.problems() ?? [])];
+  }
+
+  /** GET /bgp. */
+  bgpStatus(): unknown {
+    return this.bgp?.status();
   }
 
   /** True once every watch has completed its first list. */
@@ -349,6 +365,7 @@ export class NodeDaemon {
     if (delta !== undefined && this.agent !== undefined) {
       this.agent.applyChanges(delta);
       this.vpc?.markDirty();
+      this.bgp?.markDirty();
     } else {
       routes.onChanges(changes);
     }
@@ -438,6 +455,7 @@ export class NodeDaemon {
     await this.vpc?.stop();
     this.egress?.stop();
     await this.collector?.stop();
+    await this.bgp?.stop();
     this.agent?.stop();
     this.programmer?.close();
     this.http?.close();

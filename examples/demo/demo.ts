@@ -40,6 +40,8 @@ Options:
   --keep              stay up for inspection with trellisctl and etcdctl until Ctrl-C
                       (etcd is exposed at http://127.0.0.1:23790, or another
                       free port when that one is taken; the demo prints it)
+  --bgp               instead: BGP export to a BIRD upstream router, outside client → every
+                      pod, with a prefix limit of 100 and of 3 (docs/bgp.md)
   --cleanup           remove what an interrupted demo left behind, and exit
   -h, --help          this help
 `;
@@ -65,6 +67,7 @@ function parse(argv: string[]): { nodes: number; pods: number; limit: number; ke
         'route-limit': { type: 'string' },
         keep: { type: 'boolean' },
         cleanup: { type: 'boolean' },
+        bgp: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -231,6 +234,7 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--ctl') return trellisctl(argv.slice(1)); // trellisctl run inside the router namespace
+  if (argv.includes('--bgp') && process.getuid?.() === 0) return (await import('./bgp-demo.js')).runBgpDemo();
   const opts = parse(argv);
   if (typeof opts === 'string') {
     if (opts === USAGE) process.stdout.write(opts);

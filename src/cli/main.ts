@@ -17,6 +17,7 @@ import { nodesCommand } from './nodes-cmd.js';
 import { vpcCommand } from './vpc-cmd.js';
 import { rbacCommand } from './rbac-cmd.js';
 import { nodeCommand } from './node-cmd.js';
+import { bgpCommand } from './bgp-cmd.js';
 
 export const root: CommandGroup = {
   kind: 'group',
@@ -27,7 +28,7 @@ export const root: CommandGroup = {
     'and subnets that trellisd advertises routes for, and the live state in etcd\n' +
     '(nodes, block claims, pod address allocations, advertisements, VPC\n' +
     'route-table entries).',
-  commands: [topologyCommand, nodesCommand, nodeCommand, blocksCommand, ipamCommand, routesCommand, vpcCommand, rbacCommand],
+  commands: [topologyCommand, nodesCommand, nodeCommand, blocksCommand, ipamCommand, routesCommand, vpcCommand, bgpCommand, rbacCommand],
   examples: ['trellisctl topology validate examples/topology.yaml', 'trellisctl topology apply examples/topology.yaml', 'trellisctl routes -o json'],
 };
 

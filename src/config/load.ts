@@ -16,6 +16,7 @@ import { didYouMean } from '../core/suggest.js';
 import { parseAddress, tryParsePrefix } from '../core/cidr.js';
 import { checkKeyName } from '../state/keys.js';
 import { etcdSettingsProblems, parseListen } from '../core/endpoints.js';
+import { bgpConfigProblems, type BgpConfig } from './bgp-config.js';
 import { CONFIG_KEYS, envName, flagName, formatDuration, type ConfigKey } from './schema.js';
 
 export interface TrellisConfig {
@@ -63,6 +64,7 @@ export interface TrellisConfig {
   };
   http: { listen: string };
   vpc: VpcConfig;
+  bgp: BgpConfig;
   cni: CniConfig;
   egress: EgressConfig;
   log: { level: string };
@@ -348,6 +350,18 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
     gc: { deadNodeAfter: values.get('gc.deadNodeAfter') as number },
     http: { listen: str('http.listen') as string },
     vpc: vpcSection(values),
+    bgp: {
+      enabled: values.get('bgp.enabled') as boolean,
+      mode: str('bgp.mode') as string,
+      asn: values.get('bgp.asn') as number | undefined,
+      routerId: str('bgp.routerId'),
+      peers: values.get('bgp.peers') as string[],
+      communities: values.get('bgp.communities') as string[],
+      gobgpd: str('bgp.gobgpd') as string,
+      apiListen: str('bgp.apiListen') as string,
+      listenPort: values.get('bgp.listenPort') as number,
+      restartTime: values.get('bgp.restartTime') as number,
+    },
     cni: {
       install: values.get('cni.install') as boolean,
       binDir: str('cni.binDir') as string,
@@ -407,6 +421,7 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
   problems.push(...etcdSettingsProblems(config.etcd));
   problems.push(...vpcConfigProblems(config.vpc));
   problems.push(...egressCidrProblems('egress.nonMasqueradeCidrs', config.egress.nonMasqueradeCidrs ?? []));
+  problems.push(...bgpConfigProblems(config.bgp));
   return problems;
 }
 
@@ -450,6 +465,7 @@ export function describeConfig(config: TrellisConfig): Record<string, unknown> {
     for (const part of parts) value = (value as Record<string, unknown> | undefined)?.[part];
     if (value === undefined) continue;
     if (key.secret === true) value = '********';
+    else if (key.path === 'bgp.peers' && Array.isArray(value)) value = value.map((p) => String(p).replace(/password=\S+/, 'password=********'));
     else if (key.type === 'duration' && typeof value === 'number') value = formatDuration(value);
     let at = out;
     for (const part of parts.slice(0, -1)) at = (at[part] ??= {}) as Record<string, unknown>;

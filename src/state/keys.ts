@@ -146,6 +146,11 @@ export class Keys {
     return `${this.root}/collector/`;
   }
 
+  /** Candidates for the subnet's BGP exporter (election under node leases). */
+  bgpExportersPrefix(subnet: string): string {
+    return `${this.root}/bgp-exporters/${subnet}/`;
+  }
+
   vpcPrefix(): string {
     return `${this.root}/vpc/`;
   }

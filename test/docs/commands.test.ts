@@ -137,7 +137,7 @@ function compareOutput(t: Test, actual: string, shownLines: readonly string[], l
   t.same(missing, [], `${label} (every shown line, in order)`);
 }
 
-const OFFLINE = new Set(['topology validate', 'topology render', 'vpc plan']);
+const OFFLINE = new Set(['topology validate', 'topology render', 'vpc plan', 'bgp plan']);
 
 t.test('offline commands run as shown', async (t) => {
   let ran = 0;

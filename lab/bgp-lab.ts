@@ -1,0 +1,197 @@
+// The cluster lab (cluster-lab.ts) with BGP: the lab's router namespace runs
+// BIRD 2 as the independent upstream router (AS 65000, one dynamic BGP
+// protocol per subnet accepting sessions from 198.18.<i>.0/24, routes learned
+// exported to the router's kernel table), every trellisd runs with
+// bgp.enabled (AS 65010) peering with its subnet's router address, and an
+// "outside client" namespace hangs off the router (198.19.77.2/24 via
+// 198.19.77.1), so that it reaches pods only through what BGP taught BIRD.
+//
+// Invariants: addresses only from 198.18.0.0/15 and 100.64.0.0/10; BIRD and
+// the gobgpd processes trellisd started are stopped by PID on destroy (the
+// latter found among the lab's host namespaces' processes).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { onTeardown, ownedTempDir, type Teardown } from './cleanup.js';
+import { buildClusterLab, type ClusterLab, type ClusterLabOptions } from './cluster-lab.js';
+import type { Netns } from './netns.js';
+import { Daemon } from './trellis.js';
+
+export const ROUTER_ASN = 65000;
+export const CLUSTER_ASN = 65010;
+export const CLIENT_ADDRESS = '198.19.77.2';
+
+export interface BgpLabOptions extends ClusterLabOptions {
+  /** maxPrefixes of every peer (default 100). */
+  maxPrefixes?: number;
+  /** bgp.mode (default exporter). */
+  mode?: 'exporter' | 'tor';
+  /** Peer options per subnet number, replacing the defaults (e.g. a wrong asn). */
+  peerOverride?: (subnet: number) => string | undefined;
+  /** BIRD's graceful restart time (s); default 120. */
+  restartTime?: number;
+  /** HTTP endpoints on the host IPs, so that exporters probe their forwarders (default loopback: leases alone decide). */
+  probe?: boolean;
+  /** BGP hold time of every session (s); default 6. */
+  bgpHoldTime?: number;
+}
+
+export interface BirdRoute {
+  readonly prefix: string;
+  readonly nextHops: string[];
+}
+
+export class BgpLab {
+  bird: ChildProcess | undefined;
+  client!: Netns;
+  readonly dir = ownedTempDir('bird');
+  private destroyed = false;
+
+  constructor(readonly cluster: ClusterLab, readonly options: BgpLabOptions) {}
+
+  get socket(): string {
+    return join(this.dir, 'bird.ctl');
+  }
+
+  /** @internal BIRD config, BIRD, the outside client. */
+  async build(subnets: number): Promise<void> {
+    const { cluster } = this;
+    const hold = this.options.bgpHoldTime ?? 6;
+    const conf = [
+      'router id 198.18.1.1;',
+      'log stderr all;',
+      'protocol device { scan time 10; }',
+      'protocol direct { ipv4; interface "cl*"; }',
+      'protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }',
+      ...Array.from({ length: subnets }, (_, k) => k + 1).map(
+        (i) =>
+          `protocol bgp subnet${i} { local 198.18.${i}.1 as ${ROUTER_ASN}; neighbor range 198.18.${i}.0/24 external; ` +
+          `hold time ${hold}; connect retry time 1; graceful restart on; graceful restart time ${this.options.restartTime ?? 120}; ` +
+          `ipv4 { import all; export none; }; }`,
+      ),
+    ].join('\n');
+    writeFileSync(join(this.dir, 'bird.conf'), `${conf}\n`);
+    this.client = await cluster.lab.ns('client');
+    await cluster.lab.veth(cluster.router, 'cl0', this.client, 'eth0');
+    await cluster.lab.exec(cluster.router, 'sh', ['-ec', 'ip addr add 198.19.77.1/24 dev cl0 && ip link set cl0 up']);
+    await cluster.lab.exec(this.client, 'sh', ['-ec', `ip addr add ${CLIENT_ADDRESS}/24 dev eth0 && ip link set eth0 up && ip route add default via 198.19.77.1`]);
+    await this.startBird();
+  }
+
+  async startBird(): Promise<void> {
+    const bird = spawn('ip', ['netns', 'exec', this.cluster.router.name, 'bird', '-f', '-c', join(this.dir, 'bird.conf'), '-s', this.socket], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.bird = bird;
+    let err = '';
+    bird.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    for (let i = 0; i < 100; i++) {
+      if (bird.exitCode !== null) throw new Error(`bird exited: ${err}`);
+      try {
+        await this.birdc(['show', 'status']);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw new Error(`bird did not answer on ${this.socket}`);
+  }
+
+  birdc(args: readonly string[]): Promise<string> {
+    return this.cluster.lab.exec(this.cluster.router, 'birdc', ['-s', this.socket, ...args]);
+  }
+
+  /** BIRD's BGP routes (primary and others), by prefix. */
+  async routes(): Promise<BirdRoute[]> {
+    const out = await this.birdc(['show', 'route', 'where', 'source', '=', 'RTS_BGP']);
+    const routes = new Map<string, Set<string>>();
+    let current: string | undefined;
+    for (const line of out.split('\n')) {
+      const head = /^(\d+\.\d+\.\d+\.\d+\/\d+)\s/.exec(line);
+      if (head !== null) current = head[1];
+      const via = /via (\d+\.\d+\.\d+\.\d+)/.exec(line);
+      if (current !== undefined && via !== null) routes.set(current, (routes.get(current) ?? new Set()).add(via[1] as string));
+      else if (current !== undefined && !routes.has(current)) routes.set(current, new Set());
+    }
+    return [...routes].map(([prefix, hops]) => ({ prefix, nextHops: [...hops].sort() })).sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
+  }
+
+  /** The host of `subnet` that announces now (GET /bgp), if any. */
+  async exporterOf(subnet: string): Promise<string | undefined> {
+    for (const h of this.cluster.hosts.filter((x) => x.subnet === subnet && x.daemon.running)) {
+      const r = await this.http(h, '/bgp').catch(() => undefined);
+      if (r?.status === 200 && (JSON.parse(r.body) as { announcing: boolean }).announcing) return h.name;
+    }
+    return undefined;
+  }
+
+  /** Established BGP sessions BIRD has. */
+  async establishedSessions(): Promise<number> {
+    const out = await this.birdc(['show', 'protocols']);
+    return out.split('\n').filter((l) => /\sBGP\s.*Established/.test(l)).length;
+  }
+
+  async stopBird(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const bird = this.bird;
+    if (bird === undefined || bird.exitCode !== null || bird.signalCode !== null) return;
+    const done = new Promise((r) => bird.once('exit', r));
+    bird.kill(signal);
+    await done;
+  }
+
+  /** `GET path` of a host's trellisd HTTP endpoint (127.0.0.1:9653 in its namespace, or its host IP with `probe`). */
+  async http(host: { ns: Netns; hostIP: string }, path: string): Promise<{ status: number; body: string }> {
+    const where = this.options.probe === true ? host.hostIP : '127.0.0.1';
+    const out = await this.cluster.lab.exec(host.ns, 'curl', ['-s', '-m', '5', '-w', '\n%{http_code}', `http://${where}:9653${path}`]);
+    const at = out.lastIndexOf('\n');
+    return { status: Number(out.slice(at + 1)), body: out.slice(0, at) };
+  }
+
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    await Promise.all(this.cluster.hosts.map((h) => h.daemon.stop().catch(() => undefined)));
+    // gobgpd processes left by a trellisd that did not stop cleanly.
+    for (const h of this.cluster.hosts) {
+      const pids = await this.cluster.lab.exec(h.ns, 'sh', ['-c', 'ip netns pids "$0" || true', h.ns.name]).catch(() => '');
+      for (const pid of pids.split('\n').filter((p) => /^\d+$/.test(p))) {
+        let comm = '';
+        try {
+          comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+        } catch {
+          continue;
+        }
+        if (comm === 'gobgpd') process.kill(Number(pid), 'SIGKILL');
+      }
+    }
+    await this.stopBird();
+    await this.cluster.destroy();
+  }
+}
+
+/** The flags that turn BGP on for a host of subnet `i`. */
+export function bgpDaemonArgs(i: number, options: BgpLabOptions): string[] {
+  const peer = options.peerOverride?.(i) ?? `198.18.${i}.1 asn=${ROUTER_ASN} maxPrefixes=${options.maxPrefixes ?? 100} holdTime=${options.bgpHoldTime ?? 6}s`;
+  return ['--bgp-enabled', '--bgp-asn', String(CLUSTER_ASN), '--bgp-mode', options.mode ?? 'exporter', '--bgp-peers', peer, '--bgp-restart-time', `${options.restartTime ?? 120}s`];
+}
+
+/** A cluster lab whose daemons speak BGP to BIRD in the router namespace (not started). */
+export async function buildBgpLab(t: Teardown | undefined, options: BgpLabOptions = {}): Promise<BgpLab> {
+  const subnets = options.subnets ?? 3;
+  const cluster = await buildClusterLab(undefined, {
+    ...options,
+    makeDaemon: (o) => {
+      const i = Number(o.hostIP.split('.')[2]);
+      const http = options.probe === true ? ['--http-listen', `${o.hostIP}:9653`] : [];
+      return new Daemon({ ...o, args: [...(o.args ?? []), ...http, ...bgpDaemonArgs(i, options)] });
+    },
+  });
+  const lab = new BgpLab(cluster, options);
+  onTeardown(t, () => lab.destroy());
+  try {
+    await lab.build(subnets);
+  } catch (err) {
+    await lab.destroy();
+    throw err;
+  }
+  return lab;
+}
