@@ -1,4 +1,4 @@
-// A multi-member etcd cluster on loopback for lab tests, the demo and chaos
+// A multi-member etcd cluster on loopback (or in one namespace) for lab tests, the demo and chaos
 // faults. Each member is an EtcdServer (etcd.ts) with its own data directory
 // and reserved client and peer ports; the members are started together (none
 // is healthy before a quorum is up) and each is killed by its PID.
@@ -18,6 +18,12 @@ export interface EtcdClusterOptions {
   members?: number;
   /** How long start-up may take; default 60 s. */
   startTimeoutMs?: number;
+  /** Run the members inside this network namespace (full name). */
+  netns?: string;
+  /** Listen address of every member; default 127.0.0.1 (with `netns`, an address of that namespace). */
+  host?: string;
+  /** Extra etcd flags for every member. */
+  extraArgs?: string[];
 }
 
 interface MemberStatus {
@@ -117,16 +123,19 @@ export async function startEtcdCluster(t?: Teardown, opts: EtcdClusterOptions = 
   const n = opts.members ?? 3;
   const ports = await freePorts(2 * n);
   const name = (i: number): string => `trellis-m${i}`;
-  const peer = (i: number): string => `http://127.0.0.1:${ports[2 * i + 1]}`;
+  const host = opts.host ?? '127.0.0.1';
+  const peer = (i: number): string => `http://${host}:${ports[2 * i + 1]}`;
   const initial = Array.from({ length: n }, (_, i) => `${name(i)}=${peer(i)}`).join(',');
   const members = Array.from(
     { length: n },
     (_, i) =>
       new EtcdServer(ports[2 * i] as number, ports[2 * i + 1] as number, {
         startTimeoutMs: opts.startTimeoutMs ?? 60_000,
+        host,
+        ...(opts.netns === undefined ? {} : { netns: opts.netns }),
         // Later flags win over etcd.ts's single-member ones. Timeouts suit a busy
         // shared host: a 200 ms election timeout would elect on every stall.
-        extraArgs: [`--name=${name(i)}`, `--initial-cluster=${initial}`, '--initial-cluster-token=trellis-lab', '--heartbeat-interval=100', '--election-timeout=1000'],
+        extraArgs: [`--name=${name(i)}`, `--initial-cluster=${initial}`, '--initial-cluster-token=trellis-lab', '--heartbeat-interval=100', '--election-timeout=1000', ...(opts.extraArgs ?? [])],
       }),
   );
   const cluster = new EtcdCluster(members);
