@@ -161,7 +161,17 @@ function flatten(doc: unknown, prefix: string, out: Map<string, unknown>, proble
 }
 
 /** The keys and groups a misspelt key at `prefix` may have meant (siblings first). */
+const nearCache = new Map<string, string[]>();
+
 function knownNear(prefix: string): string[] {
+  const cached = nearCache.get(prefix);
+  if (cached !== undefined) return cached;
+  const near = namesNear(prefix);
+  if (nearCache.size < 64) nearCache.set(prefix, near);
+  return near;
+}
+
+function namesNear(prefix: string): string[] {
   const names = new Set<string>();
   for (const key of CONFIG_KEYS) {
     const parts = key.path.split('.');
