@@ -34,6 +34,7 @@ import { encodeRecord } from '../src/state/records.js';
 import { topologyToRecord } from '../src/state/topology-record.js';
 import { onTeardown, type Teardown } from './cleanup.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
+import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
 import { Lab, isTestAddress, type Netns, type NsRef } from './netns.js';
 import { CommandError } from './pids.js';
 import { startBounded } from './progress.js';
@@ -56,6 +57,8 @@ export interface ClusterLabOptions {
   blockSize?: number;
   /** Extra etcd flags. */
   etcdArgs?: string[];
+  /** etcd members (all in the router namespace on 198.18.1.1, distinct ports); default 1. */
+  etcdMembers?: number;
   /** Makes each host's (not yet started) daemon; default `new Daemon(options)`. */
   makeDaemon?: (options: DaemonOptions) => Daemon;
 }
@@ -160,6 +163,8 @@ function ipv4ToInt(address: string): number {
 export class ClusterLab {
   readonly lab: Lab;
   etcd!: EtcdServer;
+  /** The etcd cluster when built with `etcdMembers` > 1 (`etcd` is then its first member). */
+  etcdCluster: EtcdCluster | undefined;
   router!: Netns;
   readonly hosts: LabHost[] = [];
   readonly pods: LabPod[] = [];
@@ -182,9 +187,9 @@ export class ClusterLab {
     this.lab = lab;
   }
 
-  /** etcd client URL every trellisd uses: http://198.18.1.1:PORT. */
+  /** etcd client URL(s) every trellisd uses: http://198.18.1.1:PORT (comma separated for several members). */
   get endpoint(): string {
-    return this.etcd.endpoint;
+    return this.etcdCluster?.endpointList ?? this.etcd.endpoint;
   }
 
   /** @internal Creates namespaces, links, addresses, etcd and the topology. */
@@ -207,7 +212,14 @@ export class ClusterLab {
       );
     }
     await lab.exec(this.router, 'sh', ['-ec', routerScript.join('\n')]);
-    this.etcdStarting = startEtcd(undefined, { netns: this.router.name, host: '198.18.1.1', extraArgs: this.opts.etcdArgs });
+    const members = this.opts.etcdMembers ?? 1;
+    this.etcdStarting =
+      members > 1
+        ? startEtcdCluster(undefined, { members, netns: this.router.name, host: '198.18.1.1', extraArgs: this.opts.etcdArgs ?? [] }).then((c) => {
+            this.etcdCluster = c;
+            return c.members[0] as EtcdServer;
+          })
+        : startEtcd(undefined, { netns: this.router.name, host: '198.18.1.1', extraArgs: this.opts.etcdArgs });
     // Handled here so that a failure below does not leave it unhandled; awaited below or by destroy().
     this.etcdStarting.catch(() => undefined);
     const hostNs = await hostsMade;
@@ -271,9 +283,11 @@ export class ClusterLab {
     await startBounded(hosts.map((h) => ({ name: h.name, start: () => h.daemon.start(untilLog, timeoutMs) })), undefined, `"${String(untilLog ?? 'cluster view synced')}"`);
   }
 
-  /** Runs etcdctl inside the router namespace (where etcd runs). */
+  /** Runs etcdctl inside the router namespace (where etcd runs), against every running member. */
   etcdctl(args: readonly string[]): Promise<string> {
-    return this.etcd.etcdctl(args);
+    const up = this.etcdCluster?.members.filter((m) => m.running);
+    if (up === undefined || up.length === 0) return this.etcd.etcdctl(args);
+    return (up[0] as EtcdServer).etcdctl([`--endpoints=${up.map((m) => m.endpoint).join(',')}`, ...args]);
   }
 
   /** Runs etcdctl inside a host namespace against the lab's etcd (across the router). */
@@ -382,7 +396,8 @@ export class ClusterLab {
   /** PIDs of the lab's running processes (etcd and daemons). */
   pids(): number[] {
     const pids = this.hosts.flatMap((h) => (h.daemon.running && h.daemon.pid !== undefined ? [h.daemon.pid] : []));
-    if (this.etcd?.running) pids.push(this.etcd.pid);
+    if (this.etcdCluster !== undefined) pids.push(...this.etcdCluster.pids().filter((p) => p > 0));
+    else if (this.etcd?.running) pids.push(this.etcd.pid);
     return pids;
   }
 
@@ -392,7 +407,7 @@ export class ClusterLab {
     this.destroyed = true;
     await Promise.all(this.hosts.map((h) => h.daemon.destroy()));
     const etcd = await this.etcdStarting?.catch(() => undefined);
-    await etcd?.destroy();
+    await (this.etcdCluster ?? etcd)?.destroy();
     await this.inFlight;
     await this.lab.destroy();
   }

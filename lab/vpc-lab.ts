@@ -44,6 +44,8 @@ export interface VpcLabOptions {
   hostsPerSubnet?: number;
   /** Add 0.0.0.0/0 to an internet gateway and a NAT-gateway route to every table (default true). */
   gatewayRoutes?: boolean;
+  /** etcd members (see ClusterLabOptions.etcdMembers); default 1. */
+  etcdMembers?: number;
 }
 
 /** A route of a table, reduced for comparisons. */
@@ -242,7 +244,7 @@ export class VpcLab {
 
 /** Builds the VPC lab (see the module comment); with `t`, destroyed when the test ends. */
 export async function buildVpcLab(t: Teardown | undefined, opts: VpcLabOptions = {}): Promise<VpcLab> {
-  const lab = await buildClusterLab(undefined, { subnets: opts.subnets ?? 3, hostsPerSubnet: opts.hostsPerSubnet ?? 4, holdTime: '3s' });
+  const lab = await buildClusterLab(undefined, { subnets: opts.subnets ?? 3, hostsPerSubnet: opts.hostsPerSubnet ?? 4, holdTime: '3s', etcdMembers: opts.etcdMembers ?? 1 });
   let moto: MotoServer | undefined;
   let proxy: Ec2Proxy | undefined;
   let vlab: VpcLab | undefined;

@@ -23,7 +23,7 @@ import { buildVpcLab, type VpcLab } from '../../lab/vpc-lab.js';
 import { addPods, pingMatrix } from './pods.js';
 import { VpcRouter } from './vpc-router.js';
 
-const USAGE = `Usage: npm run demo -- [--nodes N] [--pods-per-node N] [--route-limit N] [--keep]
+const USAGE = `Usage: npm run demo -- [--nodes N] [--pods-per-node N] [--route-limit N] [--etcd-members N] [--keep]
 
 Builds a Trellis cluster in network namespaces on this machine (as root):
 etcd and moto_server (EC2) in a VPC-router namespace that forwards by moto's
@@ -37,6 +37,8 @@ Options:
   --pods-per-node N   pods per host (default 2)
   --route-limit N     entries per VPC route table (default 500; e.g. 4 forces
                       aggregation: pods are then reached through forwarding hosts)
+  --etcd-members N    etcd members, 1 or 3 or 5 (default 1); every trellisd and
+                      trellisctl is given all of them
   --keep              stay up for inspection with trellisctl and etcdctl until Ctrl-C
                       (etcd is exposed at http://127.0.0.1:23790, or another
                       free port when that one is taken; the demo prints it)
@@ -56,7 +58,7 @@ const started = Date.now();
 const step = (what: string): void => void process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${what}\n`);
 const section = (title: string): void => void process.stdout.write(`\n== ${title}\n`);
 
-function parse(argv: string[]): { nodes: number; pods: number; limit: number; keep: boolean; cleanup: boolean } | string {
+function parse(argv: string[]): { nodes: number; pods: number; limit: number; members: number; keep: boolean; cleanup: boolean } | string {
   let v;
   try {
     v = parseArgs({
@@ -65,6 +67,7 @@ function parse(argv: string[]): { nodes: number; pods: number; limit: number; ke
         nodes: { type: 'string' },
         'pods-per-node': { type: 'string' },
         'route-limit': { type: 'string' },
+        'etcd-members': { type: 'string' },
         keep: { type: 'boolean' },
         cleanup: { type: 'boolean' },
         bgp: { type: 'boolean' },
@@ -81,11 +84,16 @@ function parse(argv: string[]): { nodes: number; pods: number; limit: number; ke
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}, got ${text}`);
     return n;
   };
+  const odd = (n: number): number => {
+    if (n % 2 === 0) throw new Error(`--etcd-members must be odd (1, 3 or 5: an even count adds no fault tolerance), got ${n}`);
+    return n;
+  };
   try {
     return {
       nodes: num('nodes', v.nodes, 9, 3, 60),
       pods: num('pods-per-node', v['pods-per-node'], 2, 1, 10),
       limit: num('route-limit', v['route-limit'], 500, 4, 1000),
+      members: odd(num('etcd-members', v['etcd-members'], 1, 1, 5)),
       keep: v.keep === true,
       cleanup: v.cleanup === true,
     };
@@ -128,7 +136,7 @@ async function outstanding(v: VpcLab, router: VpcRouter, done: Set<string>): Pro
   return missing.sort();
 }
 
-async function run(opts: { nodes: number; pods: number; limit: number; keep: boolean }): Promise<number> {
+async function run(opts: { nodes: number; pods: number; limit: number; members: number; keep: boolean }): Promise<number> {
   const perSubnet = Math.ceil(opts.nodes / 3);
   if (perSubnet * 3 !== opts.nodes) step(`--nodes ${opts.nodes}: using ${perSubnet * 3}, three subnets of ${perSubnet}`);
   // Ctrl-C: the helpers' cleanup registry removes namespaces, processes and
@@ -138,8 +146,8 @@ async function run(opts: { nodes: number; pods: number; limit: number; keep: boo
     interrupted = true;
     step('interrupted: removed everything the demo had created');
   });
-  step('building the lab: VPC router, three subnet bridges, host namespaces, etcd and moto_server');
-  const v = await buildVpcLab(undefined, { subnets: 3, hostsPerSubnet: perSubnet, gatewayRoutes: false });
+  step(`building the lab: VPC router, three subnet bridges, host namespaces, etcd${opts.members > 1 ? ` (${opts.members} members)` : ''} and moto_server`);
+  const v = await buildVpcLab(undefined, { subnets: 3, hostsPerSubnet: perSubnet, gatewayRoutes: false, etcdMembers: opts.members });
   let router: VpcRouter | undefined;
   try {
     const subnets = [...v.tables.keys()];

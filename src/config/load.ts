@@ -130,8 +130,25 @@ export function parseDuration(text: string): number | undefined {
   return Math.round(n * factor);
 }
 
-function coerce(key: ConfigKey, value: unknown): Raw | string {
-  const bad = (what: string): string => `expected ${what}, got ${JSON.stringify(value)}`;
+/** A value for a message: JSON where it can be (cycles and odd types shown plainly), cut short. */
+function show(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = undefined;
+  }
+  text ??= Array.isArray(value) ? 'a list' : typeof value === 'object' && value !== null ? 'a mapping' : String(value);
+  return text.length <= 80 ? text : `${text.slice(0, 80)}…`;
+}
+
+/** Why a value was refused (a string key's value is a string too, so the two must not mix). */
+interface Bad {
+  readonly bad: string;
+}
+
+function coerce(key: ConfigKey, value: unknown): Raw | Bad {
+  const bad = (what: string): Bad => ({ bad: `expected ${what}, got ${show(value)}` });
   switch (key.type) {
     case 'string':
       return typeof value === 'string' || typeof value === 'number' ? String(value) : bad('a string');
@@ -173,7 +190,17 @@ function flatten(doc: unknown, prefix: string, out: Map<string, unknown>, proble
 }
 
 /** The keys and groups a misspelt key at `prefix` may have meant (siblings first). */
+const nearCache = new Map<string, string[]>();
+
 function knownNear(prefix: string): string[] {
+  const cached = nearCache.get(prefix);
+  if (cached !== undefined) return cached;
+  const near = namesNear(prefix);
+  if (nearCache.size < 64) nearCache.set(prefix, near);
+  return near;
+}
+
+function namesNear(prefix: string): string[] {
   const names = new Set<string>();
   for (const key of CONFIG_KEYS) {
     const parts = key.path.split('.');
@@ -215,7 +242,13 @@ function readFileKeys(file: string, problems: string[]): Map<string, unknown> {
     problems.push(`${file}: not valid YAML: ${error.message.split('\n')[0]}`);
     return fromFile;
   }
-  const doc: unknown = only.toJS();
+  let doc: unknown;
+  try {
+    doc = only.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    problems.push(`${file}: not usable YAML: ${(err as Error).message.split('\n')[0]}`);
+    return fromFile;
+  }
   if (doc !== null && doc !== undefined) flatten(doc, '', fromFile, problems, file);
   return fromFile;
 }
@@ -245,8 +278,8 @@ export function resolveKeys(keys: readonly ConfigKey[], options: LoadOptions, pr
       continue;
     }
     const v = coerce(key, source.value);
-    if (typeof v === 'string' && key.type !== 'string') {
-      problems.push(`${source.where}: ${v}`);
+    if (typeof v === 'object' && !Array.isArray(v)) {
+      problems.push(`${source.where}: ${v.bad}`);
       continue;
     }
     if (typeof v === 'number' && ((key.min !== undefined && v < key.min) || (key.max !== undefined && v > key.max))) {
@@ -381,6 +414,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
   return config;
 }
 
+/** Problems between keys and with their meaning; a key left out of `values` was refused already and is not checked again. */
 function semanticProblems(config: TrellisConfig, values: ConfigValues): string[] {
   const problems: string[] = [];
   const check = (f: () => unknown): void => {
@@ -403,19 +437,19 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
   }
   if (config.holdTime !== undefined && config.holdTime % 1000 !== 0) problems.push(`holdTime must be whole seconds (etcd leases count in seconds), got ${config.holdTime} ms`);
   if (config.restartHoldTime !== undefined && config.restartHoldTime % 1000 !== 0) problems.push(`restartHoldTime must be whole seconds (etcd leases count in seconds), got ${config.restartHoldTime} ms`);
-  if (!['unreachable', 'blackhole', 'none'].includes(config.routes.ownBlocks)) {
+  if (values.has('routes.ownBlocks') && !['unreachable', 'blackhole', 'none'].includes(config.routes.ownBlocks)) {
     problems.push(`routes.ownBlocks must be unreachable, blackhole or none; got ${JSON.stringify(config.routes.ownBlocks)}`);
   }
-  if (config.http.listen !== '' && parseListen(config.http.listen) === undefined) {
+  if (values.has('http.listen') && config.http.listen !== '' && parseListen(config.http.listen) === undefined) {
     problems.push(`http.listen must be host:port (e.g. 127.0.0.1:9653 or [::1]:9653) or empty; got ${JSON.stringify(config.http.listen)}`);
   }
-  if (config.ipam.socket !== '' && !isAbsolute(config.ipam.socket)) problems.push(`ipam.socket must be an absolute path or empty, got ${JSON.stringify(config.ipam.socket)}`);
+  if (values.has('ipam.socket') && config.ipam.socket !== '' && !isAbsolute(config.ipam.socket)) problems.push(`ipam.socket must be an absolute path or empty, got ${JSON.stringify(config.ipam.socket)}`);
   for (const key of ['binDir', 'confDir'] as const) {
-    if (!isAbsolute(config.cni[key])) problems.push(`cni.${key} must be an absolute path, got ${JSON.stringify(config.cni[key])}`);
+    if (values.has(`cni.${key}`) && !isAbsolute(config.cni[key])) problems.push(`cni.${key} must be an absolute path, got ${JSON.stringify(config.cni[key])}`);
   }
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*\.conflist$/.test(config.cni.confName)) problems.push(`cni.confName must be a plain file name ending in .conflist, got ${JSON.stringify(config.cni.confName)}`);
-  if (!isAbsolute(config.stateDir)) problems.push(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(config.log.level)) {
+  if (values.has('cni.confName') && !/^[A-Za-z0-9][A-Za-z0-9._-]*\.conflist$/.test(config.cni.confName)) problems.push(`cni.confName must be a plain file name ending in .conflist, got ${JSON.stringify(config.cni.confName)}`);
+  if (values.has('stateDir') && !isAbsolute(config.stateDir)) problems.push(`stateDir must be an absolute path, got ${JSON.stringify(config.stateDir)}`);
+  if (values.has('log.level') && !['fatal', 'error', 'warn', 'info', 'debug', 'trace'].includes(config.log.level)) {
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);
   }
   problems.push(...etcdSettingsProblems(config.etcd));

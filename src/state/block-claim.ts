@@ -7,14 +7,16 @@
 // record that does not decode stays undecodable (cut to a short prefix of
 // its text), and an allocation outside the block (which makes checkBlock
 // refuse the record) is kept, so the verdict on the compacted value equals
-// the verdict on the original.
+// the verdict on the original. A cut text ends in a NUL character, which no
+// JSON text may hold outside an escape: a prefix of a hostile value (a valid
+// claim followed by padding and garbage) never becomes a valid claim.
 
 import { create } from '@bufbuild/protobuf';
 import { contains, parseAddress, tryParsePrefix } from '../core/cidr.js';
 import { BlockSchema } from '../gen/trellis/v1/records_pb.js';
 import { decodeRecord, encodeRecord } from './records.js';
 
-/** Values up to this length are kept as they are; longer undecodable ones are cut to it. */
+/** Values up to this length are kept as they are; longer undecodable ones are cut to it (and marked). */
 const KEEP_UNDECODABLE = 512;
 
 function inBlock(prefixText: string, address: string): boolean {
@@ -31,7 +33,7 @@ function inBlock(prefixText: string, address: string): boolean {
 export function compactBlockRecord(text: string): string {
   if (text.length <= KEEP_UNDECODABLE) return text; // a claim alone is this short: nothing to gain
   const decoded = decodeRecord(BlockSchema, text);
-  if (!decoded.ok) return text.length <= KEEP_UNDECODABLE ? text : text.slice(0, KEEP_UNDECODABLE);
+  if (!decoded.ok) return `${text.slice(0, KEEP_UNDECODABLE)}\u0000`;
   const b = decoded.value;
   if (Object.keys(b.allocations).length === 0 && Object.keys(b.released).length === 0) return text;
   const stray = Object.entries(b.allocations).find(([address]) => !inBlock(b.prefix, address));

@@ -6,8 +6,11 @@
 // hostile record is skipped and counted by the reader, never fatal.
 // Unknown fields are ignored (forward compatible additions); an unknown
 // schemaVersion is rejected because its fields may mean something else.
+// A rejection names the record type and, when one field is at fault, that
+// field (the decoder's own message does not for nested messages such as
+// timestamps); it is bounded in length, whatever the value holds.
 
-import { create, fromJsonString, toJsonString, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { create, fromJson, fromJsonString, toJsonString, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromMs, timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 
 export const SCHEMA_VERSION = 1;
@@ -28,7 +31,8 @@ export function decodeRecord<D extends DescMessage>(schema: D, text: string): De
   try {
     value = fromJsonString(schema, text, { ignoreUnknownFields: true });
   } catch (err) {
-    return { ok: false, reason: `not a valid ${schema.name} record: ${(err as Error).message}` };
+    const field = faultyField(schema, text);
+    return { ok: false, reason: `not a valid ${schema.name} record: ${field === undefined ? '' : `field ${field}: `}${clip((err as Error).message)}` };
   }
   const version = (value as { schemaVersion?: number }).schemaVersion ?? 0;
   if (version !== SCHEMA_VERSION) {
@@ -38,6 +42,32 @@ export function decodeRecord<D extends DescMessage>(schema: D, text: string): De
     };
   }
   return { ok: true, value };
+}
+
+/** Longest decoder message quoted in a reason. */
+const MAX_MESSAGE = 200;
+
+function clip(message: string): string {
+  return message.length <= MAX_MESSAGE ? message : `${message.slice(0, MAX_MESSAGE)}…`;
+}
+
+/** The first top-level field of the JSON object `text` that does not decode alone, if the text is such an object. */
+function faultyField(schema: DescMessage, text: string): string | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return undefined;
+  for (const [name, value] of Object.entries(doc)) {
+    try {
+      fromJson(schema, { [name]: value } as never, { ignoreUnknownFields: true });
+    } catch {
+      return JSON.stringify(name.length <= 64 ? name : `${name.slice(0, 64)}…`);
+    }
+  }
+  return undefined;
 }
 
 export function msToTimestamp(ms: number): Timestamp {

@@ -80,7 +80,7 @@ export function checkBlock(record: Block, keyPrefix: Prefix, topology: Topology)
   if (record.node === '') return fail(`block ${record.prefix}: no owner node`);
   for (const a of Object.keys(record.allocations)) {
     const addr = address(a);
-    if (addr === undefined || !contains(prefix, addr)) return fail(`block ${record.prefix}: allocation ${a} is not an address of the block`);
+    if (addr === undefined || !contains(prefix, addr)) return fail(`block ${record.prefix}: allocation ${JSON.stringify(a)} is not an address of the block`);
   }
   return { ok: true, value: { prefix, node: record.node, subnet } };
 }

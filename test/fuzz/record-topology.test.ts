@@ -1,0 +1,5 @@
+// Fuzzing the stored topology decoder (see record-targets.ts).
+import t from 'tap';
+import { fuzzRecord } from './record-targets.js';
+
+fuzzRecord(t, 'Topology');
