@@ -24,13 +24,13 @@ import { placeNode } from '../src/core/ipam-placement.js';
 import type { Subnet } from '../src/core/topology.js';
 import { connectEtcd } from '../src/etcd/client.js';
 import { mirrorClaims, readClaims } from '../src/etcd/claim-reader.js';
-import { repairClaim, writeMissingHolds } from '../src/etcd/claim-holds.js';
+import { writeMissingHolds } from '../src/etcd/claim-holds.js';
 import { LogBudget } from '../src/core/log-budget.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
 import { PrefixMirror, type MirrorChange } from '../src/etcd/prefix-mirror.js';
 import { RouteProgrammer } from '../src/netlink/route-programmer.js';
-import { ClusterView, type ClaimConflict } from '../src/state/cluster-view.js';
+import { ClusterView } from '../src/state/cluster-view.js';
 import { compactBlockRecord } from '../src/state/block-claim.js';
 import { Keys } from '../src/state/keys.js';
 import { VERSION } from '../src/version.js';
@@ -49,6 +49,7 @@ import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
 import { WithdrawHold } from './withdraw-hold.js';
+import { ClaimRepair } from './claim-repair.js';
 import type { VpcService } from './vpc/vpc-service.js';
 import { leaseOwner } from './withdraw.js';
 import type { BgpService } from './bgp/bgp-service.js';
@@ -84,9 +85,9 @@ export class NodeDaemon {
   vpc: VpcService | undefined;
   /** Log lines about bad records and conflicts: 100 at once, then 10 a second (metrics count all). */
   private readonly recordLogBudget = new LogBudget({ burst: 100, perSecond: 10, now: Date.now });
-  /** Blocks this node holds whose claim must be written again. */
-  private readonly toRepair = new Set<string>();
-  private repairing: Promise<void> | undefined;
+  /** Claim conflicts: alarmed, and this node's own claims written again. */
+  private readonly claimRepair: ClaimRepair;
+
   /** Pod egress masquerade (nftables table ip trellis). */
   egress: EgressController | undefined;
   private lostBlocks: LostBlocks | undefined;
@@ -101,6 +102,11 @@ export class NodeDaemon {
   ) {
     this.keys = new Keys(config.etcd.prefix);
     this.client = connectEtcd(etcdSettings(config));
+    this.claimRepair = new ClaimRepair({
+      client: this.client, keys: this.keys, node: this.config.nodeName, log: this.log, logBudget: this.recordLogBudget,
+      conflicts: this.metrics.claimConflicts, repairs: this.metrics.claimRepairs,
+      stillInConflict: (block) => this.view?.conflicts().has(block) === true, stopping: () => this.stopping,
+    });
   }
 
   get leaseKeeper(): LeaseKeeper | undefined {
@@ -210,7 +216,7 @@ export class NodeDaemon {
         const suppressed = this.recordLogBudget.take();
         if (suppressed !== undefined) log.warn({ ...r, ...(suppressed > 0 ? { suppressed } : {}) }, 'ignoring record');
       },
-      (c) => this.onConflict(c),
+      (c) => this.claimRepair.onConflict(c),
     );
     this.view = view;
     const withdrawals = new WithdrawHold(config.routes.massWithdrawGrace, log.child({ component: 'damping' }), (nodes) => this.applyDueWithdrawals(view, routes, nodes));
@@ -368,45 +374,6 @@ export class NodeDaemon {
       this.bgp?.markDirty();
     } else {
       routes.onChanges(changes);
-    }
-  }
-
-  /** A block's claim disagrees with its holds: alarm; when this node is the rightful holder, repair the claim. */
-  private onConflict(c: ClaimConflict): void {
-    this.metrics.claimConflicts.inc();
-    const suppressed = this.recordLogBudget.take();
-    if (suppressed !== undefined) {
-      this.log.error({ block: c.prefix, claimed: c.claimed, holder: c.holder, reason: c.reason, ...(suppressed > 0 ? { suppressed } : {}) }, 'block claim conflict');
-    }
-    if (c.holder !== this.config.nodeName || this.stopping) return;
-    this.toRepair.add(c.prefix);
-    this.repairing ??= this.repairClaims().finally(() => (this.repairing = undefined));
-  }
-
-  /** Writes this node's claims found rewritten or deleted again (from its holds), until none is left. */
-  private async repairClaims(): Promise<void> {
-    while (this.toRepair.size > 0 && !this.stopping) {
-      const block = this.toRepair.values().next().value as string;
-      this.toRepair.delete(block);
-      try {
-        const result = await repairClaim(this.client, this.keys, this.config.nodeName, block);
-        this.metrics.claimRepairs.inc({ result: result === 'lost' ? 'lost' : 'ok' });
-        if (result === 'repaired') this.log.warn({ block }, 'wrote my claim again (it was rewritten or deleted by someone else)');
-        // A lost compare means the claim moved again: the view reports the next state if it is still wrong.
-      } catch (err) {
-        this.metrics.claimRepairs.inc({ result: 'error' });
-        this.log.warn({ block, err: (err as Error).message }, 'repairing my claim failed; will retry');
-        const retry = setTimeout(() => this.onRetryRepair(block), 1000);
-        retry.unref();
-      }
-    }
-  }
-
-  private onRetryRepair(block: string): void {
-    const c = this.view?.conflicts().get(block);
-    if (c !== undefined) {
-      this.toRepair.add(block);
-      this.repairing ??= this.repairClaims().finally(() => (this.repairing = undefined));
     }
   }
 

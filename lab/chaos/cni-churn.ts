@@ -50,7 +50,7 @@ export class CniChurn {
   }
 
   private async call(command: 'ADD' | 'DEL', h: LabHost, id: string): Promise<Outcome> {
-    const config = { cniVersion: '1.1.0', name: 'chaos', type: 'ptp', ipam: { type: 'trellis', socket: this.socket(h), timeoutMs: 5000 } };
+    const config = { cniVersion: '1.1.0', name: 'chaos', type: 'ptp', ipam: { type: 'trellis', socket: this.socket(h) } };
     for (let i = 0; ; i++) {
       const out = await invoke({ command, hostNs: h.ns.name, containerId: id, netns: '/var/run/netns/none', path: this.path, config, type: 'trellis' });
       const code = (out.json as { code?: number } | undefined)?.code;

@@ -11,12 +11,13 @@ export const etcdPause: ChaosFault = {
   summary: 'whole etcd SIGSTOPped for 2× the hold time, then SIGCONT',
   promised: true,
   async run(world) {
-    const etcd = world.cluster.etcd;
-    etcd.pause();
+    // Every member at once: the whole etcd stops answering.
+    const members = world.cluster.etcdCluster?.members ?? [world.cluster.etcd];
+    for (const m of members) m.pause();
     try {
       await delay(2 * world.holdMs);
     } finally {
-      etcd.resume();
+      for (const m of members) m.resume();
     }
     return {};
   },

@@ -17,12 +17,12 @@ export const partitionNode: ChaosFault = {
   async run(world) {
     const { cluster } = world;
     const host = cluster.hosts[cluster.hosts.length - 1]!;
-    const port = new URL(cluster.endpoint).port;
-    const etcdIP = new URL(cluster.endpoint).hostname;
+    // Every etcd member (the endpoint is a comma-separated list with several).
+    const members = cluster.endpoint.split(',').map((e) => new URL(e));
     const rules = [
       `add table inet ${TABLE}`,
       `add chain inet ${TABLE} out { type filter hook output priority 0 ; policy accept ; }`,
-      `add rule inet ${TABLE} out ip daddr ${etcdIP} tcp dport ${port} drop`,
+      ...members.map((u) => `add rule inet ${TABLE} out ip daddr ${u.hostname} tcp dport ${u.port} drop`),
     ].join('\n');
     await cluster.lab.exec(host.ns, 'sh', ['-c', `printf '%s\\n' '${rules}' | nft -f -`]);
     try {

@@ -1,16 +1,17 @@
 // Every chaos fault, in the order `npm run chaos` runs them. Add a fault:
 // one file in this directory exporting a ChaosFault, one line here.
-// (etcd member faults — leader kill, member kill and restart — come with the
-// 3-member etcd lab.)
+// The etcd member faults need a cluster built with --etcd-members 3 (the
+// default of `npm run chaos`); with one member they are skipped with a note.
 
 import { diskFull } from './disk-full.js';
+import { etcdLeaderKill, etcdMemberRestart } from './etcd-members.js';
 import { etcdPause } from './etcd-pause.js';
 import type { ChaosFault } from './fault.js';
 import { hostileForged, hostileMalformed } from './hostile-records.js';
 import { partitionNode } from './partition-node.js';
 import { trellisdKillLoop } from './trellisd-kill-loop.js';
 
-export const FAULTS: readonly ChaosFault[] = [etcdPause, trellisdKillLoop, partitionNode, diskFull, hostileMalformed, hostileForged];
+export const FAULTS: readonly ChaosFault[] = [etcdPause, etcdLeaderKill, etcdMemberRestart, trellisdKillLoop, partitionNode, diskFull, hostileMalformed, hostileForged];
 
 export function faultsNamed(names: readonly string[] | undefined): ChaosFault[] {
   if (names === undefined || names.length === 0) return [...FAULTS];

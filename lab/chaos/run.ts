@@ -1,7 +1,7 @@
 // `npm run chaos`: runs the chaos faults (lab/chaos/registry.ts) against a
 // lab cluster, prints the table, exits 1 if any promised fault lost anything.
 //
-// Usage: npm run chaos [-- --faults etcd-pause,partition-node] [--hosts 3] [--hold-time 6s] [--verbose]
+// Usage: npm run chaos [-- --faults etcd-pause,partition-node] [--hosts 3] [--hold-time 6s] [--etcd-members 3] [--verbose]
 // Needs root (network namespaces) and etcd.
 
 import { FAULTS, faultsNamed } from './registry.js';
@@ -23,6 +23,7 @@ async function main(): Promise<number> {
     faults,
     hosts: arg('hosts') === undefined ? undefined : Number(arg('hosts')),
     holdTime: arg('hold-time'),
+    etcdMembers: Number(arg('etcd-members') ?? 3),
     log: (l) => process.stderr.write(`${l}\n`),
   });
   process.stdout.write(`${chaosTable(rows)}\n`);

@@ -28,6 +28,8 @@ export interface ChaosOptions {
   hosts?: number;
   /** Hold time of the daemons; default 6s (the default of trellisd). */
   holdTime?: string;
+  /** etcd members (1, 3 or 5); default 1. The etcd member faults need 3 or more. */
+  etcdMembers?: number;
   log?: (line: string) => void;
 }
 
@@ -73,7 +75,7 @@ export async function runChaos(t: Teardown | undefined, o: ChaosOptions): Promis
   const say = o.log ?? ((): void => undefined);
   const holdTime = o.holdTime ?? '6s';
   const holdMs = Number.parseInt(holdTime, 10) * 1000;
-  const cluster = await buildClusterLab(t, { subnets: 1, hostsPerSubnet: o.hosts ?? 3, holdTime, extraDaemonArgs: ['--restart-hold-time', '30s'] });
+  const cluster = await buildClusterLab(t, { subnets: 1, hostsPerSubnet: o.hosts ?? 3, holdTime, etcdMembers: o.etcdMembers ?? 1, extraDaemonArgs: ['--restart-hold-time', '30s'] });
   try {
     say(`cluster: ${cluster.hosts.length} hosts, hold time ${holdTime}, built in ${cluster.buildMs} ms`);
     await cluster.startDaemons();
