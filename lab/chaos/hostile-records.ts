@@ -4,8 +4,8 @@
 // promise they are ignored (no route, nothing else disturbed).
 // `hostile-forged`: a well-formed block claim and advertisement of a free block of the pod
 // network via a host that is no node (198.18.1.99), with no node record; no
-// host must route it. Only the trust model (advertisements must match a live
-// node record) makes that a promise, so until then it is reported, not failed.
+// host must route it: the trust model (docs/trust.md) promises that an
+// advertisement counts only under its live node record's lease and host IP.
 
 import { AdvertisementSchema, BlockSchema } from '../../src/gen/trellis/v1/records_pb.js';
 import { encodeRecord, makeRecord, msToTimestamp } from '../../src/state/records.js';
@@ -46,7 +46,7 @@ export const hostileMalformed: ChaosFault = {
 export const hostileForged: ChaosFault = {
   name: 'hostile-forged',
   summary: 'a forged claim and advertisement of a free block via 198.18.1.99, no node record',
-  promised: false,
+  promised: true,
   async run(world) {
     const keys = world.cluster.keys;
     const free = '100.96.15.192/26';

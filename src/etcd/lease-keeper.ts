@@ -262,7 +262,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
         await this.regrant();
         return;
       }
-      const ttl = await this.keepAliveOnce(id);
+      const ttl = await this.keepAliveRound(id);
       if (ttl > 0) {
         this.lastAck = this.now();
         this.setState('alive');
@@ -328,6 +328,24 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private async remainingTtl(id: string): Promise<number> {
     const res = await this.client.leaseClient.leaseTimeToLive({ ID: id });
     return Number(res.TTL);
+  }
+
+  /**
+   * One round: keepalive attempts until one is answered or the round's time
+   * (holdTime/3, at least 1 s) is spent. A failed attempt is tried again at
+   * once: the client opens each stream on a member picked at random, so with
+   * several etcd members a dead one costs an attempt, not the round.
+   */
+  private async keepAliveRound(id: string): Promise<number> {
+    const roundMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3);
+    const deadline = this.now() + roundMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.keepAliveOnce(id, Math.max(250, deadline - this.now()));
+      } catch (err) {
+        if (attempt >= 5 || this.now() >= deadline - 250 || this.current === 'stopped') throw err;
+      }
+    }
   }
 
   private async keepAliveOnce(id: string, timeoutMs = Math.max(1000, (this.options.ttlSeconds * 1000) / 3)): Promise<number> {
