@@ -58,6 +58,9 @@ import type { ClusterState } from './vpc/plan-input.js';
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
 const IPAM_USAGE_REFRESH_MS = 10_000;
 
+/** How long an advertisement may wait for its node record before it is reported as ignored. */
+const UNBOUND_GRACE_MS = 2000;
+
 export class NodeDaemon {
   readonly keys: Keys;
   readonly client: Etcd3;
@@ -91,6 +94,7 @@ export class NodeDaemon {
   /** Pod egress masquerade (nftables table ip trellis). */
   egress: EgressController | undefined;
   private lostBlocks: LostBlocks | undefined;
+  private unboundTimer: NodeJS.Timeout | undefined;
   /** gc.deadNodeAfter > 0: candidate for the cluster's node collector. */
   collector: NodeCollector | undefined;
   /** BGP mode (bgp.enabled): the speaker and this node's exporter. */
@@ -217,8 +221,14 @@ export class NodeDaemon {
         if (suppressed !== undefined) log.warn({ ...r, ...(suppressed > 0 ? { suppressed } : {}) }, 'ignoring record');
       },
       (c) => this.claimRepair.onConflict(c),
+      // A node's record and advertisement arrive on two watches: report an unbound advertisement only if it stays so.
+      { unboundGraceMs: UNBOUND_GRACE_MS, now: Date.now },
     );
     this.view = view;
+    this.unboundTimer = setInterval(() => {
+      if (this.synced) view.reportUnbound();
+    }, UNBOUND_GRACE_MS / 2);
+    this.unboundTimer.unref();
     const withdrawals = new WithdrawHold(config.routes.massWithdrawGrace, log.child({ component: 'damping' }), (nodes) => this.applyDueWithdrawals(view, routes, nodes));
     this.withdrawals = withdrawals;
     const routes = new RouteInputs(view, {
@@ -416,6 +426,7 @@ export class NodeDaemon {
    */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.unboundTimer);
     this.advertisement?.stop();
     this.withdrawals?.stop();
     this.ipamService?.close();

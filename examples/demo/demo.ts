@@ -158,6 +158,7 @@ async function run(opts: { nodes: number; pods: number; limit: number; members: 
       ec2: v.ec2,
       tables: subnets.map((s, i) => ({ id: v.tables.get(s) as string, bridge: `br${i + 1}` })),
       instances: new Map(v.hosts.map((h) => [v.instances.get(h.name) as string, { ip: h.hostIP, bridge: `br${subnets.indexOf(h.subnet) + 1}` }])),
+      interfaces: v.interfaces,
       network: v.lab.topology.network,
     });
     await router.start();

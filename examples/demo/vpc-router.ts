@@ -26,6 +26,8 @@ export interface VpcRouterOptions {
   readonly tables: readonly RouterTable[];
   /** Instance id → its host address and the bridge it sits on. */
   readonly instances: ReadonlyMap<string, { ip: string; bridge: string }>;
+  /** Primary network interface id → its instance id (entries target either). */
+  readonly interfaces?: ReadonlyMap<string, string>;
   /** Only entries inside the pod network are followed. */
   readonly network: Prefix;
   readonly intervalMs?: number;
@@ -77,7 +79,8 @@ export class VpcRouter {
       const rt = out.RouteTables?.find((r) => r.RouteTableId === t.id);
       const want = new Map<string, string>();
       for (const r of rt?.Routes ?? []) {
-        const target = r.InstanceId === undefined ? undefined : this.o.instances.get(r.InstanceId);
+        const instance = r.InstanceId ?? (r.NetworkInterfaceId === undefined ? undefined : this.o.interfaces?.get(r.NetworkInterfaceId));
+        const target = instance === undefined ? undefined : this.o.instances.get(instance);
         const dst = r.DestinationCidrBlock;
         if (target === undefined || dst === undefined || !contains(this.o.network, parsePrefix(dst))) continue;
         want.set(dst, `via ${target.ip} dev ${target.bridge}`);

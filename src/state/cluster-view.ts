@@ -68,6 +68,16 @@ const NAMED_PREFIXES = 5;
 
 type Kind = 'nodes' | 'blocks' | 'holds' | 'routes';
 
+export interface ClusterViewOptions {
+  /**
+   * An advertisement not bound to its node record is reported (onIgnored)
+   * only once it has stayed so this long (reportUnbound); 0: at once. Until
+   * then it is not used either way.
+   */
+  readonly unboundGraceMs?: number;
+  readonly now?: () => number;
+}
+
 export class ClusterView {
   private readonly raw = { nodes: new Map<string, RawEntry>(), blocks: new Map<string, RawEntry>(), holds: new Map<string, RawEntry>(), routes: new Map<string, RawEntry>() };
   private readonly dirty = { nodes: new Set<string>(), blocks: new Set<string>(), holds: new Set<string>(), routes: new Set<string>() };
@@ -97,12 +107,32 @@ export class ClusterView {
   /** Conflicts reported (each new conflict state of a block once). */
   conflictCount = 0;
 
+  /** Advertisements waiting for their node record (unboundGraceMs > 0), by key. */
+  private readonly unbound = new Map<string, { entry: RawEntry; reason: string; since: number }>();
+
   constructor(
     private topology: Topology,
     private readonly keys: Keys,
     private readonly onIgnored: (record: IgnoredRecord) => void = () => undefined,
     private readonly onConflict: (conflict: ClaimConflict) => void = () => undefined,
+    private readonly options: ClusterViewOptions = {},
   ) {}
+
+  /**
+   * Advertisements not bound to their node record (none, another lease, host
+   * IP or subnet) for longer than unboundGraceMs are reported now. A node
+   * writes both in one transaction, but they reach a watcher on two watches,
+   * so a moment apart: within the grace the advertisement is only not used.
+   */
+  reportUnbound(): void {
+    const now = (this.options.now ?? Date.now)();
+    for (const [key, u] of this.unbound) {
+      if (now - u.since < (this.options.unboundGraceMs ?? 0)) continue;
+      const entry = this.raw.routes.get(key);
+      if (entry === undefined || entry.modRevision !== u.entry.modRevision) continue;
+      this.ignore(key, entry, 'advertisement', u.reason, 'invalid');
+    }
+  }
 
   setTopology(topology: Topology): void {
     this.topology = topology;
@@ -289,7 +319,10 @@ export class ClusterView {
       const entry = this.raw.routes.get(key);
       const where = this.keys.routeFromKey(key);
       if (where !== undefined && this.advertKeyOfNode.get(where.node) === key && entry === undefined) this.advertKeyOfNode.delete(where.node);
-      if (entry === undefined) continue;
+      if (entry === undefined) {
+        this.unbound.delete(key);
+        continue;
+      }
       if (where === undefined) {
         this.ignore(key, entry, 'advertisement', 'key is not <subnet>/<node>');
         continue;
@@ -303,8 +336,14 @@ export class ClusterView {
         const n = this.nodesOut.get(where.node);
         const nodeFacts = n === undefined ? undefined : { subnet: n.subnet.id, hostIP: formatAddress(n.hostIP), lease: this.nodeLease.get(where.node) ?? '0' };
         const unbound = checkAdvertiser({ node: a.node, subnet: a.subnet.id, nextHop: formatAddress(a.nextHop), lease: entry.lease ?? '0' }, nodeFacts);
+        if (unbound !== undefined && (this.options.unboundGraceMs ?? 0) > 0) {
+          const since = this.unbound.get(key)?.since ?? (this.options.now ?? Date.now)();
+          this.unbound.set(key, { entry, reason: unbound, since });
+          continue;
+        }
         if (unbound !== undefined) checked = { ok: false, reason: unbound };
       }
+      this.unbound.delete(key);
       if (!checked.ok) {
         this.ignore(key, entry, 'advertisement', checked.reason, decoded.ok ? 'invalid' : 'undecodable');
         continue;

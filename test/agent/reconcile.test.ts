@@ -87,6 +87,8 @@ t.test('route agent reconciliation', { skip }, async (t) => {
     hostsPerSubnet: 3,
     holdTime: '3s',
     subnetSize: 17, // 512 /26 blocks in subnet-1: room for the 200 fake peers
+    // The 200 fake peers withdraw at once, which damping would hold as an etcd-side event: off here.
+    extraDaemonArgs: ['--routes-mass-withdraw-grace', '0s'],
     makeDaemon: (o) => new Daemon(o.nodeName === 'h1-2' ? { ...o, args: [...(o.args ?? []), '--routes-resync-interval', '1s'] } : o),
   });
   const [A, B, C] = lab.hosts as [LabHost, LabHost, LabHost];
@@ -229,10 +231,16 @@ t.test('route agent reconciliation', { skip }, async (t) => {
     await Promise.all(
       peers.map((p) => client.put(lab.keys.block(p.prefix)).value(JSON.stringify({ schemaVersion: 1, prefix: p.prefix, subnet: SUBNET, node: p.node, claimedAt }))),
     );
+    // Node records under one lease, which the advertisements share (peers accept an advertisement only
+    // under its node record's lease, with that record's host IP as next hop).
+    const lease = client.lease(60, { autoKeepAlive: false });
+    const leaseId = await lease.grant();
+    t.teardown(() => lease.revoke().catch(() => undefined));
+    await Promise.all(peers.map((p) => client.put(lab.keys.node(p.node)).value(JSON.stringify({ schemaVersion: 1, name: p.node, subnet: SUBNET, hostIp: p.nextHop })).lease(leaseId)));
     const before = await settledPasses(lab, A);
     const rev0 = await etcdRevision(lab);
     const writeStart = Date.now();
-    await Promise.all(peers.map((p) => client.put(lab.keys.route(SUBNET, p.node)).value(advert(p))));
+    await Promise.all(peers.map((p) => client.put(lab.keys.route(SUBNET, p.node)).value(advert(p)).lease(leaseId)));
     const rev1 = await etcdRevision(lab);
     t.equal(rev1 - rev0, N, `${N} separate etcd revisions written in ${Date.now() - writeStart} ms`);
     const took = await until(`all ${N} fake routes in A`, async () => (await fakeRoutes(A)) === N, 20_000, 20);
@@ -251,5 +259,6 @@ t.test('route agent reconciliation', { skip }, async (t) => {
     t.ok(removed < N / 4, `${removed} passes for ${N} deletes: coalesced`);
     t.same(await routesVia(lab, A, C.hostIP), (await lab.blocksOf(C)).map((b) => b.prefix), "C's routes untouched");
     await Promise.all(peers.map((p) => client.delete().key(lab.keys.block(p.prefix))));
+    await lease.revoke();
   });
 });

@@ -1,8 +1,8 @@
-// The chaos runner in its reduced form for CI: a 3-host cluster on a
-// 3-member etcd with a 3 s hold time, the whole-etcd pause, the etcd leader
-// killed, malformed records and forged ones (a claim and advertisement of a
-// free block with no node record): each promised, so each must lose nothing.
-// The full run is `npm run chaos`.
+// The chaos runner in its reduced form for CI: a 3-host cluster with a 3 s
+// hold time, the whole-etcd pause, malformed records and forged ones (a claim
+// and advertisement of a free block with no node record): each promised, so
+// each must lose nothing. The etcd member faults run in
+// test/lab/etcd-members.test.ts; the full run is `npm run chaos`.
 
 import t from 'tap';
 import { needRoot } from '../../lab/netns.js';
@@ -12,8 +12,8 @@ import { chaosTable, runChaos } from '../../lab/chaos/runner.js';
 const skip = needRoot();
 
 t.test('chaos, reduced: promised faults lose nothing', { skip }, async (t) => {
-  const rows = await runChaos(t, { faults: faultsNamed(['etcd-pause', 'etcd-leader-kill', 'hostile-malformed', 'hostile-forged']), hosts: 3, holdTime: '3s', etcdMembers: 3 });
-  t.equal(rows.length, 4, 'every fault ran');
+  const rows = await runChaos(t, { faults: faultsNamed(['etcd-pause', 'hostile-malformed', 'hostile-forged']), hosts: 3, holdTime: '3s' });
+  t.equal(rows.length, 3, 'every fault ran');
   t.comment(`\n${chaosTable(rows)}`);
   for (const r of rows.filter((x) => x.promised)) {
     t.equal(r.verdict, 'ok', `${r.fault}: nothing promised was lost`);
@@ -24,6 +24,4 @@ t.test('chaos, reduced: promised faults lose nothing', { skip }, async (t) => {
   const forged = rows.find((r) => r.fault === 'hostile-forged');
   t.ok(forged?.promised, 'forged records are a promised fault');
   t.match(forged?.notes.join('\n') ?? '', /CNI churn: [1-9]\d* ADD/, 'the churn ran');
-  const leader = rows.find((r) => r.fault === 'etcd-leader-kill');
-  t.match(leader?.notes.join('\n') ?? '', /leader \d killed; member \d elected/, 'the leader was killed and another elected');
 });
