@@ -336,7 +336,9 @@ export class ClusterView {
         const n = this.nodesOut.get(where.node);
         const nodeFacts = n === undefined ? undefined : { subnet: n.subnet.id, hostIP: formatAddress(n.hostIP), lease: this.nodeLease.get(where.node) ?? '0' };
         const unbound = checkAdvertiser({ node: a.node, subnet: a.subnet.id, nextHop: formatAddress(a.nextHop), lease: entry.lease ?? '0' }, nodeFacts);
-        if (unbound !== undefined && (this.options.unboundGraceMs ?? 0) > 0) {
+        // Only what the two-watch race can cause waits: no node record yet, or the node record's lease not yet seen.
+        const racing = nodeFacts === undefined || nodeFacts.lease !== (entry.lease ?? '0');
+        if (unbound !== undefined && racing && (this.options.unboundGraceMs ?? 0) > 0) {
           const since = this.unbound.get(key)?.since ?? (this.options.now ?? Date.now)();
           this.unbound.set(key, { entry, reason: unbound, since });
           continue;
