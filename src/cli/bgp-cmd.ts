@@ -11,7 +11,7 @@
 import { formatPrefix, parseAddress } from '../core/cidr.js';
 import { planBgpRoutes, type BgpPlan } from '../core/bgp-plan.js';
 import { describeError } from '../errors.js';
-import { parseNodesFile } from './vpc-nodes-file.js';
+import { loadNodesFile, parseNodesFile } from './vpc-nodes-file.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
 import { documentOutputOption, formatData, formatTable, isData, outputOption } from './output.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
@@ -111,22 +111,11 @@ export const bgpPlanCommand: LeafCommand = {
     if (maxPrefixes === undefined || multipath === undefined) return EXIT_USAGE;
     const topology = await loadTopologyFile(io, topoFile);
     if (typeof topology === 'number') return topology;
-    let text: string;
-    try {
-      text = await io.readFile(nodesFile);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      io.stderr(`${displayName(nodesFile)}: cannot read the nodes file: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}\n`);
-      return EXIT_FAILURE;
-    }
-    const parsed = parseBgpNodes(text, topology);
-    if (!parsed.ok) {
-      io.stderr(parsed.problems.map((p) => `${displayName(nodesFile)}: ${p}\n`).join(''));
-      return EXIT_FAILURE;
-    }
+    const nodes = await loadNodesFile(io, nodesFile, (text) => parseBgpNodes(text, topology));
+    if (typeof nodes === 'number') return nodes;
     let plan: BgpPlan;
     try {
-      plan = planBgpRoutes({ topology, nodes: parsed.nodes, maxPrefixes, multipath });
+      plan = planBgpRoutes({ topology, nodes, maxPrefixes, multipath });
     } catch (err) {
       io.stderr(`${displayName(nodesFile)}: ${describeError(err)}\n`);
       return EXIT_FAILURE;

@@ -12,7 +12,7 @@ import { formatPrefix } from '../core/cidr.js';
 import { routeTables } from '../core/topology.js';
 import { planVpcRoutes, type Plan } from '../core/vpc-plan.js';
 import { describeError } from '../errors.js';
-import { parseNodesFile } from './vpc-nodes-file.js';
+import { loadNodesFile, parseNodesFile } from './vpc-nodes-file.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
 import { documentOutputOption, formatData, formatTable, isData, outputOption } from './output.js';
 import { displayName, loadTopologyFile } from './topology-file.js';
@@ -103,22 +103,11 @@ export const vpcPlanCommand: LeafCommand = {
     if (limit === undefined || reserved === undefined) return EXIT_USAGE;
     const topology = await loadTopologyFile(io, topoFile);
     if (typeof topology === 'number') return topology;
-    let text: string;
-    try {
-      text = await io.readFile(nodesFile);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      io.stderr(`${displayName(nodesFile)}: cannot read the nodes file: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}\n`);
-      return EXIT_FAILURE;
-    }
-    const parsed = parseNodesFile(text, topology);
-    if (!parsed.ok) {
-      io.stderr(parsed.problems.map((p) => `${displayName(nodesFile)}: ${p}\n`).join(''));
-      return EXIT_FAILURE;
-    }
+    const nodes = await loadNodesFile(io, nodesFile, (text) => parseNodesFile(text, topology));
+    if (typeof nodes === 'number') return nodes;
     let plan: Plan;
     try {
-      plan = planVpcRoutes({ topology, nodes: parsed.nodes, tables: routeTables(topology).map((id) => ({ id, limit, foreign: reserved })) });
+      plan = planVpcRoutes({ topology, nodes, tables: routeTables(topology).map((id) => ({ id, limit, foreign: reserved })) });
     } catch (err) {
       io.stderr(`${displayName(nodesFile)}: ${describeError(err)}\n`);
       return EXIT_FAILURE;

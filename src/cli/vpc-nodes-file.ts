@@ -14,6 +14,8 @@ import { contains, formatPrefix, prefixKey, supernet, tryParsePrefix, type Prefi
 import { allSubnets, findSubnet, type Topology } from '../core/topology.js';
 import type { PlanNode } from '../core/vpc-plan.js';
 import { checkKeys, Issues, NAME_PATTERN } from '../core/topology-fields.js';
+import { EXIT_FAILURE, type CliIO } from './command.js';
+import { displayName } from './topology-file.js';
 
 const KEYS = ['name', 'subnet', 'instanceId', 'blocks', 'healthy'];
 
@@ -122,4 +124,30 @@ export function parseNodesFile(text: string, topology: Topology): NodesFileResul
     }
   });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, nodes };
+}
+
+/**
+ * Reads a nodes file and parses it with `parse` (parseNodesFile, or a
+ * variant of it): the nodes, or EXIT_FAILURE once a read error or every
+ * problem has been written to stderr as `FILE: problem`.
+ */
+export async function loadNodesFile<N>(
+  io: CliIO,
+  file: string,
+  parse: (text: string) => { ok: true; nodes: N } | { ok: false; problems: string[] },
+): Promise<N | typeof EXIT_FAILURE> {
+  let text: string;
+  try {
+    text = await io.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    io.stderr(`${displayName(file)}: cannot read the nodes file: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}\n`);
+    return EXIT_FAILURE;
+  }
+  const parsed = parse(text);
+  if (!parsed.ok) {
+    io.stderr(parsed.problems.map((p) => `${displayName(file)}: ${p}\n`).join(''));
+    return EXIT_FAILURE;
+  }
+  return parsed.nodes;
 }
