@@ -15,7 +15,7 @@
 // when each pod block became reachable for good: in every table, its
 // longest-prefix match targets a live forwarder.
 
-import { CreateRouteCommand, CreateRouteTableCommand, CreateSubnetCommand, CreateVpcCommand, DescribeRouteTablesCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { CreateRouteCommand, CreateRouteTableCommand, DescribeRouteTablesCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { pino } from 'pino';
 import { formatPrefix, parsePrefix, supernet, type Prefix } from '../src/core/cidr.js';
 import { orderSteps } from '../src/core/vpc-apply-order.js';
@@ -24,8 +24,9 @@ import { orderForReach } from '../src/core/vpc-reach-order.js';
 import { EC2_MUTATE_BUCKET, type BucketSettings } from '../src/core/token-bucket.js';
 import { Ec2Routes } from '../src/aws/ec2-routes.js';
 import type { Teardown } from './cleanup.js';
-import { startEc2Proxy, type Ec2Proxy } from './ec2-proxy.js';
-import { startMoto, type MotoServer } from './moto.js';
+import type { Ec2Proxy } from './ec2-proxy.js';
+import { startEc2Sandbox } from './ec2-sandbox.js';
+import type { MotoServer } from './moto.js';
 
 export const POD = parsePrefix('100.64.0.0/14');
 const log = pino({ level: 'silent' });
@@ -46,12 +47,7 @@ export interface ThrottleWorld {
 
 /** Moto, the proxy enforcing `bucket` (default EC2's 50 + 5/s) on route writes, a VPC with `instances` instances. */
 export async function buildThrottleWorld(t: Teardown | undefined, instances: number, bucket: BucketSettings = EC2_MUTATE_BUCKET): Promise<ThrottleWorld> {
-  const moto = await startMoto(t);
-  const proxy = await startEc2Proxy(t, moto.localEndpoint);
-  const setup = new EC2Client(moto.clientConfig());
-  const client = new EC2Client({ ...moto.clientConfig(), endpoint: proxy.endpoint, maxAttempts: 1 });
-  const vpcId = (await setup.send(new CreateVpcCommand({ CidrBlock: '198.18.0.0/16' }))).Vpc?.VpcId as string;
-  const subnetId = (await setup.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: '198.18.0.0/20' }))).Subnet?.SubnetId as string;
+  const { moto, proxy, setup, client, vpcId, subnetId } = await startEc2Sandbox(t, '198.18.0.0/20');
   const ids: string[] = [];
   while (ids.length < instances) {
     const n = Math.min(100, instances - ids.length);

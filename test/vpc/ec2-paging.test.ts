@@ -3,24 +3,16 @@
 // MaxResults), and the adapter must read every page: six tables in the VPC
 // (the main one on the last page), one of them holding 600 routes.
 import t from 'tap';
-import { CreateRouteCommand, CreateRouteTableCommand, CreateSubnetCommand, CreateVpcCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { CreateRouteCommand, CreateRouteTableCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { pino } from 'pino';
 import { Ec2Routes } from '../../src/aws/ec2-routes.js';
-import { startEc2Proxy } from '../../lab/ec2-proxy.js';
-import { needMoto, startMoto } from '../../lab/moto.js';
+import { startEc2Sandbox } from '../../lab/ec2-sandbox.js';
+import { needMoto } from '../../lab/moto.js';
 
 const log = pino({ level: 'silent' });
 
 t.test('DescribeRouteTables pages are all read', { skip: needMoto(), timeout: 180_000 }, async (t) => {
-  const moto = await startMoto(t);
-  const setup = new EC2Client(moto.clientConfig());
-  t.teardown(() => setup.destroy());
-  const proxy = await startEc2Proxy(t, moto.localEndpoint);
-  const client = new EC2Client({ ...moto.clientConfig(), endpoint: proxy.endpoint, maxAttempts: 1 });
-  t.teardown(() => client.destroy());
-
-  const vpcId = (await setup.send(new CreateVpcCommand({ CidrBlock: '198.18.0.0/16' }))).Vpc?.VpcId as string;
-  const subnetId = (await setup.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: '198.18.1.0/24' }))).Subnet?.SubnetId as string;
+  const { setup, proxy, client, vpcId, subnetId } = await startEc2Sandbox(t);
   const instance = (await setup.send(new RunInstancesCommand({ ImageId: 'ami-12c6146b', MinCount: 1, MaxCount: 1, SubnetId: subnetId }))).Instances?.[0]?.InstanceId as string;
   const tables: string[] = [];
   for (let i = 0; i < 5; i++) tables.push((await setup.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable?.RouteTableId as string);

@@ -4,13 +4,13 @@
 // check; and the IMDSv2 lookups against local metadata servers.
 import t from 'tap';
 import { createServer } from 'node:http';
-import { AllocateAddressCommand, CreateInternetGatewayCommand, AttachInternetGatewayCommand, CreateNatGatewayCommand, CreateRouteCommand, CreateRouteTableCommand, CreateSubnetCommand, CreateVpcCommand, DescribeInstanceAttributeCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { AllocateAddressCommand, CreateInternetGatewayCommand, AttachInternetGatewayCommand, CreateNatGatewayCommand, CreateRouteCommand, CreateRouteTableCommand, DescribeInstanceAttributeCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { pino } from 'pino';
 import { parsePrefix } from '../../src/core/cidr.js';
 import { ErrorCode, hasCode } from '../../src/errors.js';
 import { Ec2Routes } from '../../src/aws/ec2-routes.js';
 import { resolveIdentity } from '../../src/aws/metadata.js';
-import { startEc2Proxy } from '../../lab/ec2-proxy.js';
+import { startEc2Sandbox } from '../../lab/ec2-sandbox.js';
 import { needMoto, startMoto } from '../../lab/moto.js';
 import { until } from '../../lab/pids.js';
 
@@ -19,16 +19,7 @@ const network = parsePrefix('100.96.0.0/16');
 const step = (kind: 'create' | 'replace' | 'delete', destination: string, target: string, table = 'rtb') => ({ kind, entry: { table, destination: parsePrefix(destination), target } });
 
 t.test('EC2 adapter against moto', { skip: needMoto() }, async (t) => {
-  const moto = await startMoto(t);
-  const setup = new EC2Client(moto.clientConfig());
-  t.teardown(() => setup.destroy());
-  const proxy = await startEc2Proxy(t, moto.localEndpoint);
-  // Fake credentials given explicitly: the SDK's default chain would ask the instance metadata address.
-  const client = new EC2Client({ ...moto.clientConfig(), endpoint: proxy.endpoint, maxAttempts: 1 });
-  t.teardown(() => client.destroy());
-
-  const vpcId = (await setup.send(new CreateVpcCommand({ CidrBlock: '198.18.0.0/16' }))).Vpc?.VpcId as string;
-  const subnetId = (await setup.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: '198.18.1.0/24' }))).Subnet?.SubnetId as string;
+  const { setup, proxy, client, vpcId, subnetId } = await startEc2Sandbox(t);
   const rtb = (await setup.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable?.RouteTableId as string;
   const igw = (await setup.send(new CreateInternetGatewayCommand({}))).InternetGateway?.InternetGatewayId as string;
   await setup.send(new AttachInternetGatewayCommand({ InternetGatewayId: igw, VpcId: vpcId }));

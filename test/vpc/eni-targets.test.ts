@@ -5,29 +5,21 @@
 // InstanceId target are adopted in place: no write when the plan keeps their
 // target, a single ReplaceRoute when it moves them, never a delete.
 import t from 'tap';
-import { AttachNetworkInterfaceCommand, CreateNetworkInterfaceCommand, CreateRouteCommand, CreateRouteTableCommand, CreateSubnetCommand, CreateVpcCommand, DescribeRouteTablesCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { AttachNetworkInterfaceCommand, CreateNetworkInterfaceCommand, CreateRouteCommand, CreateRouteTableCommand, DescribeRouteTablesCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { pino } from 'pino';
 import { parsePrefix } from '../../src/core/cidr.js';
 import { loadTopology } from '../../src/core/topology-parse.js';
 import { classifyTable } from '../../src/core/vpc-table-state.js';
 import { diffVpcEntries } from '../../src/core/vpc-diff.js';
 import { Ec2Routes } from '../../src/aws/ec2-routes.js';
-import { startEc2Proxy } from '../../lab/ec2-proxy.js';
-import { needMoto, startMoto } from '../../lab/moto.js';
+import { startEc2Sandbox } from '../../lab/ec2-sandbox.js';
+import { needMoto } from '../../lab/moto.js';
 
 const log = pino({ level: 'silent' });
 const network = parsePrefix('100.96.0.0/16');
 
 t.test('primary-interface targets and adoption of instance targets', { skip: needMoto() }, async (t) => {
-  const moto = await startMoto(t);
-  const setup = new EC2Client(moto.clientConfig());
-  t.teardown(() => setup.destroy());
-  const proxy = await startEc2Proxy(t, moto.localEndpoint);
-  const client = new EC2Client({ ...moto.clientConfig(), endpoint: proxy.endpoint, maxAttempts: 1 });
-  t.teardown(() => client.destroy());
-
-  const vpcId = (await setup.send(new CreateVpcCommand({ CidrBlock: '198.18.0.0/16' }))).Vpc?.VpcId as string;
-  const subnetId = (await setup.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: '198.18.1.0/24' }))).Subnet?.SubnetId as string;
+  const { setup, proxy, client, vpcId, subnetId } = await startEc2Sandbox(t);
   const rtb = (await setup.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable?.RouteTableId as string;
   const run = await setup.send(new RunInstancesCommand({ ImageId: 'ami-12c6146b', MinCount: 2, MaxCount: 2, SubnetId: subnetId }));
   const instances = run.Instances ?? [];
