@@ -5,38 +5,22 @@
 // frames cut at any byte boundary are reassembled.
 
 import t from 'tap';
-import { createServer, connect, type Socket } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import { startEtcd } from '../../lab/etcd.js';
 import { H2Scan } from '../../bench/lib/h2-scan.js';
+import { tapRelay } from '../../bench/lib/tap-relay.js';
 
 async function scanningProxy(port: number, needle: () => string | undefined, chunk: number): Promise<{ port: number; scans: H2Scan[]; close: () => Promise<void> }> {
   const scans: H2Scan[] = [];
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const up = connect(port, '127.0.0.1');
+  const relay = await tapRelay(port, () => {
     const scan = new H2Scan(needle);
     scans.push(scan);
-    sockets.add(client).add(up);
     // Fed in small pieces: frames and keys straddle the pieces.
-    up.on('data', (d: Buffer) => {
+    return (d) => {
       for (let i = 0; i < d.length; i += chunk) scan.push(d.subarray(i, i + chunk));
-    });
-    const drop = (): void => void (client.destroy(), up.destroy());
-    client.on('error', drop).on('close', drop);
-    up.on('error', drop).on('close', drop);
-    client.pipe(up);
-    up.pipe(client);
+    };
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    scans,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { port: relay.port, scans, close: () => relay.close() };
 }
 
 for (const chunk of [7, 65536]) {
