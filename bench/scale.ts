@@ -27,7 +27,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,6 +42,7 @@ import { encodeRecord, makeRecord } from '../src/state/records.js';
 import { percentile, record, round, type Figures } from './lib/report.js';
 import { RouteMonitor } from './lib/route-monitor.js';
 import { H2Scan } from './lib/h2-scan.js';
+import { tapRelay } from './lib/tap-relay.js';
 import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopology, synthNode, type ScaleShape } from './lib/scale-seed.js';
 import { timedApiCall } from './lib/ipam-api.js';
 import { usage } from './lib/proc-usage.js';
@@ -69,34 +69,22 @@ function options(): ScaleShape & { full: boolean } {
 async function countingProxy(port: number): Promise<{ port: number; received: () => number; scanFor: (needle: string) => void; matched: () => { bytes: number; frames: number }; close: () => Promise<void> }> {
   let received = 0;
   let needle: string | undefined;
-  const scans = new Map<Socket, H2Scan>();
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const up = connect(port, '127.0.0.1');
-    sockets.add(client).add(up);
-    up.on('data', (d: Buffer) => {
+  const scans: H2Scan[] = [];
+  const relay = await tapRelay(port, () => {
+    // Every connection is scanned from its first byte, so frames stay aligned.
+    const scan = new H2Scan(() => needle);
+    scans.push(scan);
+    return (d) => {
       received += d.length;
-      // Every connection is scanned from its first byte, so frames stay aligned.
-      let scan = scans.get(up);
-      if (scan === undefined) scans.set(up, (scan = new H2Scan(() => needle)));
       scan.push(d);
-    });
-    const drop = (): void => void (client.destroy(), up.destroy(), sockets.delete(client), sockets.delete(up));
-    client.on('error', drop).on('close', drop);
-    up.on('error', drop).on('close', drop);
-    client.pipe(up);
-    up.pipe(client);
+    };
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    port: (server.address() as { port: number }).port,
+    port: relay.port,
     received: () => received,
     scanFor: (n) => void (needle = n),
-    matched: () => [...scans.values()].reduce((a, s) => ({ bytes: a.bytes + s.matchedBytes, frames: a.frames + s.matchedFrames }), { bytes: 0, frames: 0 }),
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    matched: () => scans.reduce((a, s) => ({ bytes: a.bytes + s.matchedBytes, frames: a.frames + s.matchedFrames }), { bytes: 0, frames: 0 }),
+    close: () => relay.close(),
   };
 }
 
@@ -206,6 +194,8 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
 
     // Advertisement → route: same-subnet synthetic peers (seeded ones, or made here when empty) gain a third block.
     const adv: number[] = [];
+    // Peers accept an advertisement only under its node record's lease: peers made here share one.
+    const ownLease = String(await client.lease(600, { autoKeepAlive: false }).grant());
     for (let i = 0; i < ROUNDS.adv; i++) {
       const peer = synthNode(topology, 0, 400 + i); // homes 400.. of subnet-0: seeded in the full shape, fresh otherwise
       const blocks = [blockPrefix(peer, 0), blockPrefix(peer, 1)];
@@ -213,15 +203,17 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
       const want = blockPrefix(peer, 2);
       // A prefix counts only while a block claim says the peer owns it: the claim first, as trellisd does.
       const claims = name === 'empty' || 400 + i >= Math.ceil(shape.nodes / shape.subnets) ? [...blocks, want] : [want];
+      const seeded = (await client.get(keys.node(peer.name)).exec()).kvs[0];
+      const lease = seeded !== undefined && String(seeded.lease) !== '0' ? String(seeded.lease) : ownLease;
       if (claims.length > 1) {
-        await client.put(keys.node(peer.name)).value(encodeRecord(NodeSchema, makeRecord(NodeSchema, { name: peer.name, subnet, zone: 'zone-0', hostIp: peer.hostIP, agentVersion: 'synthetic' })));
-        await client.put(keys.route(subnet, peer.name)).value(advertisement(peer, blocks));
+        await client.put(keys.node(peer.name)).value(encodeRecord(NodeSchema, makeRecord(NodeSchema, { name: peer.name, subnet, zone: 'zone-0', hostIp: peer.hostIP, agentVersion: 'synthetic' }))).lease(lease);
+        await client.put(keys.route(subnet, peer.name)).value(advertisement(peer, blocks)).lease(lease);
       }
       for (const b of claims) await client.put(keys.block(b)).value(encodeRecord(BlockSchema, makeRecord(BlockSchema, { prefix: b, subnet, node: peer.name })));
       await sleep(50);
       monitor.track([want]);
       const written = performance.now();
-      await client.put(keys.route(subnet, peer.name)).value(advertisement(peer, [...blocks, want]));
+      await client.put(keys.route(subnet, peer.name)).value(advertisement(peer, [...blocks, want])).lease(lease);
       const end = Date.now() + 10_000;
       while (!monitor.present.has(want) && Date.now() < end) await sleep(1);
       const at = monitor.present.get(want);
