@@ -73,7 +73,7 @@ for (const [label, args, after] of [
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const exited = new Promise<string | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
     const deadline = Date.now() + 100_000;
     while (!after.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     t.match(out, after, 'reached the step to interrupt');
@@ -91,7 +91,9 @@ for (const [label, args, after] of [
     }
     const pids = descendants(child.pid as number);
     child.kill('SIGINT');
-    t.equal(await exited, 'SIGINT', 'ended by the signal, as an interrupted program does');
+    const how = await exited;
+    // On a mismatch, say how it ended and what it printed last.
+    t.equal(how, 'SIGINT', `ended by the signal, as an interrupted program does${how === 'SIGINT' ? '' : `; its output ended with:\n${out.slice(-3000)}`}`);
     t.match(out, /interrupted: removed everything the demo had created/);
     t.same(namespacesOf(child.pid as number), [], 'no namespace left');
     t.same(trellisTemp(child.pid as number), [], 'no temp dir left');
