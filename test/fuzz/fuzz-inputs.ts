@@ -5,8 +5,19 @@
 // rejection to name it.
 import fc from 'fast-check';
 
-/** Generated inputs per property: the fuzz suites' floor. */
-export const RUNS = 100_000;
+/**
+ * Generated inputs per property: 100,000, the fuzz suites' floor. CI sets
+ * TRELLIS_FUZZ_RUNS lower to keep its run short (docs/reliability.md says
+ * how much); `npm run fuzz` runs the full count.
+ */
+export const RUNS = fuzzRuns(process.env.TRELLIS_FUZZ_RUNS);
+
+function fuzzRuns(text: string | undefined): number {
+  if (text === undefined || text === '') return 100_000;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1000) throw new Error(`TRELLIS_FUZZ_RUNS=${JSON.stringify(text)}: want a whole number of at least 1000`);
+  return n;
+}
 
 /** Any text: full unicode, lone surrogates, control characters, JSON and YAML punctuation. */
 export const anyText: fc.Arbitrary<string> = fc.oneof(
