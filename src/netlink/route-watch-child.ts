@@ -13,8 +13,17 @@
 // the child sends `{ ready: true }` once subscribed, then batches
 // `{ msgs: [{ type, flags, data }] }` (data base64). It exits when the parent
 // disconnects.
+//
+// Memory: this process is a whole Node runtime held for one socket, so it
+// loads only the netlink package's socket file, by require (the package's
+// index pulls in every family it knows and, imported from ESM, has each of
+// its CommonJS files' exports scanned: about 10 MiB more resident).
 
-import { createNetlink, Protocol } from 'netlink';
+import { createRequire } from 'node:module';
+import type * as Netlink from 'netlink';
+
+const { createNetlink } = createRequire(import.meta.url)('netlink/dist/netlink.js') as { createNetlink: typeof Netlink.createNetlink };
+const NETLINK_ROUTE = 0;
 
 const RTM_NEWROUTE = 24;
 const RTM_DELROUTE = 25;
@@ -28,7 +37,7 @@ if (process.send === undefined) {
 const send = process.send.bind(process);
 
 const recvBufferSize = Number(process.env.TRELLIS_WATCH_RCVBUF ?? 4 << 20);
-const socket = createNetlink(Protocol.ROUTE, { ref: true, recvBufferSize, sendBufferSize: 0 });
+const socket = createNetlink(NETLINK_ROUTE, { ref: true, recvBufferSize, sendBufferSize: 0 });
 socket.on('error', (err) => {
   process.stderr.write(`route-watch-child: ${err.message}\n`);
   process.exit(1);
