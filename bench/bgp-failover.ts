@@ -22,6 +22,9 @@ import { until } from '../lab/pids.js';
 import { ROOT } from '../lab/trellis.js';
 import { buildBgpLab, type BgpLab } from '../lab/bgp-lab.js';
 import { percentile, record, round } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const TRIALS = Math.max(5, Number(process.env.BENCH_TRIALS ?? 7));
 const SUBNETS = Number(process.env.BENCH_SUBNETS ?? 2);

@@ -4,6 +4,9 @@
 import { aggregate, formatPrefix, parsePrefix, prefixOf, type Prefix } from '../src/core/cidr.js';
 import { rng } from './lib/rng.js';
 import { record, round } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);

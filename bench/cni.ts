@@ -27,6 +27,9 @@ import { Lab, needRoot } from '../lab/netns.js';
 import { daemon, seedTopology } from '../lab/trellis.js';
 import { percentile, record, round } from './lib/report.js';
 import { timedApiCall } from './lib/ipam-api.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const RUNS = Math.max(100, Number(process.env.BENCH_RUNS ?? 100));
 const SELF = fileURLToPath(import.meta.url);

@@ -27,6 +27,9 @@ import { delay, which } from '../lab/pids.js';
 import { EtcdWriter, RouteMonitor, waitFor } from './lib/route-monitor.js';
 import { percentile, record, round } from './lib/report.js';
 import { measure } from './lib/proc-usage.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const SIZES = (process.env.BENCH_PEERS ?? '1000,5000').split(',').map((s) => Number(s.trim()));
 const SAMPLES = Math.max(100, Number(process.env.BENCH_SAMPLES ?? 200));

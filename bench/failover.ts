@@ -24,6 +24,9 @@ import { delay } from '../lab/pids.js';
 import type { LabHost } from '../lab/cluster-lab.js';
 import { buildVpcLab, until, type VpcLab } from '../lab/vpc-lab.js';
 import { percentile, record, round } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const TRIALS = Math.max(5, Number(process.env.BENCH_TRIALS ?? 7));
 const WINDOW_S = Math.max(10, Number(process.env.BENCH_WINDOW ?? 120));

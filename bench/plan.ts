@@ -17,6 +17,9 @@ import { loadTopology } from '../src/core/topology-parse.js';
 import { record } from './lib/report.js';
 import { diffVpcEntries, planVpcRoutes, type PlanInput, type PlanNode } from '../src/core/vpc-plan.js';
 import { rng } from './lib/rng.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const NODES = Number(process.env.BENCH_NODES ?? 500);
 const BLOCKS = Number(process.env.BENCH_BLOCKS ?? 1000);

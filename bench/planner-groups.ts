@@ -17,6 +17,9 @@ import { allSubnets, type Subnet } from '../src/core/topology.js';
 import { planVpcRoutes, type PlanNode } from '../src/core/vpc-plan.js';
 import { rng } from './lib/rng.js';
 import { record, round } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const NODES = Number(process.env.BENCH_NODES ?? 1000);
 const BUDGETS = (process.env.BENCH_BUDGETS ?? '3,6,12,24,48,50,96,192,384,500,1000').split(',').map(Number);

@@ -24,6 +24,9 @@ import { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
 import { encodeRecord, makeRecord } from '../src/state/records.js';
 import { percentile } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const PEERS = Number(process.env.BENCH_PEERS ?? 5000);
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 300);

@@ -21,6 +21,9 @@ import { parseAddress, parsePrefix } from '../src/core/cidr.js';
 import type { KernelRoute } from '../src/core/route.js';
 import { RouteProgrammer, TRELLIS_RTPROT } from '../src/netlink/route-programmer.js';
 import { record, round } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const COUNT = Number(process.env.BENCH_ROUTES ?? 10_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);

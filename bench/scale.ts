@@ -47,6 +47,9 @@ import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopo
 import { timedApiCall } from './lib/ipam-api.js';
 import { usage } from './lib/proc-usage.js';
 import { descendants } from '../lab/pids.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const HOST_IP = '198.18.1.254';
 const ETCD_PORT_IN_NS = 2379;

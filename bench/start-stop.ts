@@ -25,6 +25,9 @@ import { AdvertisementSchema, BlockSchema, NodeSchema } from '../src/gen/trellis
 import { Keys } from '../src/state/keys.js';
 import { encodeRecord, makeRecord, msToTimestamp } from '../src/state/records.js';
 import { percentile } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const NODES = Number(process.env.BENCH_NODES ?? 5000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);

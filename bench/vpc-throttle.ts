@@ -22,6 +22,9 @@
 import { needMoto } from '../lab/moto.js';
 import { buildThrottleWorld, closeThrottleWorld, failoverScenario, joinScenario, plannedEntries, runPass, seed, tableEntries, type Order, type PassResult, type Scenario, type ThrottleWorld } from '../lab/vpc-throttle.js';
 import { percentile, record, round, type Figures } from './lib/report.js';
+import { exitOnHelp } from './lib/help.js';
+
+exitOnHelp(import.meta.url);
 
 const JOINING = Number(process.env.BENCH_JOINING ?? 300);
 const JOIN_EXISTING = Number(process.env.BENCH_JOIN_EXISTING ?? 20);
