@@ -23,7 +23,7 @@
 //    read, and reads the node's records again: a node with a node record or an
 //    advertisement (under any lease) is never collected; by the EC2 rule, only
 //    while its identity still names the instance EC2 reported gone (a node
-//    back on a new instance writes its identity before anything else).
+//    back on a new instance writes its identity before it registers).
 //  * Each block goes in one transaction guarded by its claim's revision
 //    (src/etcd/node-removal.ts): a block claimed again meanwhile stays.
 //  * One log line ("collected dead node") and one count in

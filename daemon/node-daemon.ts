@@ -274,14 +274,14 @@ export class NodeDaemon {
     // Claims from before holds existed get their hold, so a rewrite of them is seen from now on.
     const newHolds = await writeMissingHolds(this.client, this.keys, config.nodeName);
     if (newHolds.length > 0) log.info({ blocks: newHolds }, 'wrote holds for claims that had none');
-    // Its identity before its first claim: whatever it claims can be traced to its instance once its lease is gone.
-    this.phase = 'writing the identity record';
-    await writeOwnIdentity(this.client, this.keys, { name: config.nodeName, subnet: subnet.id, hostIP: config.hostIP, instanceId: config.instanceId }, log, stopping);
     // Nothing leased is written before the node holds a block (first-block.ts).
     this.phase = 'claiming a block';
     await holdFirstBlock(this.ipam, {
       log, failures: this.metrics.blockClaimFailures, stopping, setPhase: (reason) => (this.phase = reason),
     });
+    // Its identity once it holds a block and before it registers: what it holds can be traced to its instance once its lease is gone.
+    this.phase = 'writing the identity record';
+    await writeOwnIdentity(this.client, this.keys, { name: config.nodeName, subnet: subnet.id, hostIP: config.hostIP, instanceId: config.instanceId }, log, stopping);
     this.phase = 'registering';
     if (started === undefined) {
       started = await lease.start();

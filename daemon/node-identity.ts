@@ -1,10 +1,12 @@
-// This node's identity record (src/state/node-identity.ts): written before
-// the node claims its first block, so that whatever it claims can be traced
-// to its instance after its lease is gone (the node collector's EC2 rule),
-// and so that a node back on a new instance, host IP or subnet replaces what
-// its previous run left (a stale instance id is never the evidence the
-// collector acts on). Written again only when it differs; retried until
-// written (etcd may be briefly unavailable at start).
+// This node's identity record (src/state/node-identity.ts): written once the
+// node holds a block (a node that cannot claim one leaves nothing behind) and
+// before it registers, so that what it holds can be traced to its instance
+// after its lease is gone (the node collector's EC2 rule), and so that a node
+// back on a new instance, host IP or subnet replaces what its previous run
+// left before it is seen again (the collector reads the identity again right
+// before it collects: a stale instance id is not acted on). Written again
+// only when it differs; retried until written (etcd may be briefly
+// unavailable at start).
 
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
