@@ -44,11 +44,13 @@ export async function startCollector(d: CollectorDeps): Promise<NodeCollector | 
   const { config } = d;
   const ec2Routes = config.vpc.enabled ? d.ec2 : undefined;
   if (config.gc.deadNodeAfter <= 0 && ec2Routes === undefined) return undefined;
+  let collector: NodeCollector | undefined;
+  // A throttled DescribeInstances waits (backing off) for as long as this node collects.
   const ec2: Ec2Evidence | undefined = ec2Routes === undefined ? undefined : {
     identities: (nodes) => readIdentities(d.client, d.keys, nodes),
-    states: (ids) => ec2Routes.instanceStates(ids),
+    states: (ids) => ec2Routes.instanceStates(ids, () => collector?.active === true),
   };
-  const collector = new NodeCollector({
+  collector = new NodeCollector({
     client: d.client, keys: d.keys, node: config.nodeName, lease: d.lease, log: d.log.child({ component: 'collector' }),
     deadNodeAfterMs: config.gc.deadNodeAfter, ec2, collected: d.collected,
     periodMs: collectorPeriodMs(config.gc.deadNodeAfter, ec2 !== undefined, config.holdTime),

@@ -90,6 +90,7 @@ export class NodeCollector {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly now: () => number;
+  private stopped = false;
 
   constructor(private readonly o: NodeCollectorOptions) {
     this.now = o.now ?? Date.now;
@@ -105,7 +106,13 @@ export class NodeCollector {
     this.timer.unref?.();
   }
 
+  /** True while this node collects (leader, not stopping): a throttled EC2 call of a pass waits that long. */
+  get active(): boolean {
+    return !this.stopped && this.election.isLeader();
+  }
+
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     await this.running;

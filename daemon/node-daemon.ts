@@ -430,9 +430,10 @@ export class NodeDaemon {
     this.advertisement?.stop();
     this.withdrawals?.stop();
     this.ipamService?.close();
+    // The collector before the VPC service: its EC2 calls go through the VPC service's client.
+    await this.collector?.stop();
     await this.vpc?.stop();
     this.egress?.stop();
-    await this.collector?.stop();
     await this.bgp?.stop();
     this.agent?.stop();
     this.programmer?.close();

@@ -188,7 +188,7 @@ export class Ec2Routes {
   }
 
   /** One attempt loop of `action`; throws a TrellisError once retries are spent or on a final error. */
-  private async call<T>(action: string, send: () => Promise<T>, tolerate: (code: string) => boolean = () => false): Promise<T | undefined> {
+  private async call<T>(action: string, send: () => Promise<T>, tolerate: (code: string) => boolean = () => false, keepTrying = this.options.keepTrying): Promise<T | undefined> {
     const { observer, log } = this.options;
     for (let attempt = 1; ; attempt++) {
       const bucket = await this.pace(action);
@@ -205,7 +205,7 @@ export class Ec2Routes {
         }
         observer?.call(action, isThrottle(err) ? 'throttled' : 'error');
         if (isThrottle(err)) bucket?.drain();
-        const giveUp = isThrottle(err) ? !(this.options.keepTrying?.(action) ?? true) : attempt >= this.retry.maxAttempts;
+        const giveUp = isThrottle(err) ? !(keepTrying?.(action) ?? true) : attempt >= this.retry.maxAttempts;
         if (!isRetryable(err) || giveUp) {
           if (isRetryable(err)) observer?.exhausted(action);
           const spent = isRetryable(err) ? ` after ${attempt} attempts` : '';
@@ -228,7 +228,7 @@ export class Ec2Routes {
    * EC2 does not know are listed in `notFound` (InvalidInstanceID.NotFound) or
    * `malformed`. Any other failure throws.
    */
-  private async describeInstances(ids: readonly string[]): Promise<{ found: Instance[]; notFound: string[]; malformed: string[] }> {
+  private async describeInstances(ids: readonly string[], keepTrying?: (action: string) => boolean): Promise<{ found: Instance[]; notFound: string[]; malformed: string[] }> {
     const found: Instance[] = [];
     const notFound: string[] = [];
     const malformed: string[] = [];
@@ -237,6 +237,7 @@ export class Ec2Routes {
       do {
         const page = await this.call('DescribeInstances', () =>
           this.options.client.send(new DescribeInstancesCommand({ InstanceIds: chunk, ...(token === undefined ? {} : { NextToken: token }) })),
+          () => false, keepTrying,
         );
         found.push(...(page?.Reservations ?? []).flatMap((r) => r.Instances ?? []));
         token = page?.NextToken;
@@ -280,11 +281,13 @@ export class Ec2Routes {
    * What EC2 says of each of `instanceIds` now: its state name ("running",
    * "terminated"…), "not-found" when EC2 does not know it, "malformed" when
    * the id is refused. Never cached. Throws (TrellisError) when a call fails
-   * or stays throttled: then nothing is known of any of them.
+   * or stays throttled: then nothing is known of any of them. `keepTrying`
+   * replaces the adapter's own for these calls (a throttled call waits while
+   * it holds).
    */
-  async instanceStates(instanceIds: readonly string[]): Promise<Map<string, string>> {
+  async instanceStates(instanceIds: readonly string[], keepTrying?: () => boolean): Promise<Map<string, string>> {
     const ids = [...new Set(instanceIds)].filter((id) => id !== '');
-    const { found, notFound, malformed } = await this.describeInstances(ids);
+    const { found, notFound, malformed } = await this.describeInstances(ids, keepTrying === undefined ? undefined : () => keepTrying());
     const out = new Map<string, string>();
     for (const inst of found) if (inst.InstanceId !== undefined) out.set(inst.InstanceId, inst.State?.Name ?? 'unknown');
     for (const id of notFound) out.set(id, 'not-found');

@@ -3,7 +3,7 @@
 // DescribeInstances call; an id EC2 does not know (InvalidInstanceID.NotFound
 // fails its whole batch) is reported "not-found" and the others of its batch
 // keep their real state; a call that stays throttled throws, so the collector
-// learns nothing from it.
+// learns nothing from it, or waits while the caller's keepTrying holds.
 import t from 'tap';
 import { RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { pino } from 'pino';
@@ -37,5 +37,10 @@ t.test('instance states: batched, not-found reported, throttling throws', { skip
 
   proxy.throttle(1, ['DescribeInstances']);
   await t.rejects(routes.instanceStates(ids.slice(0, 2)), { code: 'E_UNAVAILABLE' }, 'a throttled call throws: no state is reported');
+  proxy.throttle(0.5, ['DescribeInstances']);
+  proxy.resetCounts();
+  const waited = await routes.instanceStates(ids.slice(0, 2), () => true);
+  t.same([...waited.values()], ['terminated', 'terminated'], "with the caller's keepTrying, a throttled call waits and goes on");
+  t.ok((proxy.throttledCounts().DescribeInstances ?? 0) >= 1, 'it was throttled on the way');
   proxy.throttle(0);
 });
