@@ -12,8 +12,9 @@
 //    terminated or does not know (InvalidInstanceID.NotFound): collected at
 //    once, no grace. One DescribeInstances (100 ids a call, paged, through the
 //    adapter's token bucket) per pass for all absent nodes with an instance
-//    id; a call that fails or stays throttled collects nothing by this rule
-//    in that pass. A node without a valid identity is never collected by it.
+//    id; a throttled call waits while this node collects (`active`), and a
+//    call that fails (or gives up) collects nothing by this rule in that
+//    pass. A node without a valid identity is never collected by it.
 //  * dead-node-after (deadNodeAfterMs > 0): absent for deadNodeAfterMs as seen
 //    by this collector. The time counts from when this collector first saw it
 //    absent (a new collector starts counting again: collection only ever
