@@ -113,11 +113,12 @@ export class Metrics {
     for (const reason of ['exhausted', 'conflict', 'unavailable', 'error']) this.blockClaimFailures.inc({ reason }, 0);
     this.nodesCollected = new Counter({
       name: 'trellis_nodes_collected_total',
-      help: "Dead nodes whose blocks and pod addresses this trellisd gave back as the cluster's elected collector, by rule (dead-node-after).",
+      help: "Dead nodes whose blocks and pod addresses this trellisd gave back as the cluster's elected collector, by rule (ec2-terminated, dead-node-after).",
       labelNames: ['rule'],
       registers,
     });
     this.nodesCollected.inc({ rule: 'dead-node-after' }, 0);
+    this.nodesCollected.inc({ rule: 'ec2-terminated' }, 0);
     this.blocksLost = new Counter({
       name: 'trellis_blocks_lost_total',
       help: 'Blocks taken from this node while it held them (collected or removed, e.g. while it was cut off from etcd); each one withdrawn at once.',

@@ -44,7 +44,9 @@ import { Metrics } from './metrics.js';
 import { NodeAdvertisement } from './node-advertisement.js';
 import { holdFirstBlock } from './first-block.js';
 import { LostBlocks } from './lost-blocks.js';
-import { NodeCollector } from './node-collector.js';
+import type { NodeCollector } from './node-collector.js';
+import { startCollector } from './collector-wiring.js';
+import { writeOwnIdentity } from './node-identity.js';
 import { Publisher } from './publisher.js';
 import { RouteAgent } from './route-agent.js';
 import { RouteInputs } from './route-inputs.js';
@@ -95,7 +97,7 @@ export class NodeDaemon {
   egress: EgressController | undefined;
   private lostBlocks: LostBlocks | undefined;
   private unboundTimer: NodeJS.Timeout | undefined;
-  /** gc.deadNodeAfter > 0: candidate for the cluster's node collector. */
+  /** vpc.enabled or gc.deadNodeAfter > 0: candidate for the cluster's node collector. */
   collector: NodeCollector | undefined;
   /** BGP mode (bgp.enabled): the speaker and this node's exporter. */
   bgp: BgpService | undefined;
@@ -277,6 +279,9 @@ export class NodeDaemon {
     await holdFirstBlock(this.ipam, {
       log, failures: this.metrics.blockClaimFailures, stopping, setPhase: (reason) => (this.phase = reason),
     });
+    // Its identity once it holds a block and before it registers: what it holds can be traced to its instance once its lease is gone.
+    this.phase = 'writing the identity record';
+    await writeOwnIdentity(this.client, this.keys, { name: config.nodeName, subnet: subnet.id, hostIP: config.hostIP, instanceId: config.instanceId }, log, stopping);
     this.phase = 'registering';
     if (started === undefined) {
       started = await lease.start();
@@ -312,15 +317,10 @@ export class NodeDaemon {
     const vpcService = this.vpc;
     if (vpcService !== undefined) routes.subscribe(() => vpcService.markDirty());
     await vpcService?.start();
-    if (config.gc.deadNodeAfter > 0) {
-      const nodes = this.mirrors.find((m) => m.prefix === this.keys.nodesPrefix());
-      this.collector = new NodeCollector({
-        client: this.client, keys: this.keys, node: config.nodeName, lease, log: log.child({ component: 'collector' }),
-        deadNodeAfterMs: config.gc.deadNodeAfter, collected: this.metrics.nodesCollected,
-        view: () => (this.synced ? { recorded: new Set([...(nodes?.entries().keys() ?? [])].map(Keys.leaf)), claimOwners: new Set(view.blocksByNode().keys()) } : undefined),
-      });
-      await this.collector.start();
-    }
+    this.collector = await startCollector({
+      config, client: this.client, keys: this.keys, lease, log, view, nodes: this.mirrors.find((m) => m.prefix === this.keys.nodesPrefix()),
+      synced: () => this.synced, ec2: vpcService?.routes, collected: this.metrics.nodesCollected,
+    });
     this.bgp = config.bgp.enabled ? await (await import('./bgp/bgp-service.js')).startBgp({ config, client: this.client, keys: this.keys, lease, subnet: subnet.id,
       registry: this.metrics.registry, log, onChange: (f) => routes.subscribe(f), cluster: () => this.vpcCluster(view) }) : undefined;
     routes.onChanges([]);
@@ -430,9 +430,10 @@ export class NodeDaemon {
     this.advertisement?.stop();
     this.withdrawals?.stop();
     this.ipamService?.close();
+    // The collector before the VPC service: its EC2 calls go through the VPC service's client.
+    await this.collector?.stop();
     await this.vpc?.stop();
     this.egress?.stop();
-    await this.collector?.stop();
     await this.bgp?.stop();
     this.agent?.stop();
     this.programmer?.close();

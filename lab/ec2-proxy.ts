@@ -1,6 +1,6 @@
 // A counting HTTP proxy in front of moto for EC2 tests and benchmarks: every
 // request is forwarded to `upstream` and logged with its EC2 `Action` (and
-// route parameters); on demand it answers a configurable share of calls with
+// route and instance parameters); on demand it answers a configurable share of calls with
 // throttling instead, as EC2 does: HTTP 503 and the EC2 XML error body with
 // code RequestLimitExceeded.
 // Throttling is deterministic: with share s, call n (counting only calls it
@@ -69,6 +69,8 @@ function actionOf(url: string, body: string): { action: string; params: Record<s
     const v = form.get(key) ?? query.get(key);
     if (v !== null) params[key] = v;
   }
+  // DescribeInstances names its instances InstanceId.1, InstanceId.2…
+  for (const [key, v] of [...query, ...form]) if (/^InstanceId\.\d+$/.test(key)) params[key] = v;
   return { action: form.get('Action') ?? query.get('Action') ?? `${url.split('?')[0]}`, params };
 }
 

@@ -156,25 +156,30 @@ export class VpcLab {
     return name === undefined ? undefined : this.lab.host(name);
   }
 
-  /** A new (not started) trellisd for `host`; its state directory is kept across phases so leases re-attach. */
-  daemon(host: LabHost, args: readonly string[]): Daemon {
-    let dir = this.stateDirs.get(host.name);
+  /**
+   * A new (not started) trellisd for `host`; its state directory (one per
+   * node name) is kept across phases so leases re-attach. `as` runs another
+   * node name, host IP or instance id in the host's namespace.
+   */
+  daemon(host: LabHost, args: readonly string[], as: { nodeName?: string; hostIP?: string; instanceId?: string } = {}): Daemon {
+    const nodeName = as.nodeName ?? host.name;
+    let dir = this.stateDirs.get(nodeName);
     if (dir === undefined) {
       dir = ownedTempDir('trellisd');
-      this.stateDirs.set(host.name, dir);
+      this.stateDirs.set(nodeName, dir);
       this.unregisterStateDirs ??= registerCleanup(this.removeStateDirs);
     }
     const d = new Daemon({
       etcd: this.lab.endpoint,
-      nodeName: host.name,
-      hostIP: host.hostIP,
+      nodeName,
+      hostIP: as.hostIP ?? host.hostIP,
       iface: 'eth0',
       holdTime: '3s',
       netns: host.ns.name,
       stateDir: dir,
       env: AWS_ENV,
       args: [
-        '--instance-id', this.instances.get(host.name) as string,
+        '--instance-id', as.instanceId ?? (this.instances.get(host.name) as string),
         '--vpc-enabled', 'true',
         '--vpc-endpoint', this.ec2Endpoint,
         '--vpc-region', 'us-east-1',
@@ -184,7 +189,7 @@ export class VpcLab {
         ...args,
       ],
     });
-    this.daemons.set(host.name, d);
+    this.daemons.set(nodeName, d);
     return d;
   }
 

@@ -13,6 +13,9 @@
 //   to that instance, exactly like a route written with InstanceId: entries
 //   made with InstanceId are adopted in place, never rewritten or deleted
 //   for their target's form. Routes to other interfaces stay foreign.
+// * Instance states (instanceStates, for the node collector): DescribeInstances
+//   with up to 100 ids a call, paged, never cached; an id EC2 does not know
+//   is reported "not-found" (asked alone after its batch failed).
 // * Writes are idempotent: a create that finds the destination taken
 //   replaces it, a replace that finds none creates, a delete of a missing
 //   route succeeds.
@@ -33,7 +36,7 @@
 //   at most `maxAttempts` attempts per call. The SDK's own retries are off so
 //   that every attempt is counted by the observer.
 
-import { CreateRouteCommand, DeleteRouteCommand, DescribeInstancesCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, type Filter, type Route, type RouteTable } from '@aws-sdk/client-ec2';
+import { CreateRouteCommand, DeleteRouteCommand, DescribeInstancesCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, type Filter, type Instance, type Route, type RouteTable } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../core/backoff.js';
 import { EC2_DESCRIBE_BUCKET, EC2_MUTATE_BUCKET, TokenBucket, type BucketSettings } from '../core/token-bucket.js';
@@ -185,7 +188,7 @@ export class Ec2Routes {
   }
 
   /** One attempt loop of `action`; throws a TrellisError once retries are spent or on a final error. */
-  private async call<T>(action: string, send: () => Promise<T>, tolerate: (code: string) => boolean = () => false): Promise<T | undefined> {
+  private async call<T>(action: string, send: () => Promise<T>, tolerate: (code: string) => boolean = () => false, keepTrying = this.options.keepTrying): Promise<T | undefined> {
     const { observer, log } = this.options;
     for (let attempt = 1; ; attempt++) {
       const bucket = await this.pace(action);
@@ -202,7 +205,7 @@ export class Ec2Routes {
         }
         observer?.call(action, isThrottle(err) ? 'throttled' : 'error');
         if (isThrottle(err)) bucket?.drain();
-        const giveUp = isThrottle(err) ? !(this.options.keepTrying?.(action) ?? true) : attempt >= this.retry.maxAttempts;
+        const giveUp = isThrottle(err) ? !(keepTrying?.(action) ?? true) : attempt >= this.retry.maxAttempts;
         if (!isRetryable(err) || giveUp) {
           if (isRetryable(err)) observer?.exhausted(action);
           const spent = isRetryable(err) ? ` after ${attempt} attempts` : '';
@@ -219,39 +222,77 @@ export class Ec2Routes {
     }
   }
 
+  /**
+   * DescribeInstances of `ids`, 100 ids a call, following pages. One unknown
+   * id fails a whole call: that call's ids are then asked one by one, and those
+   * EC2 does not know are listed in `notFound` (InvalidInstanceID.NotFound) or
+   * `malformed`. Any other failure throws.
+   */
+  private async describeInstances(ids: readonly string[], keepTrying?: (action: string) => boolean): Promise<{ found: Instance[]; notFound: string[]; malformed: string[] }> {
+    const found: Instance[] = [];
+    const notFound: string[] = [];
+    const malformed: string[] = [];
+    const read = async (chunk: string[]): Promise<void> => {
+      let token: string | undefined;
+      do {
+        const page = await this.call('DescribeInstances', () =>
+          this.options.client.send(new DescribeInstancesCommand({ InstanceIds: chunk, ...(token === undefined ? {} : { NextToken: token }) })),
+          () => false, keepTrying,
+        );
+        found.push(...(page?.Reservations ?? []).flatMap((r) => r.Instances ?? []));
+        token = page?.NextToken;
+      } while (token !== undefined && token !== '');
+    };
+    const invalid = (err: unknown): string => awsCode((err as { cause?: unknown }).cause ?? err);
+    for (let i = 0; i < ids.length; i += INSTANCES_PER_CALL) {
+      const chunk = ids.slice(i, i + INSTANCES_PER_CALL);
+      try {
+        await read(chunk);
+      } catch (err) {
+        if (!/^InvalidInstanceID/.test(invalid(err))) throw err;
+        for (const id of chunk) {
+          await read([id]).catch((e: unknown) => {
+            const code = invalid(e);
+            if (code === 'InvalidInstanceID.NotFound') notFound.push(id);
+            else if (/^InvalidInstanceID/.test(code)) malformed.push(id);
+            else throw e;
+          });
+        }
+      }
+    }
+    return { found, notFound, malformed };
+  }
+
   /** Learns the primary interfaces of `instanceIds` not known yet (DescribeInstances); unknown instances are skipped. */
   async learnInterfaces(instanceIds: readonly string[]): Promise<void> {
     const unknown = [...new Set(instanceIds)].filter((id) => id !== '' && !this.primary.has(id) && !this.unknown.has(id));
     if (unknown.length === 0) return;
-    const read = async (ids: string[]): Promise<void> => {
-      let token: string | undefined;
-      do {
-        const page = await this.call('DescribeInstances', () =>
-          this.options.client.send(new DescribeInstancesCommand({ InstanceIds: ids, ...(token === undefined ? {} : { NextToken: token }) })),
-        );
-        for (const inst of (page?.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
-          const eni = (inst.NetworkInterfaces ?? []).find((n) => n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
-          if (inst.InstanceId !== undefined && eni !== undefined) {
-            this.primary.set(inst.InstanceId, eni);
-            this.owners.set(eni, inst.InstanceId);
-          }
-        }
-        token = page?.NextToken;
-      } while (token !== undefined && token !== '');
-    };
-    for (let i = 0; i < unknown.length; i += INSTANCES_PER_CALL) {
-      const chunk = unknown.slice(i, i + INSTANCES_PER_CALL);
-      try {
-        await read(chunk);
-      } catch (err) {
-        // One unknown id fails the whole call: ask for each alone, skipping those EC2 does not know.
-        if (!/InvalidInstanceID/.test(awsCode((err as { cause?: unknown }).cause ?? err))) throw err;
-        for (const id of chunk) await read([id]).catch((e: unknown) => {
-          if (!/InvalidInstanceID/.test(awsCode((e as { cause?: unknown }).cause ?? e))) throw e;
-        });
+    for (const inst of (await this.describeInstances(unknown)).found) {
+      const eni = (inst.NetworkInterfaces ?? []).find((n) => n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
+      if (inst.InstanceId !== undefined && eni !== undefined) {
+        this.primary.set(inst.InstanceId, eni);
+        this.owners.set(eni, inst.InstanceId);
       }
     }
     for (const id of unknown) if (!this.primary.has(id)) this.unknown.add(id);
+  }
+
+  /**
+   * What EC2 says of each of `instanceIds` now: its state name ("running",
+   * "terminated"…), "not-found" when EC2 does not know it, "malformed" when
+   * the id is refused. Never cached. Throws (TrellisError) when a call fails
+   * or stays throttled: then nothing is known of any of them. `keepTrying`
+   * replaces the adapter's own for these calls (a throttled call waits while
+   * it holds).
+   */
+  async instanceStates(instanceIds: readonly string[], keepTrying?: () => boolean): Promise<Map<string, string>> {
+    const ids = [...new Set(instanceIds)].filter((id) => id !== '');
+    const { found, notFound, malformed } = await this.describeInstances(ids, keepTrying === undefined ? undefined : () => keepTrying());
+    const out = new Map<string, string>();
+    for (const inst of found) if (inst.InstanceId !== undefined) out.set(inst.InstanceId, inst.State?.Name ?? 'unknown');
+    for (const id of notFound) out.set(id, 'not-found');
+    for (const id of malformed) out.set(id, 'malformed');
+    return out;
   }
 
   /** The primary network interface of `instanceId` (the route target written). */

@@ -3,6 +3,8 @@
 //   live   a lease holds its node record (valid or not)
 //   dead   no node record, but block claims still name it (its blocks stay
 //          unusable until it comes back or is removed: `trellisctl node remove`)
+//   collected  (--watch only) a dead node that left the list: its blocks were
+//          given back (by the cluster's node collector or a removal)
 // Rows are sorted by name. --watch prints the list, then one line per change
 // of a node's state or blocks (JSON lines with -o json/yaml) until interrupted.
 
@@ -83,8 +85,11 @@ function render(inv: Invocation, rows: NodeRow[]): unknown[] | string {
   );
 }
 
-/** What a watch line tells of one node: its state and blocks, or gone. */
-const summary = (r: NodeRow | undefined): string => (r === undefined ? 'gone' : `${r.state}${r.blocks.length > 0 ? ` (${r.blocks.join(' ')})` : ''}`);
+/** A node no longer listed: "collected" when it was dead (its blocks given back by the collector or a removal), else "gone". */
+const left = (before: NodeRow | undefined): string => (before?.state === 'dead' ? 'collected' : 'gone');
+
+/** What a watch line tells of one node: its state and blocks, or that it left the list (`left`). */
+const summary = (r: NodeRow | undefined, before?: NodeRow): string => (r === undefined ? left(before) : `${r.state}${r.blocks.length > 0 ? ` (${r.blocks.join(' ')})` : ''}`);
 
 /** The change lines between two listings, by node name. */
 export function changeLines(before: readonly NodeRow[], after: readonly NodeRow[], at: Date, data: boolean): string[] {
@@ -96,9 +101,9 @@ export function changeLines(before: readonly NodeRow[], after: readonly NodeRow[
     const b = now.get(name);
     if (summary(a) === summary(b)) continue;
     if (data) {
-      out.push(JSON.stringify({ time: at.toISOString(), node: name, from: a?.state ?? 'gone', to: b?.state ?? 'gone', blocks: b?.blocks ?? [] }));
+      out.push(JSON.stringify({ time: at.toISOString(), node: name, from: a?.state ?? 'gone', to: b?.state ?? left(a), blocks: b?.blocks ?? [] }));
     } else {
-      out.push(`${at.toISOString()}  ${name}  ${summary(a)} -> ${summary(b)}`);
+      out.push(`${at.toISOString()}  ${name}  ${summary(a)} -> ${summary(b, a)}`);
     }
   }
   return out;

@@ -202,7 +202,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     path: 'vpc.enabled',
     type: 'boolean',
     default: false,
-    doc: "Take part in the election of this subnet's VPC advertiser, which keeps the subnet's pod routes in the VPC route tables named by the topology (EC2 API).",
+    doc: "Take part in the election of this subnet's VPC advertiser, which keeps the subnet's pod routes in the VPC route tables named by the topology (EC2 API), and in that of the cluster's node collector, which gives back the blocks of nodes whose instance EC2 reports terminated once their lease is gone (docs/lifecycle.md).",
   },
   {
     path: 'vpc.endpoint',

@@ -1,7 +1,8 @@
 // Removing a node's records from etcd, from any host: what is left of a node
 // (its leased node record and advertisements), and the release of its block
 // claims with their holds and pod address records (<prefix>/v1/blocks/*,
-// <prefix>/v1/blocks-held/<node>/, <prefix>/v1/ipam/<node>/).
+// <prefix>/v1/blocks-held/<node>/, <prefix>/v1/ipam/<node>/), and of its
+// identity record (<prefix>/v1/identities/<node>) once nothing holds it.
 //
 // Invariants:
 //  * A claim is deleted only while it still names the node: each block goes in
@@ -105,6 +106,8 @@ export async function releaseNodeRecords(client: Etcd3, keys: Keys, node: string
     addresses += Number(res.deleted);
     // Holds left without their claim (the claim rewritten to another node, or lost) go too: a gone node holds nothing.
     await client.delete().prefix(keys.holdsPrefix(node)).exec();
+    // Its identity goes once no claim names it (a block left in place keeps it for the next run).
+    if (!skipped.some((b) => b.reason.startsWith('changed'))) await client.delete().key(keys.identity(node)).exec();
   } else {
     const mine = new Set((await readClaims(client, keys)).filter((c) => c.node === node).map((c) => c.prefix));
     for (const a of (await store.listAddresses(node)).addresses) {

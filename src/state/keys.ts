@@ -10,6 +10,7 @@
 //   <prefix>/v1/routes/<subnet>/<node>
 //   <prefix>/v1/advertisers/<subnet>/...
 //   <prefix>/v1/collector/...
+//   <prefix>/v1/identities/<node>
 //   <prefix>/v1/vpc/<subnet>
 // Names used in keys (node names, subnet ids) never contain "/".
 
@@ -144,6 +145,15 @@ export class Keys {
   /** Candidacies of the cluster's node collector (daemon/node-collector.ts). */
   collectorPrefix(): string {
     return `${this.root}/collector/`;
+  }
+
+  identitiesPrefix(): string {
+    return `${this.root}/identities/`;
+  }
+
+  /** A node's identity record (not leased: outlives its node record; daemon/node-identity.ts). */
+  identity(node: string): string {
+    return `${this.identitiesPrefix()}${node}`;
   }
 
   /** Candidates for the subnet's BGP exporter (election under node leases). */

@@ -7,14 +7,14 @@
 //  * trellis-reader: read everything under <prefix>/v1/ (trellisctl, monitoring).
 //  * trellis-node-<node>: read everything under <prefix>/v1/ (routing needs
 //    every node, claim, hold and advertisement); write its node record, its
-//    advertisement key in every subnet of the topology, its pod addresses
+//    identity record, its advertisement key in every subnet of the topology, its pod addresses
 //    (ipam/<node>/) and its holds (blocks-held/<node>/); plus the shared
 //    ranges: block claims (blocks/, a free block is claimed by creating its
 //    key; peers trust a claim only with the owner's hold, so a rewrite is a
-//    conflict, not a takeover), and the VPC advertiser election and status
-//    (advertisers/, vpc/).
+//    conflict, not a takeover), the VPC advertiser election and status
+//    (advertisers/, vpc/) and the node collector's election (collector/).
 // Invariant: no node role grants a write on another node's node record,
-// advertisement, addresses or holds.
+// identity, advertisement, addresses or holds.
 
 import type { Keys } from './keys.js';
 
@@ -55,11 +55,13 @@ export function nodeRolePlan(keys: Keys, node: string, subnets: readonly string[
     grants: [
       { permission: 'Read', prefix: `${keys.root}/` },
       { permission: 'Readwrite', key: keys.node(node) },
+      { permission: 'Readwrite', key: keys.identity(node) },
       ...[...subnets].sort().map((s): Grant => ({ permission: 'Readwrite', key: keys.route(s, node) })),
       { permission: 'Readwrite', prefix: keys.ipamPrefix(node) },
       { permission: 'Readwrite', prefix: keys.holdsPrefix(node) },
       { permission: 'Readwrite', prefix: keys.blocksPrefix() },
       { permission: 'Readwrite', prefix: `${keys.root}/advertisers/` },
+      { permission: 'Readwrite', prefix: keys.collectorPrefix() },
       { permission: 'Readwrite', prefix: keys.vpcPrefix() },
     ],
   };

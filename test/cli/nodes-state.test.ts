@@ -44,9 +44,9 @@ t.test('nodes shows live and dead nodes; --watch streams the changes', async (t)
 
   const removed = runCli('src/cli/trellisctl', ['node', 'remove', 'watched', ...e]);
   t.equal(removed.code, 0, removed.stderr);
-  await until('the watch reported the removal', () => /dead \(.*\) -> gone/.test(table.out.stdout) && /"to":"gone"/.test(json.out.stdout), 30_000);
+  await until('the watch reported the removal', () => /dead \(.*\) -> collected/.test(table.out.stdout) && /"to":"collected"/.test(json.out.stdout), 30_000);
   const lines = json.out.stdout.trim().split('\n').slice(1).map((l) => JSON.parse(l) as Record<string, unknown>);
-  t.match(lines, [{ node: 'watched', from: 'live', to: 'dead', blocks: [block] }, { node: 'watched', from: 'dead', to: 'gone', blocks: [] }]);
+  t.match(lines, [{ node: 'watched', from: 'live', to: 'dead', blocks: [block] }, { node: 'watched', from: 'dead', to: 'collected', blocks: [] }]);
   t.equal(runCli('src/cli/trellisctl', ['nodes', ...e]).stdout, '(none)\n', 'a removed node is not listed');
 
   for (const w of [table, json]) {

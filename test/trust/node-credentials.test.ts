@@ -29,6 +29,7 @@ t.test('each trellisd with its own node user; writes to another node refused', a
   t.match(created.find((c) => c.name === 'trellis-node-node-a' && c.kind === 'role')?.grants, [
     'read /trellis/v1/*',
     'readwrite /trellis/v1/nodes/node-a',
+    'readwrite /trellis/v1/identities/node-a',
     'readwrite /trellis/v1/routes/subnet-a1/node-a',
     'readwrite /trellis/v1/routes/subnet-a2/node-a',
     'readwrite /trellis/v1/routes/subnet-b1/node-a',
@@ -36,6 +37,7 @@ t.test('each trellisd with its own node user; writes to another node refused', a
     'readwrite /trellis/v1/blocks-held/node-a/*',
     'readwrite /trellis/v1/blocks/*',
     'readwrite /trellis/v1/advertisers/*',
+    'readwrite /trellis/v1/collector/*',
     'readwrite /trellis/v1/vpc/*',
   ]);
   t.ok(password('trellis-node-node-a').length >= 16, 'a generated password, printed once');
@@ -67,6 +69,7 @@ t.test('each trellisd with its own node user; writes to another node refused', a
 
   const refused: Array<[string, string]> = [
     ["node-b's node record", '/trellis/v1/nodes/node-b'],
+    ["node-b's identity", '/trellis/v1/identities/node-b'],
     ["node-b's advertisement", '/trellis/v1/routes/subnet-a1/node-b'],
     ["node-b's pod addresses", `/trellis/v1/ipam/node-b/${bBlockKey}/${bBlock.split('/')[0]}`],
     ["node-b's hold", `/trellis/v1/blocks-held/node-b/${bBlockKey}`],
