@@ -5,6 +5,11 @@
 // The pass period: a quarter of gc.deadNodeAfter for the time rule, the hold
 // time for the EC2 rule (a lease is gone one hold time after its node died),
 // each within [250 ms, 10 s]; the shorter when both apply.
+// Credentials: removing a dead node's records takes rights a per-node etcd
+// user does not have (docs/trust.md). A node that connects as its own
+// per-node user is a candidate only with gc.etcdUsername/gc.etcdPassword
+// (the trellis-collector user); the collector then removes as that user,
+// while its election stays on the node's own client and lease.
 
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
@@ -15,6 +20,9 @@ import { readIdentities } from '../src/etcd/node-identities.js';
 import type { PrefixMirror } from '../src/etcd/prefix-mirror.js';
 import type { ClusterView } from '../src/state/cluster-view.js';
 import { Keys } from '../src/state/keys.js';
+import { nodeRole } from '../src/state/rbac-plan.js';
+import { connectEtcd } from '../src/etcd/client.js';
+import { etcdSettings } from './cluster-wait.js';
 import type { LeaseSource } from './election.js';
 import { collectPeriodMs, NodeCollector, type Ec2Evidence } from './node-collector.js';
 
@@ -39,11 +47,25 @@ export function collectorPeriodMs(deadNodeAfterMs: number, ec2: boolean, holdTim
   return Math.min(...periods);
 }
 
-/** This node's collector candidacy, started; undefined when no rule is on. */
+/** Why this node's etcd credential cannot collect (see the module comment), or undefined when it can. */
+export function collectorCredentialProblem(config: Pick<TrellisConfig, 'nodeName' | 'etcd' | 'gc'>): string | undefined {
+  if (config.gc.etcdUsername !== undefined || config.etcd.username !== nodeRole(config.nodeName)) return undefined;
+  return `it connects to etcd as its own per-node user ${config.etcd.username}, which may not remove another node's records; ` +
+    'give the nodes that should collect gc.etcdUsername and gc.etcdPassword (the trellis-collector user of trellisctl rbac apply)';
+}
+
+/** This node's collector candidacy, started; undefined when no rule is on or its credential cannot collect. */
 export async function startCollector(d: CollectorDeps): Promise<NodeCollector | undefined> {
   const { config } = d;
   const ec2Routes = config.vpc.enabled ? d.ec2 : undefined;
   if (config.gc.deadNodeAfter <= 0 && ec2Routes === undefined) return undefined;
+  const problem = collectorCredentialProblem(config);
+  if (problem !== undefined) {
+    d.log.info({ component: 'collector', reason: problem }, 'not a candidate for the node collector');
+    return undefined;
+  }
+  const remover = config.gc.etcdUsername === undefined ? undefined
+    : connectEtcd({ ...etcdSettings(config), username: config.gc.etcdUsername, password: config.gc.etcdPassword });
   let collector: NodeCollector | undefined;
   // A throttled DescribeInstances waits (backing off) for as long as this node collects.
   const ec2: Ec2Evidence | undefined = ec2Routes === undefined ? undefined : {
@@ -51,7 +73,7 @@ export async function startCollector(d: CollectorDeps): Promise<NodeCollector | 
     states: (ids) => ec2Routes.instanceStates(ids, () => collector?.active === true),
   };
   collector = new NodeCollector({
-    client: d.client, keys: d.keys, node: config.nodeName, lease: d.lease, log: d.log.child({ component: 'collector' }),
+    client: d.client, remover, keys: d.keys, node: config.nodeName, lease: d.lease, log: d.log.child({ component: 'collector' }),
     deadNodeAfterMs: config.gc.deadNodeAfter, ec2, collected: d.collected,
     periodMs: collectorPeriodMs(config.gc.deadNodeAfter, ec2 !== undefined, config.holdTime),
     view: () => (d.synced() ? { recorded: new Set([...(d.nodes?.entries().keys() ?? [])].map(Keys.leaf)), claimOwners: new Set(d.view.blocksByNode().keys()) } : undefined),

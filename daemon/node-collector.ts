@@ -57,7 +57,10 @@ export interface Ec2Evidence {
 }
 
 export interface NodeCollectorOptions {
+  /** The node's own client: the election runs on it, under the node's lease. */
   readonly client: Etcd3;
+  /** What reads and removes a dead node's records (gc.etcdUsername's client; closed by stop()); default `client`. */
+  readonly remover?: Etcd3;
   readonly keys: Keys;
   readonly node: string;
   readonly lease: LeaseSource;
@@ -118,6 +121,7 @@ export class NodeCollector {
     this.timer = undefined;
     await this.running;
     await this.election.resign();
+    this.o.remover?.close();
   }
 
   /** One look at the cluster; collects what the rules allow. Never throws. */
@@ -148,12 +152,12 @@ export class NodeCollector {
       const rule = evidence !== undefined ? 'ec2-terminated' : this.o.deadNodeAfterMs > 0 && now - since >= this.o.deadNodeAfterMs ? 'dead-node-after' : undefined;
       if (rule === undefined) continue;
       if (!(await this.election.confirm())) return;
-      if (isPresent(await readNodePresence(this.o.client, this.o.keys, node)) || (evidence !== undefined && !(await this.sameInstance(node, evidence.instanceId)))) {
+      if (isPresent(await readNodePresence(this.remover, this.o.keys, node)) || (evidence !== undefined && !(await this.sameInstance(node, evidence.instanceId)))) {
         this.absentSince.delete(node);
         this.identities.delete(node);
         continue;
       }
-      const released = await releaseNodeRecords(this.o.client, this.o.keys, node, this.o.log, true);
+      const released = await releaseNodeRecords(this.remover, this.o.keys, node, this.o.log, true);
       this.absentSince.delete(node);
       this.identities.delete(node);
       this.o.collected.inc({ rule });
@@ -162,6 +166,10 @@ export class NodeCollector {
         'collected dead node',
       );
     }
+  }
+
+  private get remover(): Etcd3 {
+    return this.o.remover ?? this.o.client;
   }
 
   /** Whether the node's identity still names `instanceId` (it may have come back on another instance since it was read). */

@@ -61,6 +61,9 @@ export interface TrellisConfig {
   gc: {
     /** ms; 0: never collect a node on time alone. */
     deadNodeAfter: number;
+    /** The collector's own etcd credential (the trellis-collector user). */
+    etcdUsername?: string;
+    etcdPassword?: string;
   };
   http: { listen: string };
   vpc: VpcConfig;
@@ -380,7 +383,7 @@ export function loadConfig(options: LoadOptions): TrellisConfig {
       blockGrace: values.get('ipam.blockGrace') as number,
       etcdTimeout: values.get('ipam.etcdTimeout') as number,
     },
-    gc: { deadNodeAfter: values.get('gc.deadNodeAfter') as number },
+    gc: { deadNodeAfter: values.get('gc.deadNodeAfter') as number, etcdUsername: str('gc.etcdUsername'), etcdPassword: str('gc.etcdPassword') },
     http: { listen: str('http.listen') as string },
     vpc: vpcSection(values),
     bgp: {
@@ -453,6 +456,9 @@ function semanticProblems(config: TrellisConfig, values: ConfigValues): string[]
     problems.push(`log.level must be one of fatal, error, warn, info, debug, trace; got ${JSON.stringify(config.log.level)}`);
   }
   problems.push(...etcdSettingsProblems(config.etcd));
+  if ((config.gc.etcdUsername === undefined) !== (config.gc.etcdPassword === undefined)) {
+    problems.push('gc.etcdUsername and gc.etcdPassword go together: set both or neither');
+  }
   problems.push(...vpcConfigProblems(config.vpc));
   problems.push(...egressCidrProblems('egress.nonMasqueradeCidrs', config.egress.nonMasqueradeCidrs ?? []));
   problems.push(...bgpConfigProblems(config.bgp));

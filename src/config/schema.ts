@@ -193,6 +193,12 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: 'Give back the blocks and pod addresses of a node whose record has been absent this long (one elected collector per cluster; see docs/lifecycle.md). 0 (the default) never collects on time alone: a node cut off from etcd may still run pods.',
   },
   {
+    path: 'gc.etcdUsername',
+    type: 'string',
+    doc: "etcd user the node collector removes dead nodes' records as: the trellis-collector user that `trellisctl rbac apply` creates. A node that connects as its own per-node user (trellis-node-NAME) may not remove another node's records, so without this it is not a collector candidate.",
+  },
+  { path: 'gc.etcdPassword', type: 'string', secret: true, doc: 'Password of gc.etcdUsername.' },
+  {
     path: 'http.listen',
     type: 'string',
     default: '127.0.0.1:9653',

@@ -5,6 +5,10 @@
 //
 //  * trellis-admin: read and write everything under <prefix>/v1/.
 //  * trellis-reader: read everything under <prefix>/v1/ (trellisctl, monitoring).
+//  * trellis-collector: read everything; remove what a dead node leaves
+//    (block claims, holds, pod addresses, identity records) and take part in
+//    the collector's election. It writes no node record and no advertisement.
+//    trellisd uses it for collection only (gc.etcdUsername).
 //  * trellis-node-<node>: read everything under <prefix>/v1/ (routing needs
 //    every node, claim, hold and advertisement); write its node record, its
 //    identity record, its advertisement key in every subnet of the topology, its pod addresses
@@ -34,6 +38,7 @@ export interface RolePlan {
 
 export const ADMIN_ROLE = 'trellis-admin';
 export const READER_ROLE = 'trellis-reader';
+export const COLLECTOR_ROLE = 'trellis-collector';
 
 /** Role (and user) name of a node. */
 export function nodeRole(node: string): string {
@@ -45,6 +50,17 @@ export function clusterRoles(keys: Keys): RolePlan[] {
   return [
     { role: ADMIN_ROLE, grants: [{ permission: 'Readwrite', prefix: all }] },
     { role: READER_ROLE, grants: [{ permission: 'Read', prefix: all }] },
+    {
+      role: COLLECTOR_ROLE,
+      grants: [
+        { permission: 'Read', prefix: all },
+        { permission: 'Readwrite', prefix: keys.blocksPrefix() },
+        { permission: 'Readwrite', prefix: keys.holdsPrefix() },
+        { permission: 'Readwrite', prefix: `${keys.root}/ipam/` },
+        { permission: 'Readwrite', prefix: keys.identitiesPrefix() },
+        { permission: 'Readwrite', prefix: keys.collectorPrefix() },
+      ],
+    },
   ];
 }
 
