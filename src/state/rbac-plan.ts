@@ -3,7 +3,9 @@
 // can write only that node's own records plus the shared writes the
 // protocol needs. See docs/trust.md.
 //
-//  * trellis-admin: read and write everything under <prefix>/v1/.
+//  * trellis-admin: read and write everything under <prefix>/v1/, which
+//    includes what only an operator writes: the topology and the drain
+//    records (drain/<node>, `trellisctl node drain`).
 //  * trellis-reader: read everything under <prefix>/v1/ (trellisctl, monitoring).
 //  * trellis-node-<node>: read everything under <prefix>/v1/ (routing needs
 //    every node, claim, hold and advertisement); write its node record, its
@@ -14,7 +16,7 @@
 //    conflict, not a takeover), and the VPC advertiser election and status
 //    (advertisers/, vpc/).
 // Invariant: no node role grants a write on another node's node record,
-// advertisement, addresses or holds.
+// advertisement, addresses or holds, nor on any drain record.
 
 import type { Keys } from './keys.js';
 
