@@ -5,7 +5,8 @@
 //   a new lease yet) → topology present and valid → node placed in its subnet
 //   → at least one block held (retried until one is, first-block.ts) → node
 //   record and advertisement published together (one transaction) → watches
-//   of nodes/, blocks/ and routes/ synced (the cluster view is then complete).
+//   of nodes/, blocks/ and routes/ (and drain/ in VPC or BGP mode,
+//   drain-watch.ts) synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
 // policy is in node-advertisement.ts, the desired routes in route-inputs.ts,
 // retries in src/retry.ts.
