@@ -1,11 +1,13 @@
 // trellisctl node drain / uncordon against a real etcd and a real trellisd:
 // the drain record written and deleted, idempotence, -o json, trellisctl nodes
-// showing draining, clear refusals (unknown node, bad name, long reason), a
+// (and --watch) showing draining, clear refusals (unknown node, bad name, long reason), a
 // record that is not valid; and the etcd roles: no node role may write drain/.
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
 import { startEtcd } from '../../lab/etcd.js';
-import { daemon, runCli, seedTopology } from '../../lab/trellis.js';
+import { until } from '../../lab/pids.js';
+import { bin, daemon, runCli, seedTopology } from '../../lab/trellis.js';
 import { Keys } from '../../src/state/keys.js';
 import { nodeRolePlan, clusterRoles } from '../../src/state/rbac-plan.js';
 import { checkDrain, encodeDrain, makeDrain, MAX_DRAIN_BYTES } from '../../src/state/drain-record.js';
@@ -31,6 +33,12 @@ t.test('drain and uncordon a live node', async (t) => {
   t.equal(long.code, 2, 'a reason over 256 characters is a usage error');
   t.match(long.stderr, /--reason is 300 characters long; at most 256/);
 
+  const watch = spawn(process.execPath, [bin('src/cli/trellisctl'), 'nodes', '--watch', '-o', 'json', ...e], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let watched = '';
+  watch.stdout.setEncoding('utf8').on('data', (d: string) => (watched += d));
+  t.teardown(() => void watch.kill('SIGKILL'));
+  await until('the watch listed the nodes', () => /alpha/.test(watched));
+
   const drained = ctl('node', 'drain', 'alpha', '--reason', 'disk swap');
   t.equal(drained.code, 0, drained.stderr);
   t.match(drained.stdout, /^node alpha is draining: the VPC advertiser and BGP exporter of subnet-a1 move its entries/);
@@ -48,12 +56,16 @@ t.test('drain and uncordon a live node', async (t) => {
   const nodes = JSON.parse(ctl('nodes', '-o', 'json').stdout) as Array<Record<string, unknown>>;
   t.match(nodes, [{ name: 'alpha', state: 'draining', drain: { reason: 'disk swap' } }]);
   t.match(ctl('nodes').stdout, /\nalpha\s+draining\s+subnet-a1/);
+  await until('the watch streamed the drain', () => /"to":"draining"/.test(watched), 15_000);
+  t.match(JSON.parse(watched.trim().split('\n')[1] ?? '{}'), { node: 'alpha', from: 'live', to: 'draining' }, 'nodes --watch: live -> draining');
 
   const back = JSON.parse(ctl('node', 'uncordon', 'alpha', '-o', 'json').stdout) as Record<string, unknown>;
   t.match(back, { node: 'alpha', draining: false, changed: true, was: { reason: 'disk swap' } });
   t.equal((await client.get(keys.drain('alpha')).string()) ?? null, null, 'the record is gone');
   t.match(ctl('node', 'uncordon', 'alpha').stdout, /^node alpha is not draining; nothing changed/);
   t.match(JSON.parse(ctl('nodes', '-o', 'json').stdout), [{ name: 'alpha', state: 'live' }]);
+  await until('the watch streamed the uncordon', () => /"from":"draining","to":"live"/.test(watched), 15_000);
+  watch.kill('SIGINT');
 
   // A record naming another node is not believed: drain says so, uncordon deletes it.
   await client.put(keys.drain('alpha')).value(encodeDrain(makeDrain('beta', '', 'x', Date.now())));
