@@ -4,6 +4,7 @@
 // hosts, and it keeps forwarding (reported) when it is its subnet's only
 // healthy host. Uncordon gives its entries back.
 import t from 'tap';
+import fc from 'fast-check';
 import { contains, formatPrefix, parsePrefix } from '../../src/core/cidr.js';
 import type { Topology } from '../../src/core/topology.js';
 import { diffVpcEntries, planVpcRoutes, type Plan, type PlanNode } from '../../src/core/vpc-plan.js';
@@ -127,4 +128,43 @@ t.test('the BGP plan: a draining node is no next hop while its subnet has anothe
   t.not(d?.node, 'a2');
   t.notOk(d?.nextHops.includes('198.18.0.11'), "a2's host IP is not among the next hops");
   t.equal(d?.nextHops.length, 2);
+});
+
+t.test('property: nobody forwards through a draining node while its subnet has another healthy host; every block stays covered', async (t) => {
+  const arbNode = fc.record({ subnet: fc.integer({ min: 0, max: 1 }), slots: fc.uniqueArray(fc.integer({ min: 0, max: 63 }), { maxLength: 3 }), healthy: fc.boolean(), draining: fc.boolean() });
+  fc.assert(
+    fc.property(fc.array(arbNode, { minLength: 1, maxLength: 7 }), fc.integer({ min: 2, max: 12 }), (specs, limit) => {
+      const used = new Set<string>();
+      const nodes = specs.map((s, i) => {
+        const sub = s.subnet === 0 ? 'a' : 'b';
+        const base = s.subnet === 0 ? 0 : 16;
+        const blocks = s.slots.map((k) => `100.64.${base + (k >> 2)}.${(k & 3) * 64}/26`).filter((b) => !used.has(b) && used.add(b));
+        return node(`n${i}`, sub, blocks, { healthy: s.healthy, draining: s.draining });
+      });
+      const p = plan(nodes, limit);
+      for (const sub of ['a', 'b']) {
+        const members = nodes.filter((n) => n.subnet === sub);
+        const steady = members.some((n) => n.healthy && n.draining !== true);
+        const kept = p.drainKept.find((d) => d.subnet === sub);
+        const claims = members.some((n) => n.blocks.length > 0);
+        const drainingHealthy = members.filter((n) => n.healthy && n.draining === true).map((n) => n.name);
+        if (kept === undefined ? claims && !steady && drainingHealthy.length > 0 : steady || kept.nodes.join() !== drainingHealthy.join()) return false;
+        for (const e of p.entries.filter((x) => x.subnet === sub)) {
+          const n = members.find((m) => m.name === e.node);
+          if (n === undefined || !n.healthy || (steady && n.draining === true)) return false;
+        }
+        const share = Object.fromEntries(p.perTable.map((x) => [x.table, x.shares[sub] ?? 0]));
+        if (!members.some((n) => n.healthy)) continue;
+        for (const table of ['rtb-a', 'rtb-b']) {
+          if ((share[table] ?? 0) === 0) continue;
+          for (const b of members.flatMap((n) => n.blocks)) {
+            if (!p.entries.some((e) => e.table === table && e.subnet === sub && contains(e.destination, b))) return false;
+          }
+        }
+      }
+      return true;
+    }),
+    { numRuns: 400 },
+  );
+  t.pass('held for 400 random clusters');
 });
