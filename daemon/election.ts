@@ -8,6 +8,10 @@
 // create revision; every candidate watches the prefix and re-reads it on any
 // change, so when the leader's key goes (lease expired, or resigned) the next
 // one takes over within a watch round trip.
+// A node that stands down (`standDown()` true: it is drained, daemon/drain-watch.ts)
+// is no candidate: its key is deleted at the next check (a leader hands over
+// at once) and it does not campaign until standDown() is false again, when it
+// campaigns at the back of the queue.
 // States: follower → leader (this key is the lowest) → follower (lease not
 // alive, key gone, a lower key appeared); resigning (graceful stop: the key
 // is deleted so a successor takes over at once) → stopped.
@@ -53,6 +57,8 @@ export interface ElectionOptions {
   readonly prefix?: string;
   /** The role won, for the log (default "VPC advertiser of the subnet"). */
   readonly role?: string;
+  /** While true, this node is no candidate (see the module comment); call recheck() when it changes. */
+  readonly standDown?: () => boolean;
 }
 
 export interface ElectionEvents {
@@ -163,6 +169,15 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
     let list = candidates((await readPrefix(client, this.prefix)).kvs);
     const leaseId = lease.id;
     const mine = leaseId === undefined ? undefined : `${this.prefix}${hex(leaseId)}`;
+    if (this.options.standDown?.() === true) {
+      if (this.current === 'leader') this.setState('follower');
+      const own = list.filter((c) => c.key === mine);
+      for (const c of own) await client.delete().key(c.key).exec();
+      if (own.length > 0) log.info({ keys: own.map((c) => c.key) }, `${this.options.role ?? 'advertiser'} election: standing down (node drained)`);
+      this.campaignLease = undefined;
+      this.leaderNode = list.find((c) => !own.includes(c))?.node;
+      return;
+    }
     if (leaseId !== undefined && lease.state === 'alive' && mine !== undefined && !list.some((c) => c.key === mine) && !this.closed()) {
       await client.put(mine).value(node).lease(leaseId).exec();
       if (this.campaignLease !== leaseId) log.info({ key: mine }, 'advertiser election: candidate');

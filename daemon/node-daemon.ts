@@ -5,7 +5,8 @@
 //   a new lease yet) → topology present and valid → node placed in its subnet
 //   → at least one block held (retried until one is, first-block.ts) → node
 //   record and advertisement published together (one transaction) → watches
-//   of nodes/, blocks/ and routes/ synced (the cluster view is then complete).
+//   of nodes/, blocks/ and routes/ (and drain/ in VPC or BGP mode,
+//   drain-watch.ts) synced (the cluster view is then complete).
 // This file only builds the parts and sequences them: the advertisement
 // policy is in node-advertisement.ts, the desired routes in route-inputs.ts,
 // retries in src/retry.ts.
@@ -56,6 +57,7 @@ import type { VpcService } from './vpc/vpc-service.js';
 import { leaseOwner } from './withdraw.js';
 import type { BgpService } from './bgp/bgp-service.js';
 import type { ClusterState } from './vpc/plan-input.js';
+import { drainWatchFor, type DrainWatch } from './drain-watch.js';
 
 /** How often the IPAM usage gauges are refreshed from this node's own records. */
 const IPAM_USAGE_REFRESH_MS = 10_000;
@@ -101,6 +103,8 @@ export class NodeDaemon {
   collector: NodeCollector | undefined;
   /** BGP mode (bgp.enabled): the speaker and this node's exporter. */
   bgp: BgpService | undefined;
+  /** Drained nodes (VPC or BGP mode): planners move their duties; this node stands down while drained. */
+  private drains: DrainWatch | undefined;
 
   constructor(
     readonly config: TrellisConfig,
@@ -309,11 +313,17 @@ export class NodeDaemon {
       mirror.on('changes', (changes) => this.applyChanges(view, routes, advertisement, changes));
       this.mirrors.push(mirror);
     }
+    const drains = drainWatchFor(config.vpc.enabled || config.bgp.enabled, {
+      client: this.client, keys: this.keys, node: config.nodeName, log: log.child({ component: 'drain' }),
+      onIgnored: (reason) => this.metrics.recordsIgnored.inc({ kind: 'drain', reason }),
+    }, { markDirty: () => (this.vpc?.markDirty(), this.bgp?.markDirty()), elections: () => [this.vpc?.election, this.bgp?.election] });
+    this.drains = drains;
+    const standDown = (): boolean => drains?.selfDrained() === true;
     this.phase = 'syncing the cluster view from etcd';
-    await Promise.all(this.mirrors.map((m) => m.start()));
+    await Promise.all([...this.mirrors.map((m) => m.start()), drains?.start()]);
     this.updateRouteIndex(view, true);
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
-    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, registry: this.metrics.registry, cluster: () => this.vpcCluster(view) });
+    this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, standDown, registry: this.metrics.registry, cluster: () => this.vpcCluster(view) });
     const vpcService = this.vpc;
     if (vpcService !== undefined) routes.subscribe(() => vpcService.markDirty());
     await vpcService?.start();
@@ -321,7 +331,7 @@ export class NodeDaemon {
       config, client: this.client, keys: this.keys, lease, log, view, nodes: this.mirrors.find((m) => m.prefix === this.keys.nodesPrefix()),
       synced: () => this.synced, ec2: vpcService?.routes, collected: this.metrics.nodesCollected,
     });
-    this.bgp = config.bgp.enabled ? await (await import('./bgp/bgp-service.js')).startBgp({ config, client: this.client, keys: this.keys, lease, subnet: subnet.id,
+    this.bgp = config.bgp.enabled ? await (await import('./bgp/bgp-service.js')).startBgp({ config, client: this.client, keys: this.keys, lease, subnet: subnet.id, standDown,
       registry: this.metrics.registry, log, onChange: (f) => routes.subscribe(f), cluster: () => this.vpcCluster(view) }) : undefined;
     routes.onChanges([]);
     advertisement.startReclaim();
@@ -341,7 +351,7 @@ export class NodeDaemon {
 
   /** The cluster as the VPC and BGP planners see it; undefined until synced. */
   private vpcCluster(view: ClusterView): ClusterState | undefined {
-    return this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode() } : undefined;
+    return this.synced ? { topology: view.getTopology(), nodes: view.nodes(), blocksByNode: view.blocksByNode(), draining: this.drains?.draining() } : undefined;
   }
 
   /** Problems that leave the node ready but need attention (shown by /readyz). */
@@ -357,7 +367,7 @@ export class NodeDaemon {
 
   /** True once every watch has completed its first list. */
   get synced(): boolean {
-    return this.mirrors.length > 0 && this.mirrors.every((m) => m.synced);
+    return this.mirrors.length > 0 && this.mirrors.every((m) => m.synced) && this.drains?.synced !== false;
   }
 
   private applyChanges(view: ClusterView, routes: RouteInputs, advertisement: NodeAdvertisement, changes: MirrorChange[]): void {
@@ -440,6 +450,7 @@ export class NodeDaemon {
     this.http?.close();
     this.publisher?.stop();
     await Promise.all([...this.mirrors, ...(this.topologyMirror ? [this.topologyMirror] : [])].map((m) => m.stop()));
+    await this.drains?.stop();
     // Last: the records go to a restart lease, so the next run has restartHoldTime to take them over.
     await this.lease?.handOver(this.publisher?.records() ?? [], this.config.restartHoldTime / 1000);
     this.client.close();

@@ -29,6 +29,8 @@ export interface BgpServiceOptions {
   readonly lease: LeaseKeeper;
   readonly subnet: string;
   readonly cluster: () => ClusterState | undefined;
+  /** True while this node is drained: no candidate exporter (daemon/drain-watch.ts). */
+  readonly standDown?: () => boolean;
   /** Registers a callback run on every cluster change. */
   readonly onChange: (markDirty: () => void) => void;
   readonly registry: Registry;
@@ -60,7 +62,7 @@ export class BgpService {
     });
     this.election =
       mode === 'exporter'
-        ? new AdvertiserElection({ client, keys, subnet, node: config.nodeName, lease, prefix: keys.bgpExportersPrefix(subnet), role: 'BGP exporter', log: log.child({ component: 'bgp-election' }) })
+        ? new AdvertiserElection({ client, keys, subnet, node: config.nodeName, lease, prefix: keys.bgpExportersPrefix(subnet), role: 'BGP exporter', standDown: options.standDown, log: log.child({ component: 'bgp-election' }) })
         : undefined;
     this.health = new ForwarderHealth({
       intervalMs: config.vpc.probeInterval,

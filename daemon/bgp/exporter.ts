@@ -65,7 +65,7 @@ export interface BgpStatus {
 /** Nodes for the BGP planner: planNodes with the host IP as the forwarder's id. */
 export function bgpPlanNodes(cluster: ClusterState, subnet: string, healthy: (n: string) => boolean): BgpPlanNode[] {
   const nodes = new Map([...cluster.nodes].map(([name, n]) => [name, { ...n, instanceId: formatAddress(n.hostIP) }]));
-  return planNodes({ ...cluster, nodes }, subnet, healthy).map((n) => ({ name: n.name, subnet: n.subnet, hostIP: n.instanceId, blocks: n.blocks, healthy: n.healthy }));
+  return planNodes({ ...cluster, nodes }, subnet, healthy).map((n) => ({ name: n.name, subnet: n.subnet, hostIP: n.instanceId, blocks: n.blocks, healthy: n.healthy, draining: n.draining }));
 }
 
 export class BgpExporter {

@@ -344,6 +344,8 @@ export class VpcAdvertiser {
     const { subnet } = this.options;
     const out: string[] = [...(planned?.blocked ?? [])];
     for (const u of planned?.plan.uncovered ?? []) if (u.subnet === subnet || u.reason === 'over-budget') out.push(u.message);
+    for (const d of planned?.plan.drainKept ?? []) if (d.subnet === subnet) out.push(d.message);
+    for (const n of cluster.draining ?? []) if (cluster.nodes.get(n)?.subnet.id === subnet) out.push(`node ${n} is draining (trellisctl node uncordon ${n} ends it)`);
     for (const t of this.snapshot?.missing ?? []) out.push(`route table ${t} of the topology does not exist in EC2`);
     for (const s of this.snapshot?.states ?? []) {
       for (const u of s.unmanaged) {

@@ -4,7 +4,8 @@
 // The planner splits each table's budget from shared state (every subnet's
 // nodes and claims), so the input always holds the whole cluster; only the
 // health of the advertiser's own subnet is probed, other subnets' nodes count
-// as healthy while their node record lives. A node is a possible forwarder
+// as healthy while their node record lives; a drained node is marked
+// draining (the planner moves its forwarding duties). A node is a possible forwarder
 // only with an instance id and a live node record; blocks of dead nodes stay
 // (claims outlive leases) and must still be covered.
 // Invariants: node names in the result are unique; every block appears once,
@@ -22,6 +23,8 @@ export interface ClusterState {
   readonly nodes: ReadonlyMap<string, NodeInfo>;
   /** Claimed blocks grouped by owner name. */
   readonly blocksByNode: ReadonlyMap<string, readonly BlockInfo[]>;
+  /** Names of the nodes being drained (drain records, daemon/drain-watch.ts). */
+  readonly draining?: ReadonlySet<string>;
 }
 
 /**
@@ -47,6 +50,7 @@ export function planNodes(state: ClusterState, subnet: string, healthy: (name: s
         instanceId: live ? node.instanceId : '',
         blocks: prefixes,
         healthy: live && (where !== subnet || healthy(name)),
+        draining: state.draining?.has(name) === true,
       });
     }
   }

@@ -65,6 +65,8 @@ export interface VpcServiceOptions {
   readonly lease: LeaseKeeper;
   readonly subnet: string;
   readonly cluster: () => ClusterState | undefined;
+  /** True while this node is drained: no candidate advertiser (daemon/drain-watch.ts). */
+  readonly standDown?: () => boolean;
   readonly registry: Registry;
   readonly log: Logger;
 }
@@ -80,7 +82,7 @@ export class VpcService {
     const { config, identity, client, keys, lease, subnet, log } = options;
     const metrics = new VpcMetrics(options.registry);
     this.ec2 = ec2Client({ endpoint: config.vpc.endpoint, region: identity.region });
-    this.election = new AdvertiserElection({ client, keys, subnet, node: config.nodeName, lease, log: log.child({ component: 'election' }) });
+    this.election = new AdvertiserElection({ client, keys, subnet, node: config.nodeName, lease, standDown: options.standDown, log: log.child({ component: 'election' }) });
     this.routes = new Ec2Routes({
       client: this.ec2,
       vpcId: identity.vpcId,

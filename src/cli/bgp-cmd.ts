@@ -54,8 +54,8 @@ function parseBgpNodes(text: string, topology: Parameters<typeof parseNodesFile>
   return problems.length > 0 || !parsed.ok ? { ok: false, problems } : { ok: true, nodes: toBgp(parsed.nodes) };
 }
 
-function toBgp(nodes: ReadonlyArray<{ name: string; subnet: string; instanceId: string; blocks: readonly import('../core/cidr.js').Prefix[]; healthy: boolean }>) {
-  return nodes.map((n) => ({ name: n.name, subnet: n.subnet, hostIP: n.instanceId, blocks: n.blocks, healthy: n.healthy }));
+function toBgp(nodes: ReadonlyArray<{ name: string; subnet: string; instanceId: string; blocks: readonly import('../core/cidr.js').Prefix[]; healthy: boolean; draining?: boolean }>) {
+  return nodes.map((n) => ({ name: n.name, subnet: n.subnet, hostIP: n.instanceId, blocks: n.blocks, healthy: n.healthy, draining: n.draining }));
 }
 
 export function bgpPlanToJSON(plan: BgpPlan): Record<string, unknown> {
@@ -98,7 +98,8 @@ export const bgpPlanCommand: LeafCommand = {
     'of its subnet, the planned forwarder first), the forwarding node and the\n' +
     'subnet. The nodes file is a JSON array of\n' +
     '  {"name": "n1", "subnet": "subnet-a", "hostIP": "198.18.1.10", "blocks": ["100.96.0.0/26"], "healthy": true}\n' +
-    '("healthy" defaults to true). Exits 1 when a file is invalid.',
+    '("healthy" defaults to true; "draining": true marks a drained node). Exits 1\n' +
+    'when a file is invalid.',
   examples: ['trellisctl bgp plan --topology topology.yaml --nodes nodes.json', 'trellisctl bgp plan --topology topology.yaml --nodes nodes.json --max-prefixes 3 -o json'],
   async run(inv, io) {
     const { topology: topoFile, nodes: nodesFile } = inv.options;

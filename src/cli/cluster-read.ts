@@ -1,5 +1,5 @@
 // A consistent read of the Trellis state for inspection commands: the
-// topology, nodes/, blocks/ and routes/ read in pages at a single etcd
+// topology, nodes/, blocks/, routes/ and drain/ read in pages at a single etcd
 // revision (any size fits), run through the same validation trellisd
 // applies, so what trellisctl shows as valid is exactly what the daemons act
 // on, and everything else is shown with its reason. A value too large to be
@@ -12,6 +12,8 @@ import { ClusterView, type IgnoredRecord } from '../state/cluster-view.js';
 import { decodeRecord } from '../state/records.js';
 import { topologyFromRecord } from '../state/topology-record.js';
 import { readPrefix } from '../etcd/paged-range.js';
+import { drainsByNode, readDrains } from '../etcd/node-drain.js';
+import type { DrainInfo } from '../state/drain-record.js';
 import type { EtcdSession } from './etcd-options.js';
 import type { Keys } from '../state/keys.js';
 
@@ -30,6 +32,8 @@ export interface Snapshot {
   readonly leases: ReadonlyMap<string, string>;
   /** Every key read under nodes/, blocks/, blocks-held/ and routes/, sorted, oversized ones included. */
   readonly recordKeys: readonly string[];
+  /** Believed drain records by node name (the others are in `ignored`, kind drain). */
+  readonly drains: ReadonlyMap<string, DrainInfo>;
 }
 
 interface RawRead {
@@ -57,6 +61,9 @@ export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
     });
     for (const kv of page.kvs) entries.push(entry(kv));
   }
+  const drainList = await readDrains(client, keys, revision);
+  for (const d of drainList) if (!d.ok) ignored.push({ key: d.key, modRevision: revision, kind: 'drain', cause: 'invalid', reason: d.reason });
+  const drains = drainsByNode(drainList);
   const topoEntry = entries.find((e) => e.key === keys.topology());
   let topology: Topology | undefined;
   let topologyRecord: TopologyRecord | undefined;
@@ -87,5 +94,5 @@ export async function readSnapshot(session: EtcdSession): Promise<Snapshot> {
   view?.advertisements();
   view?.conflicts();
   const recordKeys = [...new Set([...entries.filter((e) => e.key !== keys.topology()).map((e) => e.key), ...ignored.map((i) => i.key)])].sort();
-  return { keys, revision, topology, topologyRecord, topologyProblem, view, ignored, blockRecords, leases, recordKeys };
+  return { keys, revision, topology, topologyRecord, topologyProblem, view, ignored, blockRecords, leases, recordKeys, drains };
 }

@@ -6,6 +6,7 @@
 //        (exit 1, nothing touched) while the node is live (a lease holds its
 //        node record or an advertisement) unless --force, which revokes that
 //        lease first and says what the node's trellisd will do.
+//   drain NAME / uncordon NAME   (node-drain-cmd.ts)
 // Removal is idempotent: a second run removes nothing and says so.
 
 import { pino, type Logger } from 'pino';
@@ -15,6 +16,7 @@ import { checkKeyName } from '../state/keys.js';
 import { EXIT_FAILURE, EXIT_OK, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
 import { etcdOptions, openEtcd } from './etcd-options.js';
 import { documentOutputOption, formatData, isData } from './output.js';
+import { nodeDrainCommand, nodeUncordonCommand } from './node-drain-cmd.js';
 
 /** Warnings of the etcd adapters (records that cannot be decoded) as trellisctl warning lines. */
 export function warningLog(io: CliIO): Logger {
@@ -133,8 +135,8 @@ function describeRemoval(r: {
 export const nodeCommand: CommandGroup = {
   kind: 'group',
   name: 'node',
-  summary: 'act on one node: remove it',
+  summary: 'act on one node: remove, drain or uncordon it',
   description: 'Commands that act on one node of the cluster, from any host that reaches etcd\n(the list of nodes is "trellisctl nodes").',
-  commands: [nodeRemoveCommand],
-  examples: ['trellisctl node remove node-b7'],
+  commands: [nodeRemoveCommand, nodeDrainCommand, nodeUncordonCommand],
+  examples: ['trellisctl node remove node-b7', 'trellisctl node drain node-b7', 'trellisctl node uncordon node-b7'],
 };

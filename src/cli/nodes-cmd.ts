@@ -1,6 +1,9 @@
 // `trellisctl nodes [--watch]`: every node the cluster knows of and its life
 // cycle state, read from one consistent snapshot of etcd:
 //   live   a lease holds its node record (valid or not)
+//   draining  live, and an operator drained it (`trellisctl node drain`:
+//          <prefix>/v1/drain/<node>); a dead node keeps "dead" and shows the
+//          drain in its row
 //   dead   no node record, but block claims still name it (its blocks stay
 //          unusable until it comes back or is removed: `trellisctl node remove`)
 //   collected  (--watch only) a dead node that left the list: its blocks were
@@ -18,7 +21,7 @@ import { etcdOptions, openEtcd, type EtcdSession } from './etcd-options.js';
 import { isData, outputOption } from './output.js';
 import { allOption, byText, ignoredOption, ignoredReason, onlyIgnored, table, withSnapshot } from './state-cmd.js';
 
-export type NodeState = 'live' | 'dead';
+export type NodeState = 'live' | 'draining' | 'dead';
 
 export interface NodeRow {
   name: string;
@@ -32,6 +35,8 @@ export interface NodeRow {
   blocks: string[];
   valid: boolean;
   problem?: string;
+  /** The node's drain record, when an operator drained it. */
+  drain?: { since: string; by: string; reason: string };
 }
 
 /** One row per node: those with a record (live), then those only block claims name (dead). */
@@ -41,12 +46,16 @@ export function nodeRows(s: Snapshot): NodeRow[] {
   const byNode = s.view?.blocksByNode() ?? new Map<string, BlockInfo[]>();
   const blocksOf = (name: string): BlockInfo[] => [...(byNode.get(name) ?? [])].sort((a, b) => comparePrefix(a.prefix, b.prefix));
   const recorded = s.recordKeys.filter((k) => k.startsWith(keys.nodesPrefix()));
+  const drainOf = (name: string): Pick<NodeRow, 'drain'> => {
+    const d = s.drains.get(name);
+    return d === undefined ? {} : { drain: { since: d.since, by: d.by, reason: d.reason } };
+  };
   const rows: NodeRow[] = recorded.map((key) => {
     const name = Keys.leaf(key);
     const n = valid.get(name);
     return {
       name,
-      state: 'live',
+      state: s.drains.has(name) ? 'draining' : 'live',
       subnet: n?.subnet.id ?? '',
       zone: n?.subnet.zone ?? '',
       hostIP: n === undefined ? '' : formatAddress(n.hostIP),
@@ -56,6 +65,7 @@ export function nodeRows(s: Snapshot): NodeRow[] {
       blocks: blocksOf(name).map((b) => formatPrefix(b.prefix)),
       valid: n !== undefined,
       ...(n === undefined ? { problem: ignoredReason(s, key) ?? 'invalid record' } : {}),
+      ...drainOf(name),
     };
   });
   const named = new Set(recorded.map((k) => Keys.leaf(k)));
@@ -65,7 +75,7 @@ export function nodeRows(s: Snapshot): NodeRow[] {
     const subnet = blocks[0]?.subnet;
     rows.push({
       name, state: 'dead', subnet: subnet?.id ?? '', zone: subnet?.zone ?? '', hostIP: '', instanceId: '', lease: '-', healthEndpoint: '',
-      blocks: blocks.map((b) => formatPrefix(b.prefix)), valid: true,
+      blocks: blocks.map((b) => formatPrefix(b.prefix)), valid: true, ...drainOf(name),
     });
   }
   return rows.sort((a, b) => byText(a.name, b.name));
@@ -77,7 +87,7 @@ function render(inv: Invocation, rows: NodeRow[]): unknown[] | string {
   return table(
     ['NODE', 'STATE', 'SUBNET', 'ZONE', 'HOST IP', 'INSTANCE', 'LEASE', ...(wide ? ['HEALTH ENDPOINT', '#BLOCKS'] : []), 'BLOCKS', 'STATUS'],
     onlyIgnored(inv, rows).map((r) => [
-      r.name, r.state, r.subnet || '-', r.zone || '-', r.hostIP || '-', r.instanceId || '-', r.lease,
+      r.name, r.state === 'dead' && r.drain !== undefined ? 'dead (drained)' : r.state, r.subnet || '-', r.zone || '-', r.hostIP || '-', r.instanceId || '-', r.lease,
       ...(wide ? [r.healthEndpoint || '-', String(r.blocks.length)] : []),
       r.blocks.join(' ') || '-', r.valid ? 'ok' : `ignored: ${r.problem}`,
     ]),
@@ -128,7 +138,7 @@ async function watchNodes(inv: Invocation, io: CliIO, session: EtcdSession, firs
   io.stdout(data ? `${JSON.stringify(onlyIgnored(inv, rows))}\n` : (render(inv, rows) as string));
   const { client, keys } = session;
   const watchers = await Promise.all(
-    [keys.nodesPrefix(), keys.blocksPrefix()].map((p) => client.watch().prefix(p).startRevision(String(BigInt(first.revision) + 1n)).create()),
+    [keys.nodesPrefix(), keys.blocksPrefix(), keys.drainPrefix()].map((p) => client.watch().prefix(p).startRevision(String(BigInt(first.revision) + 1n)).create()),
   );
   let timer: NodeJS.Timeout | undefined;
   let reading = Promise.resolve();
@@ -156,7 +166,7 @@ async function watchNodes(inv: Invocation, io: CliIO, session: EtcdSession, firs
 export const nodesCommand: LeafCommand = {
   kind: 'command',
   name: 'nodes',
-  summary: 'list nodes and their life cycle state (live, dead); --watch streams changes',
+  summary: 'list nodes and their life cycle state (live, draining, dead); --watch streams changes',
   args: '',
   positionals: { min: 0, max: 0 },
   options: {
@@ -168,7 +178,9 @@ export const nodesCommand: LeafCommand = {
   },
   description:
     'Lists every node the cluster knows of, with its state: live (a lease holds\n' +
-    'its node record: subnet, host IP, instance id, lease and blocks shown) or\n' +
+    'its node record: subnet, host IP, instance id, lease and blocks shown),\n' +
+    'draining (live, and drained by "trellisctl node drain NAME"; -o json gives\n' +
+    'the drain record as "drain": {since, by, reason}) or\n' +
     'dead (no node record, but block claims still name it; "trellisctl node\n' +
     'remove NAME" gives them back). Node records that fail validation (or are\n' +
     'too large to read) are listed with the reason trellisd ignores them;\n' +

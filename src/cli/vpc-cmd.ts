@@ -42,6 +42,7 @@ export function planToJSON(plan: Plan): Record<string, unknown> {
     budgetExceeded: plan.budgetExceeded,
     tables: plan.perTable.map((t) => ({ table: t.table, budget: t.budget, used: t.used, shares: t.shares })),
     uncovered: plan.uncovered.map((u) => ({ subnet: u.subnet, ...(u.table === undefined ? {} : { table: u.table }), reason: u.reason, message: u.message })),
+    drainKept: plan.drainKept.map((d) => ({ subnet: d.subnet, nodes: d.nodes, message: d.message })),
   };
 }
 
@@ -63,6 +64,7 @@ export function renderPlanTable(plan: Plan, limit: number, reserved: number): st
     lines.push(`  ${t.table}: ${t.used} of ${t.budget} used (${shares})`);
   }
   for (const u of plan.uncovered) lines.push(`warning: ${u.message}`);
+  for (const d of plan.drainKept) lines.push(`warning: ${d.message}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -87,7 +89,8 @@ export const vpcPlanCommand: LeafCommand = {
     'the number of nodes, blocks are aggregated and spread over forwarders.\n' +
     'The nodes file is a JSON array of\n' +
     '  {"name": "n1", "subnet": "subnet-a", "instanceId": "i-0abc", "blocks": ["100.96.0.0/26"], "healthy": true}\n' +
-    '("healthy" defaults to true). "-o json" prints {"routes": [{"table",\n' +
+    '("healthy" defaults to true; "draining": true marks a drained node, which\n' +
+    'forwards for nobody while its subnet has another healthy host). "-o json" prints {"routes": [{"table",\n' +
     '"destination", "target", "node", "subnet"}], "extraHopShare": F, ...}, where\n' +
     'extraHopShare is the fraction of claimed addresses whose entry targets\n' +
     'another host (in the worst table). Exits 1 when a file is invalid.',

@@ -1,6 +1,6 @@
 // The nodes file of `trellisctl vpc plan`: a JSON array of
-//   {"name", "subnet", "instanceId", "blocks": ["cidr", …], "healthy": true}
-// (`healthy` defaults to true), checked against a topology. Every problem is
+//   {"name", "subnet", "instanceId", "blocks": ["cidr", …], "healthy": true, "draining": false}
+// (`healthy` defaults to true, `draining` to false), checked against a topology. Every problem is
 // reported, one per line, as `PATH: message` (PATH like `[2].blocks[0]`), so a
 // file is fixed in one round; nothing is planned from a file with problems.
 // Checks: JSON syntax; shape and types; unknown keys; names usable in keys and
@@ -17,7 +17,7 @@ import { checkKeys, Issues, NAME_PATTERN } from '../core/topology-fields.js';
 import { EXIT_FAILURE, type CliIO } from './command.js';
 import { displayName } from './topology-file.js';
 
-const KEYS = ['name', 'subnet', 'instanceId', 'blocks', 'healthy'];
+const KEYS = ['name', 'subnet', 'instanceId', 'blocks', 'healthy', 'draining'];
 
 export type NodesFileResult = { ok: true; nodes: PlanNode[] } | { ok: false; problems: string[] };
 
@@ -90,6 +90,8 @@ export function parseNodesFile(text: string, topology: Topology): NodesFileResul
     }
     const healthy = o.healthy ?? true;
     if (typeof healthy !== 'boolean') problems.push(`${at}.healthy: must be true or false, got ${JSON.stringify(o.healthy)}`);
+    const draining = o.draining ?? false;
+    if (typeof draining !== 'boolean') problems.push(`${at}.draining: must be true or false, got ${JSON.stringify(o.draining)}`);
     const blocks: Prefix[] = [];
     if (!Array.isArray(o.blocks)) {
       problems.push(`${at}.blocks: ${o.blocks === undefined ? 'missing' : 'must be an array of CIDR strings'}`);
@@ -120,7 +122,7 @@ export function parseNodesFile(text: string, topology: Topology): NodesFileResul
       });
     }
     if (problems.length === before && name !== undefined && subnet !== undefined && instanceId !== undefined) {
-      nodes.push({ name, subnet: subnet.id, instanceId, blocks, healthy: healthy === true });
+      nodes.push({ name, subnet: subnet.id, instanceId, blocks, healthy: healthy === true, draining: draining === true });
     }
   });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, nodes };

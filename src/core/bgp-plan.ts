@@ -15,7 +15,7 @@
 // Invariants: never more prefixes than the budget (all subnets together);
 // every prefix lies inside the pod prefix of its subnet, hence inside the
 // topology's network; every next hop is the host IP of a healthy node of that
-// subnet; the result depends on its input as a set.
+// subnet, not a draining one unless the subnet has no other (vpc-plan.ts); the result depends on its input as a set.
 
 import { aggregate, comparePrefix, contains, formatPrefix, type Prefix } from './cidr.js';
 import type { Topology } from './topology.js';
@@ -33,6 +33,8 @@ export interface BgpPlanNode {
   readonly hostIP: string;
   readonly blocks: readonly Prefix[];
   readonly healthy: boolean;
+  /** Being drained: a next hop only while its subnet has no other healthy host (see vpc-plan.ts). */
+  readonly draining?: boolean;
 }
 
 export interface BgpPlanInput {
@@ -97,6 +99,7 @@ export function planBgpRoutes(input: BgpPlanInput): BgpPlan {
     instanceId: n.hostIP,
     blocks: n.blocks,
     healthy: n.healthy && n.hostIP !== '',
+    draining: n.draining === true,
   }));
   const plan: Plan = planVpcRoutes({
     topology: asPeerTable(input.topology),
@@ -104,6 +107,8 @@ export function planBgpRoutes(input: BgpPlanInput): BgpPlan {
     tables: [{ id: PEER_TABLE, limit: input.maxPrefixes, foreign: 0 }],
     current: (input.current ?? []).map((c) => ({ table: PEER_TABLE, destination: c.prefix, target: c.nextHop })),
   });
+  // A draining node is another next hop only where the planner kept it forwarding.
+  const kept = new Set(plan.drainKept.flatMap((d) => d.nodes));
   const served = input.subnets === undefined ? undefined : new Set(input.subnets);
   const podOf = new Map(input.topology.zones.flatMap((z) => z.subnets.map((s) => [s.id, s.podPrefix] as const)));
   const routes: BgpRoute[] = [];
@@ -114,7 +119,7 @@ export function planBgpRoutes(input: BgpPlanInput): BgpPlan {
     }
     if (served !== undefined && !served.has(e.subnet)) continue;
     const others = input.nodes
-      .filter((n) => n.subnet === e.subnet && n.healthy && n.hostIP !== '' && n.name !== e.node && n.blocks.some((b) => contains(e.destination, b)))
+      .filter((n) => n.subnet === e.subnet && n.healthy && n.hostIP !== '' && (n.draining !== true || kept.has(n.name)) && n.name !== e.node && n.blocks.some((b) => contains(e.destination, b)))
       .sort((a, b) => compareText(a.name, b.name))
       .map((n) => n.hostIP);
     const nextHops = [e.target, ...others.filter((h) => h !== e.target)].slice(0, multipath);

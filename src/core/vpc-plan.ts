@@ -10,6 +10,11 @@
 //  4. spread: entries that several forwarders serve equally well are balanced
 //     over them (assignTargets);
 //  5. stability: among equally good choices, the current destination and target.
+// A draining node (`trellisctl node drain`, docs/lifecycle.md) forwards for
+// nobody, its own blocks included, while its subnet has another healthy host:
+// its entries go to those hosts, which reach it over their direct same-subnet
+// route. When it is its subnet's only healthy host it keeps forwarding (its
+// pods stay reachable) and the plan says so in `drainKept`.
 // Each table's budget is split among the subnets by vpc-budget.ts from shared
 // state only (never health), so every advertiser computes the same split.
 // Tables are those the topology names (routeTables); others are ignored.
@@ -37,6 +42,8 @@ export interface PlanNode {
   /** Blocks the node owns, all inside its subnet's pod prefix. */
   readonly blocks: readonly Prefix[];
   readonly healthy: boolean;
+  /** Being drained: a forwarder only while no other healthy host of its subnet is (default false). */
+  readonly draining?: boolean;
 }
 
 export interface RouteTableLimit {
@@ -85,6 +92,13 @@ export interface UncoveredSubnet {
   readonly message: string;
 }
 
+/** Draining nodes that still forward: their subnet has no other healthy host. */
+export interface DrainKept {
+  readonly subnet: string;
+  readonly nodes: readonly string[];
+  readonly message: string;
+}
+
 export interface Plan {
   readonly entries: readonly PlannedEntry[];
   readonly perTable: readonly TablePlan[];
@@ -92,6 +106,8 @@ export interface Plan {
   readonly uncovered: readonly UncoveredSubnet[];
   /** True when some table's budget is below the number of subnets needing entries. */
   readonly budgetExceeded: boolean;
+  /** Subnets whose draining nodes keep forwarding (no other healthy host), by subnet id. */
+  readonly drainKept: readonly DrainKept[];
   /** Extra-hop addresses of the worst table. */
   readonly extraHopAddresses: bigint;
   /** Every claimed address of every node. */
@@ -109,7 +125,11 @@ interface SubnetState {
   readonly owners: number;
   /** Undefined when nothing is claimed. */
   readonly trie: CoverTrie | undefined;
+  /** Per member: may forward (healthy, and not draining unless no other healthy member may). */
+  readonly eligible: readonly boolean[];
   readonly anyHealthy: boolean;
+  /** Draining members that stay forwarders for want of another healthy host. */
+  readonly drainKept: readonly string[];
   readonly claimed: bigint;
 }
 
@@ -164,13 +184,17 @@ function subnetStates(topology: Topology, nodes: readonly PlanNode[]): SubnetSta
         throw badRecord(`nodes ${na} and ${nb} both own ${formatPrefix(b.prefix)}`, { nodes: [na, nb] });
       }
     }
-    const healthy = list.map((n) => n.healthy);
+    const steady = list.some((n) => n.healthy && n.draining !== true);
+    const eligible = list.map((n) => n.healthy && (!steady || n.draining !== true));
+    const drainKept = steady ? [] : list.filter((n) => n.healthy && n.draining === true).map((n) => n.name);
     return {
       subnet,
       members: list,
       owners,
-      trie: blocks.length === 0 ? undefined : buildCoverTrie(subnet.podPrefix, blocks, healthy),
-      anyHealthy: healthy.includes(true),
+      trie: blocks.length === 0 ? undefined : buildCoverTrie(subnet.podPrefix, blocks, eligible),
+      eligible,
+      anyHealthy: eligible.includes(true),
+      drainKept,
       claimed: blocks.reduce((sum, b) => sum + size(b.prefix), 0n),
     };
   });
@@ -214,9 +238,10 @@ function assignTargets(
   current: readonly VpcEntry[],
 ): { entries: PlannedEntry[]; extraHop: bigint } {
   const members = state.members;
+  const eligible = (i: number): boolean => state.eligible[i] === true;
   const wasTarget = new Map(current.map((e) => [prefixId(e.destination), e.target]));
   const load = members.map(() => 0);
-  const anyone = members.flatMap((m, i) => (m.healthy ? [i] : []));
+  const anyone = members.flatMap((_, i) => (eligible(i) ? [i] : []));
   const picks = choices.map((choice) => {
     const owned = new Map<number, bigint>();
     let total = 0n;
@@ -226,8 +251,8 @@ function assignTargets(
       total += size(b.prefix);
     }
     let best = 0n;
-    for (const [o, n] of owned) if (members[o]?.healthy === true && n > best) best = n;
-    const tied = [...owned].flatMap(([o, n]) => (n === best && members[o]?.healthy === true ? [o] : []));
+    for (const [o, n] of owned) if (eligible(o) && n > best) best = n;
+    const tied = [...owned].flatMap(([o, n]) => (n === best && eligible(o) ? [o] : []));
     const candidates = best === 0n ? anyone : tied.sort((a, b) => a - b);
     const was = wasTarget.get(prefixId(choice.destination));
     const kept = candidates.length === 1 ? candidates[0] : candidates.find((i) => members[i]?.instanceId === was);
@@ -313,6 +338,11 @@ export function planVpcRoutes(input: PlanInput): Plan {
     const shares = Object.fromEntries(states.map((s) => [s.subnet.id, split.shares.get(s.subnet.id) ?? 0]));
     perTable.push({ table, budget, used, shares, extraHopAddresses: extraHop });
   }
+  const drainKept = states.flatMap((s): DrainKept[] => {
+    if (s.drainKept.length === 0 || s.trie === undefined) return [];
+    const who = s.drainKept.join(', ');
+    return [{ subnet: s.subnet.id, nodes: s.drainKept, message: `subnet ${s.subnet.id} has no healthy host that is not draining: ${who} keep${s.drainKept.length === 1 ? 's' : ''} forwarding (pods stay reachable) until another host of the subnet is healthy` }];
+  });
   // By subnet id; the sort is stable, so a reason for every table comes first.
   uncovered.sort((a, b) => compareText(a.subnet, b.subnet));
   const claimedAddresses = states.reduce((sum, s) => sum + s.claimed, 0n);
@@ -322,6 +352,7 @@ export function planVpcRoutes(input: PlanInput): Plan {
     perTable,
     uncovered,
     budgetExceeded: uncovered.some((u) => u.reason === 'over-budget'),
+    drainKept,
     extraHopAddresses,
     claimedAddresses,
     extraHopShare: extraHopShare(extraHopAddresses, claimedAddresses),

@@ -50,7 +50,7 @@ export interface ClaimConflict {
 export interface IgnoredRecord {
   readonly key: string;
   readonly modRevision: string;
-  readonly kind: 'node' | 'block' | 'hold' | 'advertisement' | 'advertised-prefix';
+  readonly kind: 'node' | 'block' | 'hold' | 'advertisement' | 'advertised-prefix' | 'drain';
   /** What is wrong, in a few words (a metric label): see IgnoreCause. */
   readonly cause: IgnoreCause;
   readonly reason: string;
@@ -103,7 +103,7 @@ export class ClusterView {
   /** Nodes whose accepted advertisement changed since takeChangedAdvertisers(). */
   private readonly changedAdvertisers = new Set<string>();
   /** Ignored records by kind, counted once per key revision. */
-  readonly ignoredCounts = { node: 0, block: 0, hold: 0, advertisement: 0, 'advertised-prefix': 0 };
+  readonly ignoredCounts = { node: 0, block: 0, hold: 0, advertisement: 0, 'advertised-prefix': 0, drain: 0 };
   /** Conflicts reported (each new conflict state of a block once). */
   conflictCount = 0;
 

@@ -12,6 +12,7 @@
 //   <prefix>/v1/collector/...
 //   <prefix>/v1/identities/<node>
 //   <prefix>/v1/vpc/<subnet>
+//   <prefix>/v1/drain/<node>
 // Names used in keys (node names, subnet ids) never contain "/".
 
 import { ErrorCode, TrellisError } from '../errors.js';
@@ -159,6 +160,15 @@ export class Keys {
   /** Candidates for the subnet's BGP exporter (election under node leases). */
   bgpExportersPrefix(subnet: string): string {
     return `${this.root}/bgp-exporters/${subnet}/`;
+  }
+
+  /** Drain records (one small record per drained node, written by an operator). */
+  drainPrefix(): string {
+    return `${this.root}/drain/`;
+  }
+
+  drain(node: string): string {
+    return `${this.drainPrefix()}${node}`;
   }
 
   vpcPrefix(): string {

@@ -3,7 +3,9 @@
 // can write only that node's own records plus the shared writes the
 // protocol needs. See docs/trust.md.
 //
-//  * trellis-admin: read and write everything under <prefix>/v1/.
+//  * trellis-admin: read and write everything under <prefix>/v1/, which
+//    includes what only an operator writes: the topology and the drain
+//    records (drain/<node>, `trellisctl node drain`).
 //  * trellis-reader: read everything under <prefix>/v1/ (trellisctl, monitoring).
 //  * trellis-collector: read everything; remove what a dead node leaves
 //    (block claims, holds, pod addresses, identity records) and take part in
@@ -18,7 +20,7 @@
 //    conflict, not a takeover), the VPC advertiser election and status
 //    (advertisers/, vpc/) and the node collector's election (collector/).
 // Invariant: no node role grants a write on another node's node record,
-// identity, advertisement, addresses or holds.
+// identity, advertisement, addresses or holds, nor on any drain record.
 
 import type { Keys } from './keys.js';
 

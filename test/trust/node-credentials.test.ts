@@ -74,6 +74,8 @@ t.test('each trellisd with its own node user; writes to another node refused', a
     ["node-b's pod addresses", `/trellis/v1/ipam/node-b/${bBlockKey}/${bBlock.split('/')[0]}`],
     ["node-b's hold", `/trellis/v1/blocks-held/node-b/${bBlockKey}`],
     ['the topology', '/trellis/v1/topology'],
+    ["node-b's drain record", '/trellis/v1/drain/node-b'],
+    ['its own drain record', '/trellis/v1/drain/node-a'],
   ];
   for (const [what, key] of refused) {
     await t.rejects(asA.put(key).value('{}').exec(), /permission denied/, `node-a's credential may not write ${what}`);

@@ -1,6 +1,7 @@
 // The advertiser election over a real etcd, and the advertiser's write gate:
 // states, lowest create revision leads, resign on stop hands over at once, a
-// lost lease or a deleted candidacy key steps down; no EC2 write when not the
+// lost lease or a deleted candidacy key steps down; a drained node stands down
+// and campaigns again once undrained; no EC2 write when not the
 // leader, after the lease is lost, or when a fresh read does not confirm the
 // leadership.
 import t from 'tap';
@@ -32,10 +33,10 @@ t.test('advertiser election', async (t) => {
   const client = connectEtcd({ endpoints: [etcd.endpoint] });
   t.teardown(() => client.close());
 
-  const candidate = async (node: string, subnet = 'subnet-a'): Promise<{ lease: LeaseKeeper; election: AdvertiserElection; states: ElectionState[] }> => {
+  const candidate = async (node: string, subnet = 'subnet-a', standDown?: () => boolean): Promise<{ lease: LeaseKeeper; election: AdvertiserElection; states: ElectionState[] }> => {
     const lease = new LeaseKeeper(client, { ttlSeconds: 3, log });
     await lease.start();
-    const election = new AdvertiserElection({ client, keys, subnet, node, lease, log, recheckMs: 500 });
+    const election = new AdvertiserElection({ client, keys, subnet, node, lease, log, recheckMs: 500, standDown });
     const states: ElectionState[] = [];
     election.on('state', (s) => states.push(s));
     await election.start();
@@ -76,6 +77,26 @@ t.test('advertiser election', async (t) => {
     await client.delete().key(c.election.key as string).exec();
     await until('c lost its place and b leads', () => b.election.isLeader() && !c.election.isLeader(), 3000, 10);
     await until('c is a candidate again', async () => (await client.get(c.election.key as string).string()) === 'c', 3000, 50);
+  });
+
+  await t.test('a drained node stands down: its key goes, the next leads, it campaigns again at the back once undrained', async (t) => {
+    let drained = false;
+    const a = await candidate('a', 'subnet-d', () => drained);
+    const b = await candidate('b', 'subnet-d');
+    t.equal(a.election.state, 'leader');
+    drained = true;
+    await a.election.recheck();
+    t.equal(a.election.state, 'follower', 'the drained leader steps down');
+    t.notOk(a.election.isLeader(), 'and its write gate closes');
+    t.same(await client.getAll().prefix(keys.advertisersPrefix('subnet-d')).strings().then((kv) => Object.values(kv)), ['b'], 'only b is a candidate');
+    await until('b leads', () => b.election.isLeader(), 5000, 20);
+    await delay(1200); // two periodic rechecks of a
+    t.same(await client.getAll().prefix(keys.advertisersPrefix('subnet-d')).strings().then((kv) => Object.values(kv)), ['b'], 'a does not campaign while drained');
+    drained = false;
+    await a.election.recheck();
+    const order = await client.getAll().prefix(keys.advertisersPrefix('subnet-d')).sort('Create', 'Ascend').strings();
+    t.same(Object.values(order), ['b', 'a'], 'undrained, a is a candidate again, behind b');
+    t.ok(b.election.isLeader(), 'b still leads');
   });
 
   await t.test('a leader restarted within the hold time keeps its place', async (t) => {

@@ -71,6 +71,22 @@ t.test('trellisctl vpc plan', async (t) => {
     }
   });
 
+  await t.test('"draining" in the nodes file: a drained node forwards for nobody, or keeps its entries alone in its subnet', async (t) => {
+    const list = nodes().map((n) => (n.name === 'h1-0' ? { ...n, draining: true } : n));
+    const r = await plan(file('drained.json', JSON.stringify(list)), '-o', 'json');
+    t.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { routes: Array<Record<string, unknown>>; drainKept: unknown[] };
+    t.notOk(out.routes.some((x) => x.node === 'h1-0'), 'no entry targets h1-0');
+    t.ok(out.routes.filter((x) => x.destination === '100.96.0.0/26').every((x) => x.subnet === 'subnet-1' && x.node !== 'h1-0'), "h1-0's block goes to another host of subnet-1");
+    t.same(out.drainKept, []);
+    const lone = nodes().map((n) => (n.subnet === 'subnet-1' ? { ...n, healthy: n.name === 'h1-0', draining: n.name === 'h1-0' } : n));
+    const kept = await plan(file('lone.json', JSON.stringify(lone)));
+    t.match(kept.stdout, /\nwarning: subnet subnet-1 has no healthy host that is not draining: h1-0 keeps forwarding/, 'kept, with a warning');
+    const bad = await plan(file('bad-drain.json', JSON.stringify([{ ...nodes()[0], draining: 'yes' }])));
+    t.equal(bad.code, 1);
+    t.match(bad.stderr, /\[0\]\.draining: must be true or false, got "yes"/);
+  });
+
   await t.test('limit 8, reserved 2: aggregated, spread, with the extra-hop share', async (t) => {
     const r = await plan(good, '--limit', '8', '--reserved', '2', '-o', 'json');
     t.equal(r.code, 0);
