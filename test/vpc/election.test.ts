@@ -1,5 +1,6 @@
 // The advertiser election over a real etcd, and the advertiser's write gate:
-// states, lowest create revision leads, resign on stop hands over at once, a
+// states, lowest create revision leads, resign on stop hands over at once,
+// standing down hands over and stays out until standUp, a
 // lost lease or a deleted candidacy key steps down; no EC2 write when not the
 // leader, after the lease is lost, or when a fresh read does not confirm the
 // leadership.
@@ -76,6 +77,24 @@ t.test('advertiser election', async (t) => {
     await client.delete().key(c.election.key as string).exec();
     await until('c lost its place and b leads', () => b.election.isLeader() && !c.election.isLeader(), 3000, 10);
     await until('c is a candidate again', async () => (await client.get(c.election.key as string).string()) === 'c', 3000, 50);
+  });
+
+  await t.test('a leader standing down hands over at once and campaigns again only after standUp', async (t) => {
+    const a = await candidate('sa', 'subnet-s');
+    const b = await candidate('sb', 'subnet-s');
+    t.ok(a.election.isLeader(), 'the first candidate leads');
+    const key = a.election.key as string;
+    await a.election.standDown('EC2 unreachable');
+    t.notOk(a.election.isLeader(), 'no longer the leader once standDown resolves');
+    t.ok(a.election.standingDown);
+    await until('b leads', () => b.election.isLeader(), 3000, 10);
+    await until('a deleted its key', async () => (await client.get(key).string()) === null, 3000, 20);
+    await delay(1500); // three recheck periods: a would have put its key back by now
+    t.equal(await client.get(key).string(), null, 'a does not campaign while standing down');
+    t.equal(a.election.state, 'follower');
+    await a.election.standUp();
+    t.equal(await client.get(key).string(), 'sa', 'a is a candidate again after standUp');
+    t.ok(b.election.isLeader() && !a.election.isLeader(), 'behind b');
   });
 
   await t.test('a leader restarted within the hold time keeps its place', async (t) => {
