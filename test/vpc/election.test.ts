@@ -1,9 +1,9 @@
 // The advertiser election over a real etcd, and the advertiser's write gate:
 // states, lowest create revision leads, resign on stop hands over at once,
-// standing down hands over and stays out until standUp, a
-// lost lease or a deleted candidacy key steps down; no EC2 write when not the
-// leader, after the lease is lost, or when a fresh read does not confirm the
-// leadership.
+// standing down hands over and stays out until standUp, a lost lease or a
+// deleted candidacy key steps down; no EC2 write when not the leader, after
+// the lease is lost, or when a fresh read does not confirm the leadership; a
+// pass whose read fails keeps the entries Trellis owns in the status.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -135,9 +135,11 @@ t.test('advertiser election', async (t) => {
     const writes: VpcStep[] = [];
     let onWrite: (n: number) => Promise<void> = async () => undefined;
     let describes = 0;
+    let describeFails = false;
     const tables: RouteTables = {
       describe: async () => {
         describes++;
+        if (describeFails) throw new Error('EC2 DescribeRouteTables failed after 5 attempts: TimeoutError');
         return { tables: [{ name: 'rtb-w', id: 'rtb-0w', routes: [...table] }], missing: [] };
       },
       apply: async (step) => {
@@ -165,6 +167,18 @@ t.test('advertiser election', async (t) => {
     t.same(writes[0]?.entry, writes[6]?.entry, 'the covering entry is the one deleted');
     t.equal(first.statuses.at(-1)?.leader, 'w1', 'the leader wrote its status');
     t.equal(first.statuses.at(-1)?.applied.length, 5);
+
+    // A pass whose read fails (EC2 does not answer): the status keeps listing the entries Trellis owns.
+    describeFails = true;
+    const written = first.statuses.length;
+    first.advertiser.markDirty(true);
+    await delay(200);
+    await first.advertiser.run();
+    describeFails = false;
+    t.ok(first.statuses.length > written, 'the failed pass wrote a status');
+    t.match(first.statuses.at(-1)?.lastError, /TimeoutError/, 'with the error');
+    t.equal(first.statuses.at(-1)?.applied.length, 5, 'still listing the five entries the tables hold');
+    t.equal(first.statuses.at(-1)?.plan.length, 5, 'and the plan');
 
     const before = { writes: writes.length, describes };
     second.advertiser.markDirty(true);
