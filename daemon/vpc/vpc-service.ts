@@ -95,6 +95,7 @@ export class VpcService {
       if (reachable) void this.election.standUp();
       else void this.election.standDown(`EC2 did not answer for ${config.vpc.unreachableAfter} ms`);
     });
+    metrics.setReachable(() => this.reach.reachable);
     const observer: Ec2CallObserver = {
       call: (action, result) => metrics.call(action, result),
       retry: (action) => metrics.retry(action),
