@@ -9,6 +9,7 @@
 
 import t from 'tap';
 import { needRoot } from '../../lab/netns.js';
+import { needMoto } from '../../lab/moto.js';
 import { faultsNamed } from '../../lab/chaos/registry.js';
 import { chaosTable, runChaos } from '../../lab/chaos/runner.js';
 
@@ -29,7 +30,7 @@ t.test('chaos, reduced: promised faults lose nothing', { skip }, async (t) => {
   t.match(forged?.notes.join('\n') ?? '', /CNI churn: [1-9]\d* ADD/, 'the churn ran');
 });
 
-t.test('chaos, reduced, VPC mode: EC2 throttling storm and the advertiser cut off from EC2', { skip }, async (t) => {
+t.test('chaos, reduced, VPC mode: EC2 throttling storm and the advertiser cut off from EC2', { skip: skip || needMoto() }, async (t) => {
   const rows = await runChaos(t, { faults: faultsNamed(['ec2-throttle-storm', 'ec2-partition-advertiser']), hosts: 3, holdTime: '3s', vpc: true });
   t.equal(rows.length, 2, 'every fault ran');
   t.comment(`\n${chaosTable(rows)}`);
