@@ -15,7 +15,7 @@ function arg(name: string): string | undefined {
 
 async function main(): Promise<number> {
   if (process.argv.includes('--list')) {
-    for (const f of FAULTS) process.stdout.write(`${f.name.padEnd(20)} ${f.promised ? 'promised    ' : 'not promised'} ${f.summary}\n`);
+    for (const f of FAULTS) process.stdout.write(`${f.name.padEnd(26)} ${f.promised ? 'promised    ' : 'not promised'} ${f.summary}\n`);
     return 0;
   }
   const faults = faultsNamed(arg('faults')?.split(',').filter(Boolean));
