@@ -15,6 +15,9 @@
 // States: follower → leader (this key is the lowest) → follower (lease not
 // alive, key gone, a lower key appeared); resigning (graceful stop: the key
 // is deleted so a successor takes over at once) → stopped.
+// Standing down (standDown(), e.g. the VPC advertiser cannot reach EC2): the
+// key is deleted and not put again, the state is follower, until standUp()
+// campaigns again (at the back of the queue).
 // Invariants:
 //  * isLeader() is true only while the state is leader AND the node lease is
 //    alive AND our key lives under the lease's current id: a leader whose
@@ -87,6 +90,8 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
   private checking: Promise<void> | undefined;
   private again = false;
   private leaderNode: string | undefined;
+  /** Standing down: no candidacy key, no campaigning, until standUp(). */
+  private out = false;
   private readonly prefix: string;
   private readonly onLeaseState = (state: LeaseState): void => this.leaseChanged(state);
   private readonly onGranted = (): void => void this.recheck();
@@ -178,6 +183,13 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
       this.leaderNode = list.find((c) => !own.includes(c))?.node;
       return;
     }
+    if (this.out) {
+      // Our key may be back (a restart re-attached, or the delete failed): delete it again.
+      if (mine !== undefined && list.some((c) => c.key === mine)) await client.delete().key(mine).exec();
+      this.leaderNode = list.find((c) => c.key !== mine)?.node;
+      this.setState('follower');
+      return;
+    }
     if (leaseId !== undefined && lease.state === 'alive' && mine !== undefined && !list.some((c) => c.key === mine) && !this.closed()) {
       await client.put(mine).value(node).lease(leaseId).exec();
       if (this.campaignLease !== leaseId) log.info({ key: mine }, 'advertiser election: candidate');
@@ -190,7 +202,7 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
     const first = list[0];
     this.leaderNode = first?.node;
     const leading = first !== undefined && first.key === mine && first.lease === leaseId && leaseId === this.campaignLease && lease.state === 'alive';
-    this.setState(leading ? 'leader' : 'follower');
+    this.setState(leading && !this.out ? 'leader' : 'follower');
   }
 
   private leaseChanged(state: LeaseState): void {
@@ -208,6 +220,32 @@ export class AdvertiserElection extends EventEmitter<ElectionEvents> {
     this.current = state;
     this.options.log.info({ subnet: this.options.subnet, from: was, to: state }, state === 'leader' ? `became ${this.options.role ?? 'VPC advertiser of the subnet'}` : `${this.options.role ?? 'VPC advertiser'} election state`);
     this.emit('state', state);
+  }
+
+  /** Whether standing down (standDown() without standUp() since). */
+  get standingDown(): boolean {
+    return this.out;
+  }
+
+  /**
+   * Stops being a candidate while `reason` holds: follower at once (isLeader()
+   * false before this resolves), then the candidacy key is deleted so the next
+   * candidate takes over; no campaigning until standUp().
+   */
+  async standDown(reason: string): Promise<void> {
+    if (this.out || this.closed()) return;
+    this.out = true;
+    this.options.log.warn({ subnet: this.options.subnet, reason }, `standing down as ${this.options.role ?? 'VPC advertiser'} candidate`);
+    this.setState('follower');
+    await this.recheck();
+  }
+
+  /** Candidate again (at the back of the queue) after standDown(). */
+  standUp(): Promise<void> {
+    if (!this.out || this.closed()) return Promise.resolve();
+    this.out = false;
+    this.options.log.info({ subnet: this.options.subnet }, `candidate again for ${this.options.role ?? 'VPC advertiser'}`);
+    return this.recheck();
   }
 
   /** Graceful stop: delete our candidacy key (a successor takes over at once), then stop. */

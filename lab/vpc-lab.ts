@@ -21,7 +21,7 @@ import { TopologySchema } from '../src/gen/trellis/v1/records_pb.js';
 import { encodeRecord } from '../src/state/records.js';
 import { topologyToRecord } from '../src/state/topology-record.js';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
-import { buildClusterLab, LAB_NETWORK, LAB_SUBNET_SIZE, type ClusterLab, type LabHost } from './cluster-lab.js';
+import { buildClusterLab, LAB_NETWORK, LAB_SUBNET_SIZE, type ClusterLab, type ClusterLabOptions, type LabHost } from './cluster-lab.js';
 import { startEc2Proxy, type Ec2Proxy } from './ec2-proxy.js';
 import { startMoto, type MotoServer } from './moto.js';
 import { fromNamespace, type NsForward } from './ns-forward.js';
@@ -46,6 +46,8 @@ export interface VpcLabOptions {
   gatewayRoutes?: boolean;
   /** etcd members (see ClusterLabOptions.etcdMembers); default 1. */
   etcdMembers?: number;
+  /** Hold time, daemon flags and daemon factory of the cluster lab (its hosts' own daemons; see `vpcArgs`). */
+  cluster?: Pick<ClusterLabOptions, 'holdTime' | 'extraDaemonArgs' | 'makeDaemon'>;
 }
 
 /** A route of a table, reduced for comparisons. */
@@ -156,6 +158,19 @@ export class VpcLab {
     return name === undefined ? undefined : this.lab.host(name);
   }
 
+  /** The flags that put `host`'s trellisd in VPC mode against this lab's EC2 (it also needs AWS_ENV). */
+  vpcArgs(host: LabHost, instanceId?: string): string[] {
+    return [
+      '--instance-id', instanceId ?? (this.instances.get(host.name) as string),
+      '--vpc-enabled', 'true',
+      '--vpc-endpoint', this.ec2Endpoint,
+      '--vpc-region', 'us-east-1',
+      '--vpc-vpc-id', this.vpcId,
+      '--vpc-metadata-endpoint', this.moto.endpoint,
+      '--http-listen', '0.0.0.0:9653',
+    ];
+  }
+
   /**
    * A new (not started) trellisd for `host`; its state directory (one per
    * node name) is kept across phases so leases re-attach. `as` runs another
@@ -178,16 +193,7 @@ export class VpcLab {
       netns: host.ns.name,
       stateDir: dir,
       env: AWS_ENV,
-      args: [
-        '--instance-id', as.instanceId ?? (this.instances.get(host.name) as string),
-        '--vpc-enabled', 'true',
-        '--vpc-endpoint', this.ec2Endpoint,
-        '--vpc-region', 'us-east-1',
-        '--vpc-vpc-id', this.vpcId,
-        '--vpc-metadata-endpoint', this.moto.endpoint,
-        '--http-listen', '0.0.0.0:9653',
-        ...args,
-      ],
+      args: [...this.vpcArgs(host, as.instanceId), ...args],
     });
     this.daemons.set(nodeName, d);
     return d;
@@ -249,7 +255,7 @@ export class VpcLab {
 
 /** Builds the VPC lab (see the module comment); with `t`, destroyed when the test ends. */
 export async function buildVpcLab(t: Teardown | undefined, opts: VpcLabOptions = {}): Promise<VpcLab> {
-  const lab = await buildClusterLab(undefined, { subnets: opts.subnets ?? 3, hostsPerSubnet: opts.hostsPerSubnet ?? 4, holdTime: '3s', etcdMembers: opts.etcdMembers ?? 1 });
+  const lab = await buildClusterLab(undefined, { holdTime: '3s', ...opts.cluster, subnets: opts.subnets ?? 3, hostsPerSubnet: opts.hostsPerSubnet ?? 4, etcdMembers: opts.etcdMembers ?? 1 });
   let moto: MotoServer | undefined;
   let proxy: Ec2Proxy | undefined;
   let vlab: VpcLab | undefined;

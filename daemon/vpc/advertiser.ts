@@ -22,6 +22,11 @@
 // or replace in a table cancels that table's deletes for the pass (no address
 // loses its route because its new one could not be made); a failed pass is
 // retried with backoff.
+// The status lists the entries Trellis owns (its history): a pass that fails
+// before it has planned or read the tables publishes the last plan and entries
+// of this leadership term, and publishes nothing if the term has none yet, so
+// a failed read never erases the record (a successor would take the
+// entries for somebody else's).
 
 import type { Logger } from 'pino';
 import { Backoff } from '../../src/core/backoff.js';
@@ -112,6 +117,9 @@ export class VpcAdvertiser {
   private lastStatus = '';
   private lastStatusAt = 0;
   private lastWarnings = '';
+  /** This leadership term's last plan and last read entries of the subnet (kept in the status while a pass fails early). */
+  private lastMine: PlannedEntry[] | undefined;
+  private lastApplied: VpcEntry[] | undefined;
   /** Completed passes (ok or not), for tests and metrics. */
   passes = 0;
   lastPassAt: number | undefined;
@@ -184,6 +192,8 @@ export class VpcAdvertiser {
       this.verifyTimer = undefined;
       health.stop();
       this.snapshot = undefined;
+      this.lastMine = undefined;
+      this.lastApplied = undefined;
       if (state === 'follower') log.info('not the VPC advertiser of the subnet: no EC2 writes');
     }
   }
@@ -271,7 +281,7 @@ export class VpcAdvertiser {
     if (error !== '' && error !== this.lastError) log.warn({ subnet, err: error }, 'VPC advertiser pass failed; retrying');
     this.lastError = error;
     if (error !== '') this.scheduleRetry();
-    if (election.isLeader()) await this.publish(cluster, planned, error);
+    if (election.isLeader() && (planned !== undefined || this.lastMine !== undefined)) await this.publish(cluster, planned, error);
   }
 
   /** Applies the delta; returns "" or the first error. Updates the snapshot with every write made. */
@@ -386,7 +396,9 @@ export class VpcAdvertiser {
     const { subnet, node, health } = this.options;
     const warnings = this.warnings(cluster, planned);
     const byInstance = new Map([...cluster.nodes.values()].map((n) => [n.instanceId, n.name]));
-    const applied = subnetEntries(this.snapshot?.states ?? [], subnet)
+    if (this.snapshot !== undefined) this.lastApplied = subnetEntries(this.snapshot.states, subnet);
+    if (planned !== undefined) this.lastMine = planned.mine;
+    const applied = [...(this.lastApplied ?? [])]
       .sort(compareEntry)
       .map((e) => ({ ...e, node: byInstance.get(e.target) ?? '' }));
     this.entriesOwned = applied.length;
@@ -394,7 +406,7 @@ export class VpcAdvertiser {
       {
         subnet,
         leader: node,
-        plan: planned?.mine ?? [],
+        plan: planned?.mine ?? this.lastMine ?? [],
         applied,
         forwarders: health.verdicts(),
         lastError: error,

@@ -22,6 +22,7 @@ export class VpcMetrics implements Ec2CallObserver {
   readonly exhaustedCalls: Counter<'action'>;
   readonly passes: Counter<'result'>;
   private sources: VpcGaugeSources | undefined;
+  private reachable: (() => boolean) | undefined;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -51,6 +52,15 @@ export class VpcMetrics implements Ec2CallObserver {
     gauge('trellis_vpc_last_pass_timestamp_seconds', 'Unix time at which the last pass as leader completed; 0 before the first.', (s) => (s.lastPassAt() ?? 0) / 1000);
     gauge('trellis_vpc_budget_exceeded', '1 when some route table has fewer entries to give than there are subnets needing one: some pods are not routed.', (s) => (s.budgetExceeded() ? 1 : 0));
     gauge('trellis_vpc_unmanaged_routes', 'Routes inside the pod network that Trellis did not make (reported, never deleted).', (s) => s.unmanaged());
+    const reach = (): (() => boolean) | undefined => this.reachable;
+    new Gauge({
+      name: 'trellis_vpc_ec2_reachable',
+      help: "1 while EC2 answers this node's calls (refusals included); 0 once it has not answered for vpc.unreachableAfter: the node is then no advertiser candidate.",
+      registers,
+      collect() {
+        this.set(reach()?.() === false ? 0 : 1);
+      },
+    });
     new Gauge({
       name: 'trellis_vpc_forwarders',
       help: "Forwarders of this node's subnet by verdict (healthy, failed), as the advertiser judges them.",
@@ -67,6 +77,11 @@ export class VpcMetrics implements Ec2CallObserver {
 
   setSources(sources: VpcGaugeSources): void {
     this.sources = sources;
+  }
+
+  /** Where trellis_vpc_ec2_reachable reads from (1 until set). */
+  setReachable(read: () => boolean): void {
+    this.reachable = read;
   }
 
   call(action: string, result: CallResult): void {

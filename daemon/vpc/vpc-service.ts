@@ -8,6 +8,11 @@
 // once the cluster view is synced, campaign, and turn off this instance's
 // source/destination check (once, in the background). Stop: resign first, so the successor takes over
 // at once, then stop passes and probes.
+// EC2 unreachable (ec2-reach.ts): when this node's EC2 calls have gone
+// unanswered for vpc.unreachableAfter, it stands down from the subnet's
+// election (another node of the subnet takes over) and probes EC2 (one
+// DescribeInstances of its own instance every 5 s) until it answers; then it
+// is a candidate again, at the back of the queue.
 // The AWS SDK finds credentials by its default chain (environment, profile,
 // instance role); its instance-metadata lookups go to vpc.metadataEndpoint.
 
@@ -21,7 +26,9 @@ import { formatPrefix } from '../../src/core/cidr.js';
 import type { LeaseKeeper } from '../../src/etcd/lease-keeper.js';
 import type { Keys } from '../../src/state/keys.js';
 import { VpcAdvertiser } from './advertiser.js';
-import { ec2Client, Ec2Routes } from '../../src/aws/ec2-routes.js';
+import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
+import { ec2Answered, ec2Client, Ec2Routes, type Ec2CallObserver } from '../../src/aws/ec2-routes.js';
+import { Ec2Reach } from './ec2-reach.js';
 import { AdvertiserElection } from '../election.js';
 import { ForwarderHealth } from './health.js';
 import { resolveIdentity, type InstanceIdentity } from '../../src/aws/metadata.js';
@@ -75,6 +82,7 @@ export class VpcService {
   readonly election: AdvertiserElection;
   readonly advertiser: VpcAdvertiser;
   readonly routes: Ec2Routes;
+  readonly reach: Ec2Reach;
   private readonly ec2: ReturnType<typeof ec2Client>;
   private stopping = false;
 
@@ -83,11 +91,24 @@ export class VpcService {
     const metrics = new VpcMetrics(options.registry);
     this.ec2 = ec2Client({ endpoint: config.vpc.endpoint, region: identity.region });
     this.election = new AdvertiserElection({ client, keys, subnet, node: config.nodeName, lease, standDown: options.standDown, log: log.child({ component: 'election' }) });
+    this.reach = new Ec2Reach({ unreachableAfterMs: config.vpc.unreachableAfter, probeIntervalMs: 5000, probe: () => this.probeEc2(), log: log.child({ component: 'ec2-reach' }) });
+    this.reach.on('change', (reachable) => {
+      if (this.stopping) return;
+      if (reachable) void this.election.standUp();
+      else void this.election.standDown(`EC2 did not answer for ${config.vpc.unreachableAfter} ms`);
+    });
+    metrics.setReachable(() => this.reach.reachable);
+    const observer: Ec2CallObserver = {
+      call: (action, result) => metrics.call(action, result),
+      retry: (action) => metrics.retry(action),
+      exhausted: (action) => metrics.exhausted(action),
+      answered: (answered) => this.reach.answered(answered),
+    };
     this.routes = new Ec2Routes({
       client: this.ec2,
       vpcId: identity.vpcId,
       log: log.child({ component: 'ec2' }),
-      observer: metrics,
+      observer,
       buckets: {
         mutate: { burst: config.vpc.writeBurst, refillPerSecond: config.vpc.writesPerSecond },
         describe: { burst: config.vpc.readBurst, refillPerSecond: config.vpc.readsPerSecond },
@@ -128,7 +149,18 @@ export class VpcService {
         (err: unknown) => log.warn({ instanceId: identity.instanceId, err: describeError(err) }, 'cannot turn off the source/destination check: this host cannot forward for its subnet'),
       );
     }
+    this.reach.start();
     await this.election.start();
+  }
+
+  /** One DescribeInstances of this instance, bounded: true when EC2 answered (any answer). */
+  private async probeEc2(): Promise<boolean> {
+    try {
+      await this.ec2.send(new DescribeInstancesCommand({ InstanceIds: [this.options.identity.instanceId] }), { abortSignal: AbortSignal.timeout(5000) });
+      return true;
+    } catch (err) {
+      return ec2Answered(err);
+    }
   }
 
   /** An etcd change or a topology change: plan again. */
@@ -138,6 +170,7 @@ export class VpcService {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.reach.stop();
     await this.election.resign();
     await this.advertiser.stop();
     this.ec2.destroy();

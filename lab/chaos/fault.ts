@@ -8,6 +8,16 @@
 // processes and etcd.
 
 import type { ClusterLab, LabHost, LabPod } from '../cluster-lab.js';
+import type { VpcLab } from '../vpc-lab.js';
+
+/** The VPC side of a cluster run in VPC mode. */
+export interface ChaosVpc {
+  readonly lab: VpcLab;
+  /** The lab's one subnet. */
+  readonly subnet: string;
+  /** Port of the daemons' EC2 endpoint on 198.18.1.1 (the proxy's forward). */
+  readonly ec2Port: number;
+}
 
 export interface ChaosWorld {
   readonly cluster: ClusterLab;
@@ -17,6 +27,13 @@ export interface ChaosWorld {
   readonly holdMs: number;
   /** A line for the run's log. */
   note(message: string): void;
+  /** In VPC mode: the EC2 side (the VPC faults are skipped without it). */
+  readonly vpc?: ChaosVpc;
+  /**
+   * Starts the spare host (built, never started: a node joining), once; it
+   * counts as a live host from then on. Undefined when there is none left.
+   */
+  joinSpare(): Promise<LabHost | undefined>;
 }
 
 export interface FaultEffects {
@@ -24,6 +41,8 @@ export interface FaultEffects {
   readonly cutOff?: readonly LabHost[];
   /** Destinations no host may ever route (forged advertisements). */
   readonly forbidden?: readonly string[];
+  /** Promises the fault itself saw broken (e.g. no takeover); a promised fault with any fails. */
+  readonly violations?: readonly string[];
 }
 
 export interface ChaosFault {

@@ -1,8 +1,9 @@
 // `npm run chaos`: runs the chaos faults (lab/chaos/registry.ts) against a
 // lab cluster, prints the table, exits 1 if any promised fault lost anything.
 //
-// Usage: npm run chaos [-- --faults etcd-pause,partition-node] [--hosts 3] [--hold-time 6s] [--etcd-members 3] [--verbose]
-// Needs root (network namespaces) and etcd.
+// Usage: npm run chaos [-- --faults etcd-pause,partition-node] [--hosts 3] [--hold-time 6s] [--etcd-members 3] [--no-vpc] [--verbose]
+// Needs root (network namespaces), etcd and moto_server (VPC mode, the default; --no-vpc runs without EC2, and
+// the VPC faults are then skipped).
 
 import { FAULTS, faultsNamed } from './registry.js';
 import { chaosTable, runChaos } from './runner.js';
@@ -14,7 +15,7 @@ function arg(name: string): string | undefined {
 
 async function main(): Promise<number> {
   if (process.argv.includes('--list')) {
-    for (const f of FAULTS) process.stdout.write(`${f.name.padEnd(20)} ${f.promised ? 'promised    ' : 'not promised'} ${f.summary}\n`);
+    for (const f of FAULTS) process.stdout.write(`${f.name.padEnd(26)} ${f.promised ? 'promised    ' : 'not promised'} ${f.summary}\n`);
     return 0;
   }
   const faults = faultsNamed(arg('faults')?.split(',').filter(Boolean));
@@ -24,11 +25,12 @@ async function main(): Promise<number> {
     hosts: arg('hosts') === undefined ? undefined : Number(arg('hosts')),
     holdTime: arg('hold-time'),
     etcdMembers: Number(arg('etcd-members') ?? 3),
+    vpc: !process.argv.includes('--no-vpc'),
     log: (l) => process.stderr.write(`${l}\n`),
   });
   process.stdout.write(`${chaosTable(rows)}\n`);
   for (const r of rows) {
-    const details = [...r.routesRemoved.map((x) => `removed ${x}`), ...r.routesInstalled.map((x) => `installed ${x}`), ...r.addressesLost.map((x) => `lost ${x}`), ...r.addressesDuplicated.map((x) => `duplicated ${x}`), ...r.cniFailures];
+    const details = [...r.routesRemoved.map((x) => `removed ${x}`), ...r.routesInstalled.map((x) => `installed ${x}`), ...(r.vpcEntriesLost ?? []).map((x) => `VPC entry lost ${x}`), ...r.addressesLost.map((x) => `lost ${x}`), ...r.addressesDuplicated.map((x) => `duplicated ${x}`), ...r.cniFailures];
     if (verbose || r.verdict !== 'ok') for (const d of [...details, ...r.notes]) process.stdout.write(`  ${r.fault}: ${d}\n`);
   }
   return rows.some((r) => r.verdict === 'FAILED') ? 1 : 0;

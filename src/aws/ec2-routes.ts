@@ -54,6 +54,8 @@ export interface Ec2CallObserver {
   retry(action: string): void;
   /** A call failed with a retryable error on its last allowed attempt. */
   exhausted(action: string): void;
+  /** Whether EC2 answered an attempt at all (any HTTP answer, refusals included; not a timeout or a broken connection). */
+  answered?(answered: boolean): void;
 }
 
 export interface RetryPolicy {
@@ -119,6 +121,11 @@ export function awsCode(err: unknown): string {
 
 export function isThrottle(err: unknown): boolean {
   return THROTTLE_CODES.has(awsCode(err));
+}
+
+/** EC2 answered (any HTTP status): the failure is not a timeout or a broken connection. */
+export function ec2Answered(err: unknown): boolean {
+  return ((err as AwsErrorShape)?.$metadata?.httpStatusCode ?? 0) > 0;
 }
 
 /** Worth another attempt: throttling, server errors, timeouts, broken connections. */
@@ -195,10 +202,12 @@ export class Ec2Routes {
       const sentAt = this.now();
       try {
         const out = await send().finally(() => bucket?.skipSince(sentAt));
+        observer?.answered?.(true);
         observer?.call(action, 'ok');
         return out;
       } catch (err) {
         const code = awsCode(err);
+        observer?.answered?.(ec2Answered(err));
         if (tolerate(code)) {
           observer?.call(action, 'ok');
           return undefined;

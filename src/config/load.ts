@@ -112,6 +112,7 @@ export interface VpcConfig {
   probeMisses: number;
   /** ms */
   recoverAfter: number;
+  unreachableAfter: number;
   /** Client-side token buckets of EC2 calls: mutating (route writes) and describe. */
   writeBurst: number;
   writesPerSecond: number;
@@ -321,6 +322,7 @@ function vpcSection(values: ConfigValues): VpcConfig {
     probeInterval: get<number>('vpc.probeInterval'),
     probeMisses: get<number>('vpc.probeMisses'),
     recoverAfter: get<number>('vpc.recoverAfter'),
+    unreachableAfter: get<number>('vpc.unreachableAfter'),
     writeBurst: get<number>('vpc.writeBurst'),
     writesPerSecond: get<number>('vpc.writesPerSecond'),
     readBurst: get<number>('vpc.readBurst'),

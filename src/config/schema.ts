@@ -284,6 +284,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: 'How long a failed forwarder must answer every probe before it may carry entries again (hysteresis against flapping).',
   },
   {
+    path: 'vpc.unreachableAfter',
+    type: 'duration',
+    default: 15000,
+    min: 1000,
+    max: 3600000,
+    doc: "How long the subnet's VPC advertiser may go without any answer from EC2 (its calls time out or cannot connect; a throttled answer is an answer) before it resigns, so that another node of the subnet takes over; it is no candidate again until EC2 answers it.",
+  },
+  {
     path: 'vpc.writeBurst',
     type: 'integer',
     default: 50,

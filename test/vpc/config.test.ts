@@ -25,6 +25,7 @@ t.test('defaults: VPC mode off, AWS limits and the real metadata address', async
     probeInterval: 1000,
     probeMisses: 2,
     recoverAfter: 10_000,
+    unreachableAfter: 15_000,
     writeBurst: 50,
     writesPerSecond: 5,
     readBurst: 100,
@@ -43,7 +44,7 @@ t.test('flags and environment', async (t) => {
   ]);
   const c = loadConfig({
     flags,
-    env: { TRELLIS_VPC_REGION: 'eu-west-3', TRELLIS_VPC_METADATA_ENDPOINT: 'http://198.18.1.1:5000', TRELLIS_VPC_RECOVER_AFTER: '2s', TRELLIS_VPC_DISABLE_SOURCE_DEST_CHECK: 'false' },
+    env: { TRELLIS_VPC_REGION: 'eu-west-3', TRELLIS_VPC_METADATA_ENDPOINT: 'http://198.18.1.1:5000', TRELLIS_VPC_RECOVER_AFTER: '2s', TRELLIS_VPC_UNREACHABLE_AFTER: '4s', TRELLIS_VPC_DISABLE_SOURCE_DEST_CHECK: 'false' },
   });
   t.match(c.vpc, {
     enabled: true,
@@ -55,6 +56,7 @@ t.test('flags and environment', async (t) => {
     disableSourceDestCheck: false,
     probeInterval: 500,
     recoverAfter: 2000,
+    unreachableAfter: 4000,
   });
 });
 

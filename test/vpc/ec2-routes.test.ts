@@ -1,10 +1,11 @@
 // The EC2 adapter against moto_server (through the counting proxy): one
 // DescribeRouteTables per read, idempotent writes, refusal to write outside
-// the pod network, retries under throttling until EC2 lets the call through, the source/destination
+// the pod network, retries under throttling until EC2 lets the call through,
+// which failures count as EC2 answering (for the unreachable rule), the source/destination
 // check; and the IMDSv2 lookups against local metadata servers.
 import t from 'tap';
 import { createServer } from 'node:http';
-import { AllocateAddressCommand, CreateInternetGatewayCommand, AttachInternetGatewayCommand, CreateNatGatewayCommand, CreateRouteCommand, CreateRouteTableCommand, DescribeInstanceAttributeCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { EC2Client, AllocateAddressCommand, CreateInternetGatewayCommand, AttachInternetGatewayCommand, CreateNatGatewayCommand, CreateRouteCommand, CreateRouteTableCommand, DescribeInstanceAttributeCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { pino } from 'pino';
 import { parsePrefix } from '../../src/core/cidr.js';
 import { ErrorCode, hasCode } from '../../src/errors.js';
@@ -13,6 +14,7 @@ import { resolveIdentity } from '../../src/aws/metadata.js';
 import { startEc2Sandbox } from '../../lab/ec2-sandbox.js';
 import { needMoto, startMoto } from '../../lab/moto.js';
 import { until } from '../../lab/pids.js';
+import { freePort } from '../../lab/ports.js';
 
 const log = pino({ level: 'silent' });
 const network = parsePrefix('100.96.0.0/16');
@@ -116,6 +118,26 @@ t.test('EC2 adapter against moto', { skip: needMoto() }, async (t) => {
     t.same(proxy.throttledCounts(), { CreateRoute: 1, DescribeRouteTables: 1 }, 'every second call throttled');
     t.same(calls, ['CreateRoute:ok', 'CreateRoute:throttled', 'CreateRoute:retry', 'CreateRoute:ok', 'DescribeRouteTables:throttled', 'DescribeRouteTables:retry', 'DescribeRouteTables:ok']);
     proxy.throttle(0);
+  });
+
+  await t.test('whether EC2 answered: any HTTP answer counts, refusals included; a dead endpoint does not', async (t) => {
+    const answered: boolean[] = [];
+    const observer = { call: () => undefined, retry: () => undefined, exhausted: () => undefined, answered: (a: boolean) => answered.push(a) };
+    const watched = new Ec2Routes({ client, vpcId, log, retry: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 2 }, observer, keepTrying: () => false });
+    await watched.describe([rtb]);
+    proxy.throttle(1);
+    await t.rejects(watched.describe([rtb]), { code: ErrorCode.Unavailable });
+    proxy.throttle(0);
+    await t.rejects(watched.apply(step('create', '100.96.3.0/26', i1), 'rtb-0doesnotexist', network), { code: ErrorCode.Cloud });
+    // describe; the refused describe; the target's DescribeInstances, then CreateRoute into a table that does not exist
+    t.same(answered, [true, true, true, true], 'an answer, a refusal and an error answer are all answers');
+    answered.length = 0;
+    const port = await freePort(); // nothing listens there
+    const deadClient = new EC2Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, maxAttempts: 1 });
+    t.teardown(() => deadClient.destroy());
+    const dead = new Ec2Routes({ client: deadClient, vpcId, log, retry: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 2 }, observer });
+    await t.rejects(dead.describe([rtb]), { code: ErrorCode.Unavailable });
+    t.same(answered, [false, false], 'a refused connection is no answer, at every attempt');
   });
 
   await t.test('a refused call is not retried', async (t) => {

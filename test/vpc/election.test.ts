@@ -1,9 +1,10 @@
 // The advertiser election over a real etcd, and the advertiser's write gate:
-// states, lowest create revision leads, resign on stop hands over at once, a
-// lost lease or a deleted candidacy key steps down; a drained node stands down
-// and campaigns again once undrained; no EC2 write when not the
-// leader, after the lease is lost, or when a fresh read does not confirm the
-// leadership.
+// states, lowest create revision leads, resign on stop hands over at once,
+// standing down hands over and stays out until standUp, a lost lease or a
+// deleted candidacy key steps down; a drained node stands down and campaigns
+// again once undrained; no EC2 write when not the leader, after the lease is
+// lost, or when a fresh read does not confirm the leadership; a pass whose
+// read fails keeps the entries Trellis owns in the status.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -99,6 +100,24 @@ t.test('advertiser election', async (t) => {
     t.ok(b.election.isLeader(), 'b still leads');
   });
 
+  await t.test('a leader standing down hands over at once and campaigns again only after standUp', async (t) => {
+    const a = await candidate('sa', 'subnet-s');
+    const b = await candidate('sb', 'subnet-s');
+    t.ok(a.election.isLeader(), 'the first candidate leads');
+    const key = a.election.key as string;
+    await a.election.standDown('EC2 unreachable');
+    t.notOk(a.election.isLeader(), 'no longer the leader once standDown resolves');
+    t.ok(a.election.standingDown);
+    await until('b leads', () => b.election.isLeader(), 3000, 10);
+    await until('a deleted its key', async () => (await client.get(key).string()) === null, 3000, 20);
+    await delay(1500); // three recheck periods: a would have put its key back by now
+    t.equal(await client.get(key).string(), null, 'a does not campaign while standing down');
+    t.equal(a.election.state, 'follower');
+    await a.election.standUp();
+    t.equal(await client.get(key).string(), 'sa', 'a is a candidate again after standUp');
+    t.ok(b.election.isLeader() && !a.election.isLeader(), 'behind b');
+  });
+
   await t.test('a leader restarted within the hold time keeps its place', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'trellis-election-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -137,9 +156,11 @@ t.test('advertiser election', async (t) => {
     const writes: VpcStep[] = [];
     let onWrite: (n: number) => Promise<void> = async () => undefined;
     let describes = 0;
+    let describeFails = false;
     const tables: RouteTables = {
       describe: async () => {
         describes++;
+        if (describeFails) throw new Error('EC2 DescribeRouteTables failed after 5 attempts: TimeoutError');
         return { tables: [{ name: 'rtb-w', id: 'rtb-0w', routes: [...table] }], missing: [] };
       },
       apply: async (step) => {
@@ -167,6 +188,18 @@ t.test('advertiser election', async (t) => {
     t.same(writes[0]?.entry, writes[6]?.entry, 'the covering entry is the one deleted');
     t.equal(first.statuses.at(-1)?.leader, 'w1', 'the leader wrote its status');
     t.equal(first.statuses.at(-1)?.applied.length, 5);
+
+    // A pass whose read fails (EC2 does not answer): the status keeps listing the entries Trellis owns.
+    describeFails = true;
+    const written = first.statuses.length;
+    first.advertiser.markDirty(true);
+    await delay(200);
+    await first.advertiser.run();
+    describeFails = false;
+    t.ok(first.statuses.length > written, 'the failed pass wrote a status');
+    t.match(first.statuses.at(-1)?.lastError, /TimeoutError/, 'with the error');
+    t.equal(first.statuses.at(-1)?.applied.length, 5, 'still listing the five entries the tables hold');
+    t.equal(first.statuses.at(-1)?.plan.length, 5, 'and the plan');
 
     const before = { writes: writes.length, describes };
     second.advertiser.markDirty(true);
