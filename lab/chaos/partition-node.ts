@@ -1,14 +1,12 @@
 // Fault: one host cut off from etcd for twice the hold time by nftables in
-// its namespace (a table of the lab's own, `trellis_chaos`, deleted after).
-// Its lease expires, so its peers withdraw its routes (they cannot tell it
-// from a dead node: that host is "cut off" for the measures); the docs
-// promise everything else keeps working, and that the host comes back by
-// itself once healed.
+// its namespace (lab/etcd-partition.ts). Its lease expires, so its peers
+// withdraw its routes (they cannot tell it from a dead node: that host is
+// "cut off" for the measures); the docs promise everything else keeps
+// working, and that the host comes back by itself once healed.
 
+import { cutFromEtcd } from '../etcd-partition.js';
 import { delay } from '../pids.js';
 import type { ChaosFault } from './fault.js';
-
-const TABLE = 'trellis_chaos';
 
 export const partitionNode: ChaosFault = {
   name: 'partition-node',
@@ -16,19 +14,14 @@ export const partitionNode: ChaosFault = {
   promised: true,
   async run(world) {
     const { cluster } = world;
-    const host = cluster.hosts[cluster.hosts.length - 1]!;
-    // Every etcd member (the endpoint is a comma-separated list with several).
-    const members = cluster.endpoint.split(',').map((e) => new URL(e));
-    const rules = [
-      `add table inet ${TABLE}`,
-      `add chain inet ${TABLE} out { type filter hook output priority 0 ; policy accept ; }`,
-      ...members.map((u) => `add rule inet ${TABLE} out ip daddr ${u.hostname} tcp dport ${u.port} drop`),
-    ].join('\n');
-    await cluster.lab.exec(host.ns, 'sh', ['-c', `printf '%s\\n' '${rules}' | nft -f -`]);
+    // The last host that runs a pod (in VPC mode the last host of the lab is
+    // the spare, which may not have joined yet).
+    const host = world.pods.at(-1)!.host;
+    const heal = await cutFromEtcd(cluster, host);
     try {
       await delay(2 * world.holdMs);
     } finally {
-      await cluster.lab.exec(host.ns, 'nft', ['delete', 'table', 'inet', TABLE]);
+      await heal();
     }
     return { cutOff: [host] };
   },
