@@ -165,6 +165,8 @@ export class ClusterLab {
   etcd!: EtcdServer;
   /** The etcd cluster when built with `etcdMembers` > 1 (`etcd` is then its first member). */
   etcdCluster: EtcdCluster | undefined;
+  /** `user:password` the lab's own etcdctl calls use once authentication is on (lab/cluster-auth.ts). */
+  etcdUser: string | undefined;
   router!: Netns;
   readonly hosts: LabHost[] = [];
   readonly pods: LabPod[] = [];
@@ -286,13 +288,18 @@ export class ClusterLab {
   /** Runs etcdctl inside the router namespace (where etcd runs), against every running member. */
   etcdctl(args: readonly string[]): Promise<string> {
     const up = this.etcdCluster?.members.filter((m) => m.running);
-    if (up === undefined || up.length === 0) return this.etcd.etcdctl(args);
-    return (up[0] as EtcdServer).etcdctl([`--endpoints=${up.map((m) => m.endpoint).join(',')}`, ...args]);
+    if (up === undefined || up.length === 0) return this.etcd.etcdctl([...this.etcdctlUser(), ...args]);
+    return (up[0] as EtcdServer).etcdctl([`--endpoints=${up.map((m) => m.endpoint).join(',')}`, ...this.etcdctlUser(), ...args]);
+  }
+
+  /** etcdctl's --user flag once authentication is on; none before. */
+  etcdctlUser(): string[] {
+    return this.etcdUser === undefined ? [] : [`--user=${this.etcdUser}`];
   }
 
   /** Runs etcdctl inside a host namespace against the lab's etcd (across the router). */
   etcdctlFrom(host: LabHost, args: readonly string[]): Promise<string> {
-    return this.lab.exec(host.ns, 'etcdctl', [`--endpoints=${this.endpoint}`, '--dial-timeout=2s', '--command-timeout=10s', ...args], {
+    return this.lab.exec(host.ns, 'etcdctl', [`--endpoints=${this.endpoint}`, '--dial-timeout=2s', '--command-timeout=10s', ...this.etcdctlUser(), ...args], {
       env: { ETCDCTL_API: '3' },
     });
   }

@@ -17,7 +17,7 @@ async function putFor(world: ChaosWorld, records: Array<[string, string | number
   const { cluster } = world;
   for (const [key, value] of records) {
     if (typeof value === 'string') await cluster.etcdctl(['put', key, '--', value]);
-    else await cluster.lab.exec(cluster.router, 'sh', ['-c', `head -c ${value} /dev/zero | tr '\\0' x | ETCDCTL_API=3 etcdctl --endpoints=${cluster.endpoint} put '${key}'`]);
+    else await cluster.lab.exec(cluster.router, 'sh', ['-c', `head -c ${value} /dev/zero | tr '\\0' x | ETCDCTL_API=3 etcdctl --endpoints=${cluster.endpoint} ${cluster.etcdctlUser().join(' ')} put '${key}'`]);
   }
   try {
     await delay(world.holdMs);

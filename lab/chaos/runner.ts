@@ -8,6 +8,8 @@
 // (a node that joins during a fault: ChaosWorld.joinSpare), the tables are
 // sampled during each fault (entries wrongly removed: vpc-watch.ts) and
 // recovery also waits for the tables to match the advertiser's plan.
+// With `auth`, etcd authentication is on (lab/cluster-auth.ts): every trellisd
+// runs as its own node user, as docs/trust.md tells an operator to run it.
 //
 // Invariants:
 //  * Faults run one after another on the same cluster; before each, the
@@ -18,6 +20,7 @@
 //  * Everything is torn down by the cluster lab (PIDs, namespaces) whatever happens.
 
 import type { Teardown } from '../cleanup.js';
+import { enableClusterAuth } from '../cluster-auth.js';
 import { buildClusterLab, type ClusterLab, type LabHost, type LabPod } from '../cluster-lab.js';
 import { cniPath } from '../cni-harness.js';
 import { Daemon } from '../trellis.js';
@@ -40,6 +43,8 @@ export interface ChaosOptions {
   etcdMembers?: number;
   /** VPC mode (see the file comment); default false. */
   vpc?: boolean;
+  /** etcd authentication on, each trellisd as its own node user (see the file comment); default false. */
+  auth?: boolean;
   log?: (line: string) => void;
 }
 
@@ -114,7 +119,8 @@ export async function runChaos(t: Teardown | undefined, o: ChaosOptions): Promis
     const initial = cluster.hosts.filter((h) => h !== spare);
     const joined = new Set(initial.map((h) => h.name));
     const live = (): LabHost[] => cluster.hosts.filter((h) => joined.has(h.name));
-    say(`cluster: ${initial.length} hosts${vpc === undefined ? '' : ' in VPC mode (and a spare to join)'}, hold time ${holdTime}, built in ${cluster.buildMs} ms`);
+    if (o.auth === true) await enableClusterAuth(cluster);
+    say(`cluster: ${initial.length} hosts${vpc === undefined ? '' : ' in VPC mode (and a spare to join)'}, hold time ${holdTime}${o.auth === true ? ', etcd authentication on (per-node users)' : ''}, built in ${cluster.buildMs} ms`);
     await cluster.startDaemons(initial);
     const pods: LabPod[] = [];
     for (const h of initial) pods.push(await cluster.addPod(h));

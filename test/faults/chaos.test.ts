@@ -4,8 +4,9 @@
 // each must lose nothing. Then the two EC2 faults on a cluster in VPC mode
 // (moto through the lab's EC2 proxy): a throttling storm while a node joins,
 // and the subnet's advertiser cut off from EC2 (another node must take
-// over). The etcd member faults run in test/lab/etcd-members.test.ts; the
-// full run is `npm run chaos`.
+// over). etcd authentication is on throughout, each trellisd as its own
+// node user (lab/cluster-auth.ts). The etcd member faults run in
+// test/lab/etcd-members.test.ts; the full run is `npm run chaos`.
 
 import t from 'tap';
 import { needRoot } from '../../lab/netns.js';
@@ -16,7 +17,7 @@ import { chaosTable, runChaos } from '../../lab/chaos/runner.js';
 const skip = needRoot();
 
 t.test('chaos, reduced: promised faults lose nothing', { skip }, async (t) => {
-  const rows = await runChaos(t, { faults: faultsNamed(['etcd-pause', 'hostile-malformed', 'hostile-forged']), hosts: 3, holdTime: '3s' });
+  const rows = await runChaos(t, { faults: faultsNamed(['etcd-pause', 'hostile-malformed', 'hostile-forged']), hosts: 3, holdTime: '3s', auth: true });
   t.equal(rows.length, 3, 'every fault ran');
   t.comment(`\n${chaosTable(rows)}`);
   for (const r of rows.filter((x) => x.promised)) {
@@ -31,7 +32,7 @@ t.test('chaos, reduced: promised faults lose nothing', { skip }, async (t) => {
 });
 
 t.test('chaos, reduced, VPC mode: EC2 throttling storm and the advertiser cut off from EC2', { skip: skip || needMoto() }, async (t) => {
-  const rows = await runChaos(t, { faults: faultsNamed(['ec2-throttle-storm', 'ec2-partition-advertiser']), hosts: 3, holdTime: '3s', vpc: true });
+  const rows = await runChaos(t, { faults: faultsNamed(['ec2-throttle-storm', 'ec2-partition-advertiser']), hosts: 3, holdTime: '3s', vpc: true, auth: true });
   t.equal(rows.length, 2, 'every fault ran');
   t.comment(`\n${chaosTable(rows)}`);
   for (const r of rows) {
