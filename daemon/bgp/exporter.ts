@@ -241,7 +241,9 @@ export class BgpExporter {
 
   status(): BgpStatus {
     const { options } = this;
-    const views: PeerView[] = this.peerState.map((p) => {
+    const order = (a: PeerStatus): number => options.peers.findIndex((q) => q.address === a.address);
+    // In bgp.peers order.
+    const views: PeerView[] = [...this.peerState].sort((a, b) => order(a) - order(b)).map((p) => {
       const i = options.peers.findIndex((q) => q.address === p.address);
       const peer = options.peers[i];
       const routes = this.perPeer.get(i) ?? [];

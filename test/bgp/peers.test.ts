@@ -107,7 +107,10 @@ t.test('per-peer plans, ADD-PATH, and a wrong password or ASN beside good peers'
     const doc = JSON.parse(json) as { peers: Array<{ address: string; flops: number; maxPrefixes: number; used: number }> };
     const good = doc.peers.find((p) => p.address === `198.18.${i}.1`);
     t.equal(good?.flops, 0, `${host.name}: the good session never flapped`);
-    t.same(doc.peers.filter((p) => p.address.endsWith('.2') || p.address.endsWith('.3')).map((p) => [p.maxPrefixes, p.used]), [[2, 2], [2, 2]], `${host.name}: limit 2 peers use 2 of 2`);
+    t.same(doc.peers.map((p) => p.maxPrefixes), [100, 2, 2, 100, 100], `${host.name}: each peer's own limit`);
+    const exporter = lab.cluster.host((await lab.exporterOf(host.subnet)) as string);
+    const exported = JSON.parse((await lab.http(exporter, '/bgp')).body) as typeof doc;
+    t.same(exported.peers.map((p) => p.used), [6, 2, 2, 6, 6], `${exporter.name} (exporter of ${host.subnet}): prefixes the cluster sends each peer, within its limit`);
     for (const text of [ready.body, metrics, cli, json, (await lab.http(host, '/bgp')).body]) {
       t.notOk(text.includes(WRONG) || text.includes(RIGHT), `${host.name}: no password in status output`);
     }
