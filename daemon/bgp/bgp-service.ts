@@ -76,6 +76,7 @@ export class BgpService {
       node: config.nodeName,
       subnet,
       hostIP: config.hostIP,
+      asn: config.bgp.asn,
       peers,
       communities: config.bgp.communities.map((c) => {
         const [asn, value] = parseCommunity(c) as [number, number];
@@ -83,7 +84,7 @@ export class BgpService {
       }),
       speaker: {
         listOwnPaths: () => this.speaker.client.listOwnPaths(),
-        addPath: (p, hop, comms) => this.speaker.client.addPath(p, hop, comms),
+        addPath: (p, comms) => this.speaker.client.addPath(p, comms),
         deletePath: (p) => this.speaker.client.deletePath(p),
         peers: () => this.speaker.peers(),
       },

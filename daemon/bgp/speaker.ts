@@ -14,9 +14,11 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import { GobgpClient, type PeerSpec, type PeerStatus } from '../../src/bgp/gobgp-client.js';
+import { createHash } from 'node:crypto';
+import { formatLargeCommunity, GobgpClient, type PeerSpec, type PeerStatus } from '../../src/bgp/gobgp-client.js';
 import type { BgpPeer } from '../../src/config/bgp-config.js';
 import { describeError, ErrorCode, TrellisError } from '../../src/errors.js';
+import { peerTag, TAG_MARK } from './exporter.js';
 
 export interface SpeakerOptions {
   readonly gobgpd: string;
@@ -60,7 +62,17 @@ export class Speaker {
     } else if (global.asn !== this.options.asn || global.routerId !== this.options.routerId) {
       throw new TrellisError(ErrorCode.Config, `the gobgpd on ${this.options.apiListen} runs AS ${global.asn} router id ${global.routerId}, not AS ${this.options.asn} router id ${this.options.routerId}; stop it first`);
     }
+    // The filter first: a path is never sent to a peer that is not in its tags.
+    await this.installPeerFilter();
     await this.syncPeers();
+  }
+
+  /** The export filter of the peer tags (docs/bgp.md, "Per-peer plans"), named after the peer list. */
+  private async installPeerFilter(): Promise<void> {
+    const { asn, peers } = this.options;
+    const tagged = peers.map((p, i) => ({ address: p.address, tag: peerTag(asn, i) }));
+    const digest = createHash('sha256').update(tagged.map((p) => `${p.address}=${formatLargeCommunity(p.tag)}`).join(',')).digest('hex').slice(0, 12);
+    await this.client.installPeerFilter(`trellis-peers-${digest}`, tagged, `^${asn}:${TAG_MARK}:[0-9]+$`);
   }
 
   private async answers(): Promise<boolean> {
@@ -109,7 +121,7 @@ export class Speaker {
   }
 
   private peerSpec(p: BgpPeer): PeerSpec {
-    return { address: p.address, asn: p.asn, password: p.password, holdTime: p.holdTime, multihop: p.multihop, restartTime: this.options.restartTime };
+    return { address: p.address, asn: p.asn, password: p.password, holdTime: p.holdTime, multihop: p.multihop, restartTime: this.options.restartTime, addPathSendMax: p.multipath };
   }
 
   peers(): Promise<PeerStatus[]> {

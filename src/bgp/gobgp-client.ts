@@ -2,12 +2,16 @@
 // add and remove peers, add and withdraw our paths, read sessions and what
 // we announce. The API schema is GoBGP's own .proto files, loaded at run time
 // from the Debian package golang-github-osrg-gobgp-dev (never copied here).
-// Path attributes travel as google.protobuf.Any; the four we use (origin,
-// next hop, communities, IPv4/IPv6 prefix) are encoded with the protobuf wire
-// format directly.
+// Path attributes travel as google.protobuf.Any; the ones we use (origin,
+// next hop, local preference, communities, large communities, IPv4/IPv6
+// prefix) are encoded with the protobuf wire format directly.
+// Several paths of one prefix are told apart by their path identifier (sent
+// to ADD-PATH peers); which peer takes which path is decided by the global
+// export policy installPeerFilter sets up (docs/bgp.md, "Per-peer plans").
 // Invariants: only locally originated paths (GoBGP shows their neighbor as
 // "<nil>"; routes from peers are rejected on import anyway) are listed as
-// ours or deleted; every call has a deadline.
+// ours or deleted; every call has a deadline; a password is sent to gobgpd
+// and never put in an error message.
 
 import { existsSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -30,6 +34,8 @@ export interface PeerSpec {
   readonly multihop: number;
   /** Seconds; 0 = graceful restart off. */
   readonly restartTime: number;
+  /** ADD-PATH: most paths per prefix sent to the peer; ≤ 1 = ADD-PATH off (best path only). */
+  readonly addPathSendMax: number;
 }
 
 export interface PeerStatus {
@@ -55,9 +61,23 @@ export interface GlobalSpec {
   readonly restartTime: number;
 }
 
+/** A large community: [global administrator, local data 1, local data 2]. */
+export type LargeCommunity = readonly [number, number, number];
+
 export interface AnnouncedPath {
   readonly prefix: Prefix;
   readonly nextHop: string;
+  /** Path identifier among our paths of the prefix (0 = the only one). */
+  readonly identifier: number;
+  /** LOCAL_PREF: picks the best of our paths of a prefix (not sent to eBGP peers). */
+  readonly localPref: number;
+  readonly largeCommunities: readonly LargeCommunity[];
+}
+
+/** One peer of the export filter: it takes only paths tagged with `tag`. */
+export interface FilteredPeer {
+  readonly address: string;
+  readonly tag: LargeCommunity;
 }
 
 type Any = { type_url: string; value: Buffer };
@@ -72,6 +92,31 @@ function any(type: string, w: BinaryWriter): Any {
 function prefixNlri(p: Prefix): Any {
   const [addr] = formatPrefix(p).split('/');
   return any('IPAddressPrefix', new BinaryWriter().tag(1, WireType.Varint).uint32(p.len).tag(2, WireType.LengthDelimited).string(addr as string));
+}
+
+function largeCommunities(list: readonly LargeCommunity[]): Any {
+  const w = new BinaryWriter();
+  for (const [g, a, b] of list) w.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.Varint).uint32(g).tag(2, WireType.Varint).uint32(a).tag(3, WireType.Varint).uint32(b).join();
+  return any('LargeCommunitiesAttribute', w);
+}
+
+function decodeLargeCommunities(value: Uint8Array): LargeCommunity[] {
+  const out: LargeCommunity[] = [];
+  const r = new BinaryReader(value);
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no !== 1 || wt !== WireType.LengthDelimited) {
+      r.skip(wt);
+      continue;
+    }
+    const f = decodeFields(r.bytes());
+    out.push([Number(f.get(1)?.[0] ?? 0), Number(f.get(2)?.[0] ?? 0), Number(f.get(3)?.[0] ?? 0)]);
+  }
+  return out;
+}
+
+export function formatLargeCommunity(c: LargeCommunity): string {
+  return c.join(':');
 }
 
 function decodeFields(value: Uint8Array): Map<number, Array<number | string>> {
@@ -161,7 +206,13 @@ export class GobgpClient {
         timers: { config: { holdTime: p.holdTime, keepaliveInterval: Math.max(1, Math.floor(p.holdTime / 3)), connectRetry: 2 } },
         ebgpMultihop: p.multihop > 0 ? { enabled: true, multihopTtl: p.multihop } : undefined,
         gracefulRestart: p.restartTime > 0 ? { enabled: true, restartTime: p.restartTime } : undefined,
-        afiSafis: [{ config: { family: fam, enabled: true }, mpGracefulRestart: { config: { enabled: p.restartTime > 0 } } }],
+        afiSafis: [
+          {
+            config: { family: fam, enabled: true },
+            mpGracefulRestart: { config: { enabled: p.restartTime > 0 } },
+            addPaths: p.addPathSendMax > 1 ? { config: { receive: false, sendMax: p.addPathSendMax } } : undefined,
+          },
+        ],
       },
     });
   }
@@ -193,18 +244,44 @@ export class GobgpClient {
     }));
   }
 
-  /** Announces `prefix` via `nextHop` with `communities` (each ASN << 16 | VALUE). */
-  async addPath(prefix: Prefix, nextHop: string, communities: readonly number[] = []): Promise<void> {
-    await this.call('addPath', { tableType: 'GLOBAL', path: this.path(prefix, nextHop, communities) });
+  /**
+   * The global export policy: a peer of `peers` takes a path only when the
+   * path carries its tag; every large community whose global administrator
+   * and first local data are those of the tags is removed before sending.
+   * Installed once per peer list (`name` tells them apart); an instance that
+   * already has it (a gobgpd kept across a trellisd restart) is left alone.
+   */
+  async installPeerFilter(name: string, peers: readonly FilteredPeer[], strip: string): Promise<void> {
+    const existing = await this.stream<{ assignment?: { policies?: Array<{ name: string }> } }>('listPolicyAssignment', { name: 'global', direction: 'EXPORT' });
+    if (existing.some((a) => (a.assignment?.policies ?? []).some((p) => p.name === name))) return;
+    const statements: unknown[] = [];
+    for (const [i, p] of peers.entries()) {
+      const host = p.address.includes(':') ? 128 : 32;
+      await this.call('addDefinedSet', { definedSet: { definedType: 'NEIGHBOR', name: `${name}-peer-${i}`, list: [`${p.address}/${host}`] } });
+      await this.call('addDefinedSet', { definedSet: { definedType: 'LARGE_COMMUNITY', name: `${name}-tag-${i}`, list: [`^${formatLargeCommunity(p.tag)}$`] } });
+      statements.push({
+        name: `${name}-only-tagged-${i}`,
+        conditions: { neighborSet: { type: 'ANY', name: `${name}-peer-${i}` }, largeCommunitySet: { type: 'INVERT', name: `${name}-tag-${i}` } },
+        actions: { routeAction: 'REJECT' },
+      });
+    }
+    statements.push({ name: `${name}-strip-tags`, conditions: {}, actions: { routeAction: 'ACCEPT', largeCommunity: { type: 'REMOVE', communities: [strip] } } });
+    await this.call('addPolicy', { policy: { name, statements } });
+    await this.call('setPolicyAssignment', { assignment: { name: 'global', direction: 'EXPORT', policies: [{ name }], defaultAction: 'ACCEPT' } });
+  }
+
+  /** Announces a path with `communities` (each ASN << 16 | VALUE); replaces ours of the same prefix and identifier. */
+  async addPath(path: AnnouncedPath, communities: readonly number[] = []): Promise<void> {
+    await this.call('addPath', { tableType: 'GLOBAL', path: this.path(path, communities) });
   }
 
   async deletePath(path: AnnouncedPath): Promise<void> {
-    await this.call('deletePath', { tableType: 'GLOBAL', family: family(path.prefix), path: this.path(path.prefix, path.nextHop, []) });
+    await this.call('deletePath', { tableType: 'GLOBAL', family: family(path.prefix), path: this.path(path, []) });
   }
 
   /** The locally originated paths (ours), whichever trellisd added them. */
   async listOwnPaths(familyOf: 4 | 6 = 4): Promise<AnnouncedPath[]> {
-    type Raw = { destination?: { prefix: string; paths: Array<{ pattrs: Any[]; neighborIp: string }> } };
+    type Raw = { destination?: { prefix: string; paths: Array<{ pattrs: Any[]; neighborIp: string; identifier: number }> } };
     const fam = { afi: familyOf === 4 ? 'AFI_IP' : 'AFI_IP6', safi: 'SAFI_UNICAST' };
     const raw = await this.stream<Raw>('listPath', { tableType: 'GLOBAL', family: fam });
     const out: AnnouncedPath[] = [];
@@ -213,23 +290,34 @@ export class GobgpClient {
         if (path.neighborIp !== '<nil>' && path.neighborIp !== '') continue;
         const hop = path.pattrs.find((a) => a.type_url === `${TYPE}NextHopAttribute`);
         const nextHop = hop === undefined ? '' : String(decodeFields(hop.value).get(1)?.[0] ?? '');
-        out.push({ prefix: parsePrefix(destination?.prefix ?? ''), nextHop });
+        const pref = path.pattrs.find((a) => a.type_url === `${TYPE}LocalPrefAttribute`);
+        const large = path.pattrs.find((a) => a.type_url === `${TYPE}LargeCommunitiesAttribute`);
+        out.push({
+          prefix: parsePrefix(destination?.prefix ?? ''),
+          nextHop,
+          identifier: Number(path.identifier ?? 0),
+          localPref: pref === undefined ? 100 : Number(decodeFields(pref.value).get(1)?.[0] ?? 0),
+          largeCommunities: large === undefined ? [] : decodeLargeCommunities(large.value),
+        });
       }
     }
     return out;
   }
 
-  private path(prefix: Prefix, nextHop: string, communities: readonly number[]): unknown {
+  private path(p: AnnouncedPath, communities: readonly number[]): unknown {
+    const { prefix, nextHop } = p;
     const pattrs: Any[] = [
       any('OriginAttribute', new BinaryWriter().tag(1, WireType.Varint).uint32(0)),
       any('NextHopAttribute', new BinaryWriter().tag(1, WireType.LengthDelimited).string(nextHop)),
+      any('LocalPrefAttribute', new BinaryWriter().tag(1, WireType.Varint).uint32(p.localPref)),
     ];
+    if (p.largeCommunities.length > 0) pattrs.push(largeCommunities(p.largeCommunities));
     if (communities.length > 0) {
       const w = new BinaryWriter().tag(1, WireType.LengthDelimited).fork();
       for (const c of communities) w.uint32(c);
       pattrs.push(any('CommunitiesAttribute', w.join()));
     }
-    return { nlri: prefixNlri(prefix), pattrs, family: family(prefix) };
+    return { nlri: prefixNlri(prefix), pattrs, family: family(prefix), identifier: p.identifier };
   }
 
   close(): void {

@@ -131,7 +131,18 @@ interface StatusDoc {
   subnet: string;
   mode: string;
   announcing: boolean;
-  peers: Array<{ address: string; asn: number; state: string; adminState: string; advertised: number; flops: number; maxPrefixes: number }>;
+  peers: Array<{
+    address: string;
+    asn: number;
+    state: string;
+    adminState: string;
+    advertised: number;
+    flops: number;
+    maxPrefixes: number;
+    multipath?: number;
+    used?: number;
+    routes?: Array<{ prefix: string; nextHops: string[] }>;
+  }>;
   announced: Array<{ prefix: string; nextHop: string }>;
   budget: { used: number; maxPrefixes: number };
   uncovered: string[];
@@ -142,13 +153,24 @@ function renderStatus(s: StatusDoc): string {
   const out = [`node ${s.node} (${s.subnet}), mode ${s.mode}, ${s.announcing ? 'announcing' : 'not announcing (another node is the exporter of this subnet)'}`, ''];
   out.push(
     ...formatTable(
-      ['PEER', 'AS', 'SESSION', 'ADVERTISED', 'LIMIT', 'FLAPS'],
-      s.peers.map((p) => [p.address, String(p.asn), p.adminState === 'pfx_ct' ? `${p.state} (prefix limit)` : p.state, String(p.advertised), String(p.maxPrefixes), String(p.flops)]),
-      { right: [3, 4, 5] },
+      ['PEER', 'AS', 'SESSION', 'ADVERTISED', 'USED', 'LIMIT', 'MULTIPATH', 'FLAPS'],
+      s.peers.map((p) => [
+        p.address,
+        String(p.asn),
+        p.adminState === 'pfx_ct' ? `${p.state} (prefix limit)` : p.state,
+        String(p.advertised),
+        p.used === undefined ? '-' : String(p.used),
+        String(p.maxPrefixes),
+        String(p.multipath ?? 1),
+        String(p.flops),
+      ]),
+      { right: [3, 4, 5, 6, 7] },
     ),
   );
-  if (s.announced.length > 0) out.push('', ...formatTable(['PREFIX', 'NEXT HOP'], s.announced.map((a) => [a.prefix, a.nextHop])));
-  out.push('', `budget: ${s.budget.used} of ${s.budget.maxPrefixes} prefixes used${s.mode === 'exporter' ? ' (whole cluster)' : ''}`);
+  const perPeer = s.peers.flatMap((p) => (p.routes ?? []).map((r) => [p.address, r.prefix, r.nextHops.join(',')]));
+  if (perPeer.length > 0) out.push('', ...formatTable(['PEER', 'PREFIX', 'NEXT HOPS'], perPeer));
+  else if (s.announced.length > 0) out.push('', ...formatTable(['PREFIX', 'NEXT HOP'], s.announced.map((a) => [a.prefix, a.nextHop])));
+  out.push('', `USED: prefixes ${s.mode === 'exporter' ? 'the whole cluster sends' : 'this node sends'} the peer, within its LIMIT (each peer has its own plan)`);
   for (const u of s.uncovered) out.push(`warning: ${u}`);
   if (s.lastError !== '') out.push(`last error: ${s.lastError}`);
   return `${out.join('\n')}\n`;
@@ -167,9 +189,10 @@ export const bgpStatusCommand: LeafCommand = {
   description:
     'Reads GET /bgp from a trellisd (this host\'s by default): its BGP mode,\n' +
     'whether it announces now (exporter mode: only the elected exporter of the\n' +
-    'subnet does), every peer with its session state, prefixes advertised, limit\n' +
-    'and flaps, the prefixes announced with their next hops, the budget used by\n' +
-    'the whole cluster, subnets the peer cannot be told about, and the last error.\n' +
+    'subnet does), every peer with its session state, prefixes advertised, the\n' +
+    'prefixes the whole cluster sends it against its own limit, next hops per\n' +
+    'prefix and flaps, the prefixes each peer is sent with their next hops,\n' +
+    'subnets a peer cannot be told about, and the last error.\n' +
     'Exits 1 when the endpoint does not answer or BGP is off there.',
   examples: ['trellisctl bgp status', 'trellisctl bgp status --endpoint 198.18.1.10:9653 -o json'],
   async run(inv, io) {

@@ -353,7 +353,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     path: 'bgp.peers',
     type: 'list',
     default: [],
-    doc: 'BGP peers, each "ADDRESS asn=N [maxPrefixes=N] [holdTime=9s] [multihop=TTL] [password=SECRET] [multipath=N]"; maxPrefixes (default 100) is the most prefixes the whole cluster announces to it.',
+    doc: 'BGP peers, each "ADDRESS asn=N [maxPrefixes=N] [holdTime=9s] [multihop=TTL] [password=SECRET] [multipath=N]"; maxPrefixes (default 100) is the most prefixes the whole cluster announces to it (each peer has its own plan); multipath (default 1) the most next hops per prefix, sent with BGP ADD-PATH when above 1.',
   },
   { path: 'bgp.communities', type: 'list', default: [], doc: 'Communities attached to every announcement, as ASN:VALUE (e.g. 65000:100).' },
   { path: 'bgp.gobgpd', type: 'string', default: '/usr/bin/gobgpd', doc: 'Path of the gobgpd executable that trellisd starts.' },
