@@ -27,6 +27,9 @@ function runPlugin(host: LabHost, env: Record<string, string>, conf: unknown): P
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`CNI ADD on ${host.name} failed: ${out.trim()}`))));
+    // A plugin killed before it read its config (Ctrl-C's cleanup) closes the
+    // pipe: its exit code is the answer, the EPIPE is not a crash.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(JSON.stringify(conf));
   });
 }
