@@ -2,7 +2,8 @@
 // hosts (namespaces, etcd in the router, moto behind the counting proxy),
 // three trellisd with vpc.enabled and no time rule (gc.deadNodeAfter off).
 //   * victim: its instance terminated in moto and its trellisd SIGKILLed;
-//   * sleeper: its trellisd SIGKILLed, its instance still running.
+//   * sleeper: its trellisd SIGKILLed, its instance still running;
+//   their node records deleted together (as their leases would expire).
 // While every DescribeInstances is throttled, nothing is collected (the
 // collector asked EC2 and got no answer). Once EC2 answers, the victim is
 // collected (claims, pod address records and identity gone, one log line,
@@ -31,7 +32,11 @@ t.test('a node whose instance is terminated is collected once its lease is gone;
   // The victim holds the lowest block: the first free home a newcomer starts at once it is collected.
   const blocks = await v.lab.blocksOf();
   const victim = v.lab.host(blocks[0]!.node);
-  const [sleeper, keeper] = [h1, h2, h3].filter((h) => h !== victim) as [LabHost, LabHost];
+  // The sleeper is the victim's neighbour in name order, so that one range delete removes both node records (below).
+  const names = [h1, h2, h3].map((h) => h.name).sort();
+  const at = names.indexOf(victim.name);
+  const sleeper = v.lab.host(names[at === 0 ? 1 : at - 1] as string);
+  const keeper = [h1, h2, h3].find((h) => h !== victim && h !== sleeper) as LabHost;
   const victimBlocks = blocks.filter((b) => b.node === victim.name).map((b) => b.prefix);
   const sleeperBlocks = blocks.filter((b) => b.node === sleeper.name).map((b) => b.prefix);
   const victimId = v.instances.get(victim.name) as string;
@@ -44,6 +49,10 @@ t.test('a node whose instance is terminated is collected once its lease is gone;
   await v.ec2.send(new TerminateInstancesCommand({ InstanceIds: [victimId] }));
   v.daemons.get(victim.name)?.kill();
   v.daemons.get(sleeper.name)?.kill();
+  // Both node records go in one revision (their leases would expire up to a
+  // keepalive period apart, and a pass between would ask about one alone).
+  const [first, last] = [victim.name, sleeper.name].sort() as [string, string];
+  await v.lab.etcdctl(['del', v.lab.keys.node(first), `${v.lab.keys.node(last)}\x01`]);
   const askedAbout = (id: string): number => v.proxy.recent().filter((c) => c.action === 'DescribeInstances' && Object.values(c.params).includes(id)).length;
   await until('the collector asked EC2 about the victim three times, throttled', () => askedAbout(victimId) >= 3, 90_000, 200);
   t.ok(v.proxy.recent().filter((c) => c.action === 'DescribeInstances').every((c) => c.throttled), 'every DescribeInstances was throttled');
