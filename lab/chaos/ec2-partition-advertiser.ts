@@ -8,13 +8,13 @@
 // subnet takes over; no entry is removed meanwhile; it is no candidate while
 // EC2 does not answer it, and a candidate again once EC2 answers (its probe
 // runs every 5 s). A fault that sees otherwise reports a violation.
-// Skipped with a note when the cluster is not in VPC mode.
+// Runs only in VPC mode (needsVpc).
 
+import { cutOff } from '../etcd-partition.js';
 import { delay, until } from '../pids.js';
-import type { ChaosFault } from './fault.js';
+import { vpcOf, type ChaosFault } from './fault.js';
 import { advertiserCandidates, electedAdvertiser } from './vpc-watch.js';
 
-const TABLE = 'trellis_chaos_ec2';
 /** Bound on the takeover: verification interval + unreachableAfter + a connect timeout, with margin. */
 const TAKEOVER_MS = 60_000;
 
@@ -22,23 +22,15 @@ export const ec2PartitionAdvertiser: ChaosFault = {
   name: 'ec2-partition-advertiser',
   summary: "the subnet's VPC advertiser cut off from EC2 (nftables) until another node took over",
   promised: true,
+  needsVpc: true,
   async run(world) {
-    const v = world.vpc;
-    if (v === undefined) {
-      world.note('skipped: the cluster is not in VPC mode');
-      return {};
-    }
+    const v = vpcOf(world);
     const { cluster } = world;
     const violations: string[] = [];
     const leader = await electedAdvertiser(cluster, v.subnet);
     if (leader === undefined) return { violations: ['no advertiser elected before the fault'] };
     const host = cluster.host(leader);
-    const rules = [
-      `add table inet ${TABLE}`,
-      `add chain inet ${TABLE} out { type filter hook output priority 0 ; policy accept ; }`,
-      `add rule inet ${TABLE} out ip daddr 198.18.1.1 tcp dport ${v.ec2Port} drop`,
-    ].join('\n');
-    await cluster.lab.exec(host.ns, 'sh', ['-c', `printf '%s\\n' '${rules}' | nft -f -`]);
+    const heal = await cutOff(cluster, host, [{ address: '198.18.1.1', port: v.ec2Port }], 'trellis_chaos_ec2');
     const cut = Date.now();
     try {
       let successor: string | undefined;
@@ -66,7 +58,7 @@ export const ec2PartitionAdvertiser: ChaosFault = {
       await delay(6000); // more than one probe period: it must stay out while EC2 does not answer
       if ((await advertiserCandidates(cluster, v.subnet)).includes(leader)) violations.push(`${leader} is a candidate again while EC2 still does not answer it`);
     } finally {
-      await cluster.lab.exec(host.ns, 'nft', ['delete', 'table', 'inet', TABLE]);
+      await heal();
     }
     const healed = Date.now();
     try {

@@ -6,10 +6,10 @@
 // (a refusal is an answer: it never stands down for throttling) and keeps
 // retrying, and the tables converge once the storm ends (the runner's time to
 // recover: until they match the plan, the new node's entries made).
-// Skipped with a note when the cluster is not in VPC mode.
+// Runs only in VPC mode (needsVpc).
 
 import { delay } from '../pids.js';
-import type { ChaosFault } from './fault.js';
+import { vpcOf, type ChaosFault } from './fault.js';
 import { electedAdvertiser } from './vpc-watch.js';
 
 const STORM_MS = 20_000;
@@ -18,12 +18,9 @@ export const ec2ThrottleStorm: ChaosFault = {
   name: 'ec2-throttle-storm',
   summary: 'every EC2 call answered RequestLimitExceeded for 20 s while a node joins',
   promised: true,
+  needsVpc: true,
   async run(world) {
-    const v = world.vpc;
-    if (v === undefined) {
-      world.note('skipped: the cluster is not in VPC mode');
-      return {};
-    }
+    const v = vpcOf(world);
     const violations: string[] = [];
     const leaderBefore = await electedAdvertiser(world.cluster, v.subnet);
     const proxy = v.lab.proxy;

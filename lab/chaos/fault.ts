@@ -55,5 +55,13 @@ export interface ChaosFault {
    * are not (yet) promised are run and reported, never failed.
    */
   readonly promised: boolean;
+  /** Runs only on a cluster in VPC mode (the runner skips it otherwise, and says so); run() may then use vpcOf(world). */
+  readonly needsVpc?: boolean;
   run(world: ChaosWorld): Promise<FaultEffects>;
+}
+
+/** The EC2 side of a fault marked needsVpc (the runner never runs one without it). */
+export function vpcOf(world: ChaosWorld): ChaosVpc {
+  if (world.vpc === undefined) throw new Error('a VPC fault was run on a cluster not in VPC mode');
+  return world.vpc;
 }

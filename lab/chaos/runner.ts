@@ -135,6 +135,10 @@ export async function runChaos(t: Teardown | undefined, o: ChaosOptions): Promis
     await Promise.all([...logs.values()].map((l) => l.ready()));
     const rows: ChaosRow[] = [];
     for (const fault of o.faults) {
+      if (fault.needsVpc === true && vpc === undefined) {
+        say(`fault ${fault.name}: skipped, the cluster is not in VPC mode`);
+        continue;
+      }
       await waitProgress('the cluster whole before the next fault', () => missing(cluster, live(), vpc), { stallMs: 60_000, pollMs: 200 });
       const blocksBefore = await expectedRoutes(cluster, live());
       const notes: string[] = [];

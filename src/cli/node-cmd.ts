@@ -12,10 +12,10 @@
 import { pino, type Logger } from 'pino';
 import { hex } from '../etcd/lease-keeper.js';
 import { isPresent, leasesOf, readNodePresence, releaseNodeRecords, type NodePresence } from '../etcd/node-removal.js';
-import { checkKeyName } from '../state/keys.js';
-import { EXIT_FAILURE, EXIT_OK, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
-import { etcdOptions, openEtcd } from './etcd-options.js';
-import { documentOutputOption, formatData, isData } from './output.js';
+import { EXIT_FAILURE, type CliIO, type CommandGroup, type LeafCommand } from './command.js';
+import { etcdOptions } from './etcd-options.js';
+import { actOnNode } from './node-action.js';
+import { documentOutputOption } from './output.js';
 import { nodeDrainCommand, nodeUncordonCommand } from './node-drain-cmd.js';
 
 /** Warnings of the etcd adapters (records that cannot be decoded) as trellisctl warning lines. */
@@ -68,12 +68,9 @@ export const nodeRemoveCommand: LeafCommand = {
     'Safe to repeat: a second run removes nothing. On the node itself,\n' +
     '"trellisd --withdraw" does the same for its own lease.',
   examples: ['trellisctl node remove node-b7', 'trellisctl node remove node-b7 --force -o json'],
-  run: async (inv, io) => {
-    const node = checkKeyName('node name', inv.positionals[0] as string);
-    const force = inv.options.force === true;
-    const session = await openEtcd(inv.options);
-    try {
-      const { client, keys } = session;
+  run: (inv, io) =>
+    actOnNode(inv, io, async (node, { client, keys }) => {
+      const force = inv.options.force === true;
       const presence = await readNodePresence(client, keys, node);
       const live = isPresent(presence);
       if (live && !force) {
@@ -106,14 +103,8 @@ export const nodeRemoveCommand: LeafCommand = {
         skipped: released.skipped,
         ...(live ? { notice: comebackNotice(node) } : {}),
       };
-      if (isData(inv.options.output)) io.stdout(formatData(inv.options.output, result));
-      else io.stdout(describeRemoval(result));
-      if (live) io.stderr(`trellisctl: warning: ${comebackNotice(node)}\n`);
-      return EXIT_OK;
-    } finally {
-      session.close();
-    }
-  },
+      return { result, text: describeRemoval(result), warnings: live ? [comebackNotice(node)] : [] };
+    }),
 };
 
 function describeRemoval(r: {

@@ -12,11 +12,11 @@
 import { hostname, userInfo } from 'node:os';
 import { deleteDrain, putDrain } from '../etcd/node-drain.js';
 import { makeDrain, MAX_DRAIN_BY, MAX_DRAIN_REASON, type DrainInfo } from '../state/drain-record.js';
-import { checkKeyName } from '../state/keys.js';
 import { readSnapshot, type Snapshot } from './cluster-read.js';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliIO, type LeafCommand } from './command.js';
-import { etcdOptions, openEtcd } from './etcd-options.js';
-import { documentOutputOption, formatData, isData } from './output.js';
+import { EXIT_FAILURE, EXIT_USAGE, type CliIO, type LeafCommand } from './command.js';
+import { etcdOptions } from './etcd-options.js';
+import { actOnNode } from './node-action.js';
+import { documentOutputOption } from './output.js';
 
 /** Where a node stands, from the snapshot: live (record), its subnet, the other live nodes of it. */
 interface Standing {
@@ -78,16 +78,13 @@ export const nodeDrainCommand: LeafCommand = {
     '"trellisctl nodes" shows it as draining.',
   examples: ['trellisctl node drain node-b7', 'trellisctl node drain node-b7 --reason "kernel upgrade" -o json'],
   run: async (inv, io) => {
-    const node = checkKeyName('node name', inv.positionals[0] as string);
     const reason = typeof inv.options.reason === 'string' ? inv.options.reason : '';
     if (reason.length > MAX_DRAIN_REASON) {
       io.stderr(`trellisctl: --reason is ${reason.length} characters long; at most ${MAX_DRAIN_REASON}\n`);
       return EXIT_USAGE;
     }
-    const session = await openEtcd(inv.options);
-    try {
-      const snap = await readSnapshot(session);
-      const where = standing(snap, node);
+    return actOnNode(inv, io, async (node, session) => {
+      const where = standing(await readSnapshot(session), node);
       if (!where.known) return unknownNode(io, node, 'drained');
       const put = await putDrain(session.client, session.keys, makeDrain(node, reason, whoAmI(), Date.now()));
       const existing = put.existing?.ok === true ? put.existing.value : undefined;
@@ -98,20 +95,16 @@ export const nodeDrainCommand: LeafCommand = {
       else if (where.otherLive.length === 0) {
         warnings.push(`node ${node} is the only live node of subnet ${where.subnet}: it keeps forwarding its own entries (its pods stay reachable) until another host of ${where.subnet} is healthy`);
       }
-      const result = { node, draining: true, changed: put.created, since: record.since, by: record.by, reason: record.reason, live: where.live, subnet: where.subnet, otherLiveNodes: where.otherLive, warnings };
-      if (isData(inv.options.output)) io.stdout(formatData(inv.options.output, result));
-      else if (!put.created) io.stdout(`node ${node} is already draining (${existing === undefined ? 'record not valid' : describeDrain(existing)}); nothing changed\n`);
-      else {
-        io.stdout(
-          `node ${node} is draining: the VPC advertiser and BGP exporter of ${where.subnet || 'its subnet'} move its entries and forwarding ` +
-            `to other healthy hosts of the subnet; it is no candidate advertiser or exporter until "trellisctl node uncordon ${node}"\n`,
-        );
-      }
-      for (const w of warnings) io.stderr(`trellisctl: warning: ${w}\n`);
-      return EXIT_OK;
-    } finally {
-      session.close();
-    }
+      const text = !put.created
+        ? `node ${node} is already draining (${existing === undefined ? 'record not valid' : describeDrain(existing)}); nothing changed\n`
+        : `node ${node} is draining: the VPC advertiser and BGP exporter of ${where.subnet || 'its subnet'} move its entries and forwarding ` +
+          `to other healthy hosts of the subnet; it is no candidate advertiser or exporter until "trellisctl node uncordon ${node}"\n`;
+      return {
+        result: { node, draining: true, changed: put.created, since: record.since, by: record.by, reason: record.reason, live: where.live, subnet: where.subnet, otherLiveNodes: where.otherLive, warnings },
+        text,
+        warnings,
+      };
+    });
   },
 };
 
@@ -129,22 +122,16 @@ export const nodeUncordonCommand: LeafCommand = {
     'advertiser or exporter again (at the back of the queue). A node that is\n' +
     'not draining is left as it is.',
   examples: ['trellisctl node uncordon node-b7', 'trellisctl node uncordon node-b7 -o json'],
-  run: async (inv, io) => {
-    const node = checkKeyName('node name', inv.positionals[0] as string);
-    const session = await openEtcd(inv.options);
-    try {
-      const snap = await readSnapshot(session);
-      const where = standing(snap, node);
+  run: (inv, io) =>
+    actOnNode(inv, io, async (node, session) => {
+      const where = standing(await readSnapshot(session), node);
       const deleted = await deleteDrain(session.client, session.keys, node);
       if (deleted === undefined && !where.known) return unknownNode(io, node, 'uncordoned');
       const was = deleted?.ok === true ? deleted.value : undefined;
-      const result = { node, draining: false, changed: deleted !== undefined, ...(was === undefined ? {} : { was }), live: where.live, subnet: where.subnet };
-      if (isData(inv.options.output)) io.stdout(formatData(inv.options.output, result));
-      else if (deleted === undefined) io.stdout(`node ${node} is not draining; nothing changed\n`);
-      else io.stdout(`node ${node} uncordoned (was draining ${was === undefined ? 'under a record that was not valid' : describeDrain(was)}): it forwards its own entries again\n`);
-      return EXIT_OK;
-    } finally {
-      session.close();
-    }
-  },
+      const text =
+        deleted === undefined
+          ? `node ${node} is not draining; nothing changed\n`
+          : `node ${node} uncordoned (was draining ${was === undefined ? 'under a record that was not valid' : describeDrain(was)}): it forwards its own entries again\n`;
+      return { result: { node, draining: false, changed: deleted !== undefined, ...(was === undefined ? {} : { was }), live: where.live, subnet: where.subnet }, text };
+    }),
 };
