@@ -18,6 +18,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { onTeardown, ownedTempDir, type Teardown } from './cleanup.js';
+import { formatPrefix, parsePrefix } from '../src/core/cidr.js';
+import { planBgpRoutes, type BgpPlanNode } from '../src/core/bgp-plan.js';
 import { buildClusterLab, type ClusterLab, type ClusterLabOptions } from './cluster-lab.js';
 import type { Netns } from './netns.js';
 import { Daemon } from './trellis.js';
@@ -239,6 +241,27 @@ export class BgpLab {
 }
 
 /** The flags that turn BGP on for a host of subnet `i`. */
+/**
+ * What a peer with `maxPrefixes` (and `multipath` next hops) should hold:
+ * src/core/bgp-plan.ts over the blocks in etcd, every host healthy, sorted
+ * by prefix, next hops sorted; only `subnets`' routes when given.
+ */
+export async function plannedRoutes(lab: BgpLab, maxPrefixes: number, o: { multipath?: number; subnets?: readonly string[] } = {}): Promise<BirdRoute[]> {
+  const blocks = await lab.cluster.blocksOf();
+  const nodes: BgpPlanNode[] = lab.cluster.hosts.map((h) => ({
+    name: h.name,
+    subnet: h.subnet,
+    hostIP: h.hostIP,
+    blocks: blocks.filter((b) => b.node === h.name).map((b) => parsePrefix(b.prefix)),
+    healthy: true,
+  }));
+  const plan = planBgpRoutes({ topology: lab.cluster.topology, nodes, maxPrefixes, ...(o.multipath === undefined ? {} : { multipath: o.multipath }) });
+  return plan.routes
+    .filter((r) => o.subnets === undefined || o.subnets.includes(r.subnet))
+    .map((r) => ({ prefix: formatPrefix(r.prefix), nextHops: [...r.nextHops].sort() }))
+    .sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
+}
+
 export function bgpDaemonArgs(i: number, options: BgpLabOptions): string[] {
   const peer = options.peerOverride?.(i) ?? `198.18.${i}.1 asn=${ROUTER_ASN} maxPrefixes=${options.maxPrefixes ?? 100} holdTime=${options.bgpHoldTime ?? 6}s`;
   const peers = options.peers?.(i).join(',') ?? peer;

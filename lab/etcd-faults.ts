@@ -27,14 +27,7 @@ export interface FaultOutcome {
 async function memberBack(cluster: EtcdCluster, i: number): Promise<void> {
   const m = cluster.members[i];
   if (m === undefined) throw new Error(`etcd fault: no member ${i}`);
-  await until(`etcd member ${i} to answer again`, async () => {
-    try {
-      await m.etcdctl(['endpoint', 'health'], { timeoutMs: 2_000, dialTimeoutMs: 500 });
-      return true;
-    } catch {
-      return false;
-    }
-  }, 60_000, 200);
+  await until(`etcd member ${i} to answer again`, async () => (await m.healthy()).ok, 60_000, 200);
 }
 
 /** SIGKILL the leader, wait for a new one among the rest, then restart the old leader. */

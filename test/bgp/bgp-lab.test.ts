@@ -12,29 +12,11 @@
 //   5. with a limit of 3 prefixes (a second lab), BIRD holds exactly 3
 //      aggregates, one per subnet, and the client still reaches every pod.
 import t from 'tap';
-import { formatPrefix, parsePrefix } from '../../src/core/cidr.js';
-import { planBgpRoutes, type BgpPlanNode } from '../../src/core/bgp-plan.js';
 import { needRoot } from '../../lab/netns.js';
 import { until } from '../../lab/pids.js';
-import { buildBgpLab, type BgpLab } from '../../lab/bgp-lab.js';
+import { buildBgpLab, plannedRoutes, type BgpLab } from '../../lab/bgp-lab.js';
 
 const skip = needRoot();
-
-async function planned(lab: BgpLab, maxPrefixes: number, subnets: string[]): Promise<Array<{ prefix: string; nextHops: string[] }>> {
-  const blocks = await lab.cluster.blocksOf();
-  const nodes: BgpPlanNode[] = lab.cluster.hosts.map((h) => ({
-    name: h.name,
-    subnet: h.subnet,
-    hostIP: h.hostIP,
-    blocks: blocks.filter((b) => b.node === h.name).map((b) => parsePrefix(b.prefix)),
-    healthy: true,
-  }));
-  const plan = planBgpRoutes({ topology: lab.cluster.topology, nodes, maxPrefixes });
-  return plan.routes
-    .filter((r) => subnets.includes(r.subnet))
-    .map((r) => ({ prefix: formatPrefix(r.prefix), nextHops: [...r.nextHops] }))
-    .sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
-}
 
 /** BIRD's table as prefix → next hops, equal to the plan (waits for convergence, bounded). */
 async function converged(lab: BgpLab, want: () => Promise<Array<{ prefix: string; nextHops: string[] }>>): Promise<void> {
@@ -49,8 +31,8 @@ t.test('BGP exporters and BIRD', { skip }, async (t) => {
   await until('6 sessions established', async () => (await lab.establishedSessions()) >= 6, 90_000, 500).catch(() => undefined);
   t.equal(await lab.establishedSessions(), 6, 'one session per host of subnets 1–3, none from subnet 4');
 
-  await converged(lab, () => planned(lab, 100, good));
-  const want = await planned(lab, 100, good);
+  await converged(lab, () => plannedRoutes(lab, 100, { subnets: good }));
+  const want = await plannedRoutes(lab, 100, { subnets: good });
   t.equal(want.length, 6, 'one prefix per node of subnets 1–3 (the limit allows it)');
   t.same(await lab.routes(), want, "BIRD's table holds exactly the planned prefixes and next hops");
 
@@ -81,10 +63,10 @@ t.test('a limit of 3 prefixes with 3 subnets: 3 aggregates, every pod reachable'
   const lab = await buildBgpLab(t, { subnets: 3, hostsPerSubnet: 2, maxPrefixes: 3 });
   await lab.cluster.startDaemons(undefined, undefined, 60_000);
   const all = ['subnet-1', 'subnet-2', 'subnet-3'];
-  await converged(lab, () => planned(lab, 3, all));
+  await converged(lab, () => plannedRoutes(lab, 3, { subnets: all }));
   const routes = await lab.routes();
   t.equal(routes.length, 3, 'exactly 3 prefixes');
-  t.same(routes, await planned(lab, 3, all), 'the planned aggregates');
+  t.same(routes, await plannedRoutes(lab, 3, { subnets: all }), 'the planned aggregates');
   for (const h of lab.cluster.hosts) {
     const pod = await lab.cluster.addPod(h);
     t.equal((await lab.cluster.ping(lab.client, pod.address, { count: 3 })).received, 3, `outside client → ${pod.address} on ${h.name}`);

@@ -15,29 +15,14 @@
 // while the other sessions of the same speaker stay up with their prefixes;
 // the passwords appear in no log, status, metric or CLI output.
 import t from 'tap';
-import { formatPrefix, parsePrefix } from '../../src/core/cidr.js';
-import { planBgpRoutes, type BgpPlanNode } from '../../src/core/bgp-plan.js';
 import { needRoot } from '../../lab/netns.js';
 import { until } from '../../lab/pids.js';
 import { bin } from '../../lab/trellis.js';
-import { buildBgpLab, ROUTER_ASN, type BgpLab } from '../../lab/bgp-lab.js';
+import { buildBgpLab, plannedRoutes, ROUTER_ASN, type BgpLab } from '../../lab/bgp-lab.js';
 
 const skip = needRoot();
 const RIGHT = 'right-secret-7Qx';
 const WRONG = 'wrong-secret-9Zk';
-
-async function planned(lab: BgpLab, maxPrefixes: number, multipath = 1): Promise<Array<{ prefix: string; nextHops: string[] }>> {
-  const blocks = await lab.cluster.blocksOf();
-  const nodes: BgpPlanNode[] = lab.cluster.hosts.map((h) => ({
-    name: h.name,
-    subnet: h.subnet,
-    hostIP: h.hostIP,
-    blocks: blocks.filter((b) => b.node === h.name).map((b) => parsePrefix(b.prefix)),
-    healthy: true,
-  }));
-  const plan = planBgpRoutes({ topology: lab.cluster.topology, nodes, maxPrefixes, multipath });
-  return plan.routes.map((r) => ({ prefix: formatPrefix(r.prefix), nextHops: [...r.nextHops].sort() })).sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
-}
 
 const table = (lab: BgpLab, name: string): Promise<Array<{ prefix: string; nextHops: string[] }>> => (name === 'full' ? lab.routes() : lab.routes(name));
 
@@ -69,9 +54,9 @@ t.test('per-peer plans, ADD-PATH, and a wrong password or ASN beside good peers'
     t.notOk((await lab.sessions(name)).includes('Established'), `BIRD's ${name} never establishes`);
   }
 
-  const full = await planned(lab, 100);
-  const small = await planned(lab, 2);
-  const multi = await planned(lab, 2, 3);
+  const full = await plannedRoutes(lab, 100);
+  const small = await plannedRoutes(lab, 2);
+  const multi = await plannedRoutes(lab, 2, { multipath: 3 });
   t.equal(full.length, 6, 'limit 100: one prefix per node');
   t.equal(small.length, 2, 'limit 2: one aggregate per subnet');
   t.ok(multi.every((r) => r.nextHops.length === 3), 'multipath 3: every owner of an aggregate is a next hop');
