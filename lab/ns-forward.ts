@@ -29,6 +29,7 @@ const server = net.createServer((c) => {
   const u = net.connect(where(target));
   const drop = () => { c.destroy(); u.destroy(); };
   c.on('error', drop).on('close', drop); u.on('error', drop).on('close', drop);
+  c.setNoDelay(true); u.setNoDelay(true);
   c.pipe(u); u.pipe(c);
 });
 const l = where(listen);

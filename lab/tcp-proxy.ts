@@ -27,6 +27,9 @@ export function splice(a: Socket, b: Socket, sockets: Set<Socket>): void {
   };
   a.on('error', drop).on('close', drop);
   b.on('error', drop).on('close', drop);
+  // Without TCP_NODELAY a relay holds small writes back (Nagle against the peer's delayed ACK): tens of ms per round trip.
+  a.setNoDelay(true);
+  b.setNoDelay(true);
   a.pipe(b);
   b.pipe(a);
 }

@@ -19,6 +19,8 @@ export async function tapRelay(port: number, onConnection: () => (fromUpstream: 
     const drop = (): void => void (client.destroy(), up.destroy(), sockets.delete(client), sockets.delete(up));
     client.on('error', drop).on('close', drop);
     up.on('error', drop).on('close', drop);
+    client.setNoDelay(true);
+    up.setNoDelay(true);
     client.pipe(up);
     up.pipe(client);
   });
