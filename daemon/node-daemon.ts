@@ -24,7 +24,7 @@ import { Ipam } from '../src/core/ipam.js';
 import { placeNode } from '../src/core/ipam-placement.js';
 import type { Subnet } from '../src/core/topology.js';
 import { connectEtcd } from '../src/etcd/client.js';
-import { mirrorClaims, readClaims } from '../src/etcd/claim-reader.js';
+import { mirrorClaims, StartupClaims } from '../src/etcd/claim-reader.js';
 import { writeMissingHolds } from '../src/etcd/claim-holds.js';
 import { LogBudget } from '../src/core/log-budget.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
@@ -255,13 +255,14 @@ export class NodeDaemon {
       onLost: (blocks) => this.lostBlocks?.onLost(blocks),
     });
     this.advertisement = advertisement;
+    const startupClaims = new StartupClaims(this.client, this.keys);
     this.ipam = new Ipam({
       topology,
       subnet,
       node: config.nodeName,
       store: new EtcdIpamStore(this.client, this.keys, log.child({ component: 'ipam' })),
-      // Block choice reads the watched blocks/ once synced, one paged read of it before.
-      claims: { claims: () => (this.view !== undefined && this.synced ? mirrorClaims(this.view, this.mirrors, this.keys) : readClaims(this.client, this.keys)) },
+      // Block choice reads the watched blocks/ once synced; before, one paged read of it serves start-up's readers.
+      claims: { claims: async () => (this.view !== undefined && this.synced ? mirrorClaims(this.view, this.mirrors, this.keys) : (await startupClaims.snapshot()).claims) },
       clock: Date.now,
       addressRestMs: config.ipam.addressRest,
       blockGraceMs: config.ipam.blockGrace,
@@ -276,7 +277,7 @@ export class NodeDaemon {
     // Reads the node's own address records (migrating claims of the old layout first).
     await this.ipam.load();
     // Claims from before holds existed get their hold, so a rewrite of them is seen from now on.
-    const newHolds = await writeMissingHolds(this.client, this.keys, config.nodeName);
+    const newHolds = await writeMissingHolds(this.client, this.keys, config.nodeName, (await startupClaims.snapshot()).records);
     if (newHolds.length > 0) log.info({ blocks: newHolds }, 'wrote holds for claims that had none');
     // Nothing leased is written before the node holds a block (first-block.ts).
     this.phase = 'claiming a block';
@@ -321,6 +322,7 @@ export class NodeDaemon {
     const standDown = (): boolean => drains?.selfDrained() === true;
     this.phase = 'syncing the cluster view from etcd';
     await Promise.all([...this.mirrors.map((m) => m.start()), drains?.start()]);
+    startupClaims.drop();
     this.updateRouteIndex(view, true);
     log.info({ nodes: view.nodes().size, blocks: view.blocks().size, advertisements: view.advertisementCount() }, 'cluster view synced');
     this.vpc = vpc?.({ client: this.client, keys: this.keys, lease, subnet: subnet.id, standDown, registry: this.metrics.registry, cluster: () => this.vpcCluster(view) });

@@ -11,18 +11,19 @@
 //    never undoes a release or a concurrent repair.
 // Both are idempotent and write nothing when nothing is wrong.
 
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import { BlockSchema } from '../gen/trellis/v1/records_pb.js';
 import { Keys } from '../state/keys.js';
 import { decodeRecord } from '../state/records.js';
 import { rangePages } from './paged-range.js';
 
-/** Writes a hold for each claim naming `node` that has none; returns the blocks (key form) given one. */
-export async function writeMissingHolds(client: Etcd3, keys: Keys, node: string): Promise<string[]> {
+/** Writes a hold for each claim naming `node` that has none (of `claims`, blocks/ as already read, or a fresh read); returns the blocks (key form) given one. */
+export async function writeMissingHolds(client: Etcd3, keys: Keys, node: string, claims?: readonly IKeyValue[]): Promise<string[]> {
   const held = new Set<string>();
   for await (const page of rangePages(client, keys.holdsPrefix(node))) for (const kv of page.kvs) held.add(kv.key.toString());
   const written: string[] = [];
-  for await (const page of rangePages(client, keys.blocksPrefix(), { maxValueBytes: Number.POSITIVE_INFINITY })) {
+  const pages = claims === undefined ? rangePages(client, keys.blocksPrefix(), { maxValueBytes: Number.POSITIVE_INFINITY }) : [{ kvs: claims }];
+  for await (const page of pages) {
     for (const kv of page.kvs) {
       const key = kv.key.toString();
       const prefix = keys.blockFromKey(key);

@@ -1,11 +1,12 @@
 // Holds in etcd: a claim creates its hold in the same revision, a release
 // deletes both; a claim from before holds gets one (only while it still names
 // the node); a rewritten or deleted claim is written back from the hold, and
-// a repair never undoes a release.
+// a repair never undoes a release. Start-up shares one read of the claims.
 import t from 'tap';
 import pino from 'pino';
 import { connectEtcd } from '../../src/etcd/client.js';
 import { repairClaim, writeMissingHolds } from '../../src/etcd/claim-holds.js';
+import { StartupClaims } from '../../src/etcd/claim-reader.js';
 import { EtcdIpamStore } from '../../src/etcd/ipam-store.js';
 import { Keys } from '../../src/state/keys.js';
 import { startEtcd } from '../../lab/etcd.js';
@@ -49,4 +50,32 @@ t.test('holds follow claims', async (t) => {
   t.ok(await kv(keys.hold('a', '100.96.1.0/26')));
   t.notOk(await kv(keys.hold('a', '100.96.2.0/26')), "never a hold of another node's claim");
   t.same(await writeMissingHolds(client, keys, 'a'), [], 'idempotent');
+});
+
+t.test("start-up's claim reads: one snapshot serves them while young; the hold migration from it writes only while the claim is unchanged", async (t) => {
+  const etcd = await startEtcd(t);
+  const client = connectEtcd({ endpoints: [etcd.endpoint] });
+  t.teardown(() => client.close());
+  let now = 1_000;
+  const startup = new StartupClaims(client, keys, 5_000, () => now);
+  await client.put(keys.block('100.96.1.0/26')).value(claimText('100.96.1.0/26', 'a')).exec();
+  await client.put(keys.block('100.96.2.0/26')).value(claimText('100.96.2.0/26', 'b')).exec();
+  const first = await startup.snapshot();
+  t.same(first.claims, [{ prefix: '100.96.1.0/26', node: 'a' }, { prefix: '100.96.2.0/26', node: 'b' }], 'every claim, as prefix and owner');
+  t.equal(first.records.length, 2, 'with its records');
+
+  await client.put(keys.block('100.96.3.0/26')).value(claimText('100.96.3.0/26', 'a')).exec();
+  now += 5_000;
+  t.equal(await startup.snapshot(), first, 'a snapshot 5 s old is served again (no read)');
+  now += 1;
+  const second = await startup.snapshot();
+  t.not(second, first, 'an older one is read again');
+  t.equal(second.claims.length, 3, 'and sees the claim written since');
+  startup.drop();
+  t.not(await startup.snapshot(), second, 'dropped: the next call reads');
+
+  // The migration from a snapshot: a claim rewritten since the read gets no hold.
+  await client.put(keys.block('100.96.1.0/26')).value(claimText('100.96.1.0/26', 'x')).exec();
+  t.same(await writeMissingHolds(client, keys, 'a', second.records), ['100.96.3.0-26'], 'a hold for the unchanged claim only');
+  t.notOk((await client.get(keys.hold('a', '100.96.1.0/26')).exec()).kvs[0], 'none for the claim rewritten after the snapshot');
 });
