@@ -26,6 +26,7 @@ import type { Subnet } from '../src/core/topology.js';
 import { connectEtcd } from '../src/etcd/client.js';
 import { mirrorClaims, StartupClaims } from '../src/etcd/claim-reader.js';
 import { writeMissingHolds } from '../src/etcd/claim-holds.js';
+import { guardLocalPods } from './local-pods.js';
 import { LogBudget } from '../src/core/log-budget.js';
 import { EtcdIpamStore } from '../src/etcd/ipam-store.js';
 import { LeaseKeeper } from '../src/etcd/lease-keeper.js';
@@ -276,6 +277,14 @@ export class NodeDaemon {
     });
     // Reads the node's own address records (migrating claims of the old layout first).
     await this.ipam.load();
+    // Pods still running on addresses of blocks taken while the node was away: those blocks are not claimed again.
+    const programmer = this.programmer;
+    if (programmer !== undefined) {
+      await guardLocalPods({
+        routes: () => programmer.list({ table: config.routes.table, protocol: config.routes.protocol }),
+        ipam: this.ipam, log, counter: this.metrics.blocksLost,
+      });
+    }
     // Claims from before holds existed get their hold, so a rewrite of them is seen from now on.
     const newHolds = await writeMissingHolds(this.client, this.keys, config.nodeName, (await startupClaims.snapshot()).records);
     if (newHolds.length > 0) log.info({ blocks: newHolds }, 'wrote holds for claims that had none');

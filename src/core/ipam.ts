@@ -27,7 +27,7 @@
 // are kept apart by the compare-and-swap alone. Time comes from the injected
 // clock; nothing here waits on a timer.
 
-import { aggregate, comparePrefix, contains, formatPrefix, parseAddress, tryParsePrefix, type Prefix } from './cidr.js';
+import { aggregate, comparePrefix, contains, formatPrefix, parseAddress, parsePrefix, prefixOf, tryParsePrefix, type Prefix } from './cidr.js';
 import { ErrorCode, TrellisError } from '../errors.js';
 import { chooseAddress, chooseRestingAddress, firstUnusedAddress, type AddressChoice } from './ipam-address.js';
 import { checkBlockSize, chooseBlock, type ClaimedBlock } from './ipam-choose.js';
@@ -141,6 +141,8 @@ export class Ipam {
   private readonly pendingOwn = new Set<string>();
   /** Claims of others found by a lost claim that the claims source may not show yet. */
   private readonly learned = new Map<string, ClaimInfo>();
+  /** Blocks never claimed here: pods on this host still use addresses of them that this node no longer owns (guardLocalAddresses). */
+  private readonly avoided = new Set<string>();
 
   constructor(options: IpamOptions) {
     checkBlockSize(options.topology, options.subnet);
@@ -162,6 +164,32 @@ export class Ipam {
    */
   load(): Promise<void> {
     return this.run('read its records', async () => undefined);
+  }
+
+  /**
+   * Of `addresses` (pods' addresses found on this host, e.g. their routes in
+   * the kernel), the blocks of those this node has no address record of and
+   * whose block it does not hold: the block was taken from it (collected or
+   * removed) while the pods ran. This allocator never claims those blocks
+   * again in this run, so no address a running pod still uses is handed out
+   * a second time. Returns them, sorted.
+   */
+  guardLocalAddresses(addresses: readonly string[]): Promise<string[]> {
+    return this.run('check the addresses of local pods', async (view) => {
+      const blocks = new Set<string>();
+      for (const text of addresses) {
+        if (view.state.addresses.has(text)) continue;
+        let block: string;
+        try {
+          block = formatPrefix(prefixOf(parseAddress(text), this.topology.blockSize));
+        } catch {
+          continue; // not an address this allocator hands out
+        }
+        if (!view.state.blocks.has(block) && contains(this.topology.network, parsePrefix(block))) blocks.add(block);
+      }
+      for (const b of blocks) this.avoided.add(b);
+      return [...blocks].sort((a, b) => comparePrefix(parsePrefix(a), parsePrefix(b)));
+    });
   }
 
   /** Makes sure the node holds at least one block; returns its blocks in the subnet. */
@@ -270,6 +298,7 @@ export class Ipam {
     for (const b of blocks) {
       this.pendingOwn.delete(b);
       this.learned.set(b, { prefix: b, node: '(taken from this node)' });
+      this.avoided.add(b); // its pods may still hold addresses of it, even once its new owner gives it back
     }
   }
 
@@ -383,6 +412,10 @@ export class Ipam {
     for (const c of this.learned.values()) {
       const prefix = this.parse(c.prefix);
       if (prefix !== undefined && !seen.has(c.prefix)) out.push({ prefix, node: c.node });
+    }
+    for (const text of this.avoided) {
+      const prefix = this.parse(text);
+      if (prefix !== undefined && !seen.has(text) && !state.blocks.has(text)) out.push({ prefix, node: '(pods of this host)' });
     }
     return out;
   }

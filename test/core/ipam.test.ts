@@ -407,3 +407,23 @@ t.test('every write path recovers from one lost compare-and-swap', async (t) => 
     t.ok(lost > 1, `${c.name}: a write was lost and retried`);
   }
 });
+
+t.test("addresses of this host's pods in blocks taken from the node: those blocks are never claimed again here", async (t) => {
+  const control = fixture(tinyTopo, tiny);
+  t.same(await control.ipam('a').ensureBlock(), ['100.64.0.0/30'], 'unguarded, the first block of the home is chosen');
+
+  // The node's records were collected while two pods kept 100.64.0.1 and 100.64.0.9.
+  const f = fixture(tinyTopo, tiny);
+  const ipam = f.ipam('a');
+  t.same(
+    await ipam.guardLocalAddresses(['100.64.0.9', '100.64.0.1', '100.64.0.2', '198.18.0.5', 'not-an-address']),
+    ['100.64.0.0/30', '100.64.0.8/30'],
+    'the blocks of the addresses it has no record of, inside the pod network, sorted',
+  );
+  t.same(await ipam.ensureBlock(), ['100.64.0.4/30'], 'a block none of them is in');
+  const got = await ipam.allocate(pod('c1'));
+  t.equal(got.block, '100.64.0.4/30', 'and addresses from it');
+
+  // An address the node holds a record of is its own: nothing to guard.
+  t.same(await ipam.guardLocalAddresses([got.address]), [], 'its own pod');
+});
