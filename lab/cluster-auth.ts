@@ -8,13 +8,8 @@
 
 import { randomBytes } from 'node:crypto';
 import type { ClusterLab, LabHost } from './cluster-lab.js';
+import type { RbacItem } from './rbac-etcd.js';
 import { bin } from './trellis.js';
-
-interface Created {
-  kind: string;
-  name: string;
-  password?: string;
-}
 
 /** Turns authentication on; returns the password of each user created (root included). */
 export async function enableClusterAuth(cluster: ClusterLab, hosts: readonly LabHost[] = cluster.hosts): Promise<Map<string, string>> {
@@ -25,7 +20,7 @@ export async function enableClusterAuth(cluster: ClusterLab, hosts: readonly Lab
     '--enable-auth', '--root-password', rootPassword, '-o', 'json', '--etcd-endpoints', cluster.endpoint,
   ]);
   const passwords = new Map<string, string>([['root', rootPassword]]);
-  for (const c of JSON.parse(out) as Created[]) if (c.kind === 'user' && c.password !== undefined) passwords.set(c.name, c.password);
+  for (const c of JSON.parse(out) as RbacItem[]) if (c.kind === 'user' && c.password !== undefined) passwords.set(c.name, c.password);
   cluster.etcdUser = `root:${rootPassword}`;
   for (const h of hosts) {
     const user = `trellis-node-${h.name}`;

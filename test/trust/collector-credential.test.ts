@@ -7,17 +7,10 @@
 // a node record or an advertisement.
 import t from 'tap';
 import { Etcd3 } from 'etcd3';
-import { startEtcd } from '../../lab/etcd.js';
 import { until } from '../../lab/pids.js';
-import { daemon, runCli, seedTopology } from '../../lab/trellis.js';
+import { etcdWithRbac, ROOT_PASSWORD } from '../../lab/rbac-etcd.js';
+import { daemon } from '../../lab/trellis.js';
 import { collectorCredentialProblem } from '../../daemon/collector-wiring.js';
-
-interface Created {
-  kind: string;
-  name: string;
-  password?: string;
-  grants?: string[];
-}
 
 t.test('collectorCredentialProblem: only a per-node user without gc credentials is refused', async (t) => {
   const base = { nodeName: 'n1', gc: { deadNodeAfter: 2000 } };
@@ -28,14 +21,8 @@ t.test('collectorCredentialProblem: only a per-node user without gc credentials 
 });
 
 t.test('per-node users: only the node given the collector credential collects, as that user', async (t) => {
-  const etcd = await startEtcd(t);
-  await seedTopology(etcd.endpoint);
-  const e = ['--etcd-endpoints', etcd.endpoint];
-  const applied = runCli('src/cli/trellisctl', ['rbac', 'apply', '--nodes', 'plain,keeper,victim', '--enable-auth', '--root-password', 'rootpw', '-o', 'json', ...e]);
+  const { etcd, applied, created, password, nodeEnv: asNode } = await etcdWithRbac(t, ['plain', 'keeper', 'victim']);
   t.equal(applied.code, 0, applied.stderr);
-  t.teardown(() => etcd.etcdctl(['--user', 'root:rootpw', 'auth', 'disable']).catch(() => undefined));
-  const created = JSON.parse(applied.stdout) as Created[];
-  const password = (user: string): string => created.find((c) => c.kind === 'user' && c.name === user)?.password ?? '';
   t.same(created.find((c) => c.kind === 'role' && c.name === 'trellis-collector')?.grants, [
     'read /trellis/v1/*',
     'readwrite /trellis/v1/blocks/*',
@@ -45,7 +32,6 @@ t.test('per-node users: only the node given the collector credential collects, a
     'readwrite /trellis/v1/collector/*',
   ], 'the collector role: what a dead node leaves, and the election');
 
-  const asNode = (node: string): Record<string, string> => ({ TRELLIS_ETCD_USERNAME: `trellis-node-${node}`, TRELLIS_ETCD_PASSWORD: password(`trellis-node-${node}`) });
   const gc = ['--gc-dead-node-after', '2s'];
   const plain = daemon(t, { etcd: etcd.endpoint, nodeName: 'plain', hostIP: '198.18.1.10', holdTime: '3s', args: gc, env: asNode('plain') });
   const keeper = daemon(t, {
@@ -57,7 +43,7 @@ t.test('per-node users: only the node given the collector credential collects, a
   await plain.waitForLog(/own per-node user trellis-node-plain.*"msg":"not a candidate for the node collector"/, 10_000);
   t.pass('a node with only its own user says it is not a candidate, and why');
 
-  const root = new Etcd3({ hosts: etcd.endpoint, auth: { username: 'root', password: 'rootpw' } });
+  const root = new Etcd3({ hosts: etcd.endpoint, auth: { username: 'root', password: ROOT_PASSWORD } });
   t.teardown(() => root.close());
   const left = async (): Promise<string[]> =>
     [

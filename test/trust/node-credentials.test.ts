@@ -5,27 +5,14 @@
 // by every daemon and written back by its rightful holder.
 import t from 'tap';
 import { Etcd3 } from 'etcd3';
-import { startEtcd } from '../../lab/etcd.js';
 import { delay } from '../../lab/pids.js';
-import { daemon, runCli, seedTopology } from '../../lab/trellis.js';
-
-interface Created {
-  kind: string;
-  name: string;
-  status: string;
-  password?: string;
-  grants?: string[];
-}
+import { etcdWithRbac, ROOT_PASSWORD, type RbacItem } from '../../lab/rbac-etcd.js';
+import { daemon, runCli } from '../../lab/trellis.js';
 
 t.test('each trellisd with its own node user; writes to another node refused', async (t) => {
-  const etcd = await startEtcd(t);
-  await seedTopology(etcd.endpoint);
-  const e = ['--etcd-endpoints', etcd.endpoint];
-  const applied = runCli('src/cli/trellisctl', ['rbac', 'apply', '--nodes', 'node-a,node-b', '--enable-auth', '--root-password', 'rootpw', '-o', 'json', ...e]);
+  const { etcd, applied, created, password, nodeEnv: creds } = await etcdWithRbac(t, ['node-a', 'node-b']);
   t.equal(applied.code, 0, applied.stderr);
-  t.teardown(() => etcd.etcdctl(['--user', 'root:rootpw', 'auth', 'disable']).catch(() => undefined));
-  const created = JSON.parse(applied.stdout) as Created[];
-  const password = (user: string): string => created.find((c) => c.kind === 'user' && c.name === user)?.password ?? '';
+  const e = ['--etcd-endpoints', etcd.endpoint];
   t.match(created.find((c) => c.name === 'trellis-node-node-a' && c.kind === 'role')?.grants, [
     'read /trellis/v1/*',
     'readwrite /trellis/v1/nodes/node-a',
@@ -42,13 +29,12 @@ t.test('each trellisd with its own node user; writes to another node refused', a
   ]);
   t.ok(password('trellis-node-node-a').length >= 16, 'a generated password, printed once');
 
-  const again = runCli('src/cli/trellisctl', ['rbac', 'apply', '--nodes', 'node-a,node-b', '-o', 'json', '--etcd-username', 'root', '--etcd-password', 'rootpw', ...e]);
+  const again = runCli('src/cli/trellisctl', ['rbac', 'apply', '--nodes', 'node-a,node-b', '-o', 'json', '--etcd-username', 'root', '--etcd-password', ROOT_PASSWORD, ...e]);
   t.equal(again.code, 0, again.stderr);
-  const second = JSON.parse(again.stdout) as Created[];
+  const second = JSON.parse(again.stdout) as RbacItem[];
   t.same(second.filter((c) => c.status === 'created'), [], 'idempotent: nothing created the second time');
   t.same(second.filter((c) => c.password !== undefined), [], 'no password printed again');
 
-  const creds = (node: string): Record<string, string> => ({ TRELLIS_ETCD_USERNAME: `trellis-node-${node}`, TRELLIS_ETCD_PASSWORD: password(`trellis-node-${node}`) });
   const a = daemon(t, { etcd: etcd.endpoint, nodeName: 'node-a', hostIP: '198.18.1.10', env: creds('node-a') });
   const b = daemon(t, { etcd: etcd.endpoint, nodeName: 'node-b', hostIP: '198.18.1.11', env: creds('node-b') });
   await Promise.all([a.start(), b.start()]);
@@ -56,7 +42,7 @@ t.test('each trellisd with its own node user; writes to another node refused', a
 
   const asA = new Etcd3({ hosts: etcd.endpoint, auth: { username: 'trellis-node-node-a', password: password('trellis-node-node-a') } });
   t.teardown(() => asA.close());
-  const root = new Etcd3({ hosts: etcd.endpoint, auth: { username: 'root', password: 'rootpw' } });
+  const root = new Etcd3({ hosts: etcd.endpoint, auth: { username: 'root', password: ROOT_PASSWORD } });
   t.teardown(() => root.close());
   const claimOf = async (node: string): Promise<{ key: string; value: string }> => {
     const all = await root.getAll().prefix('/trellis/v1/blocks/').strings();
