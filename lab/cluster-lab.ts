@@ -18,8 +18,8 @@
 // * Host addresses only from 198.18.0.0/15, pod addresses only from
 //   100.64.0.0/10; nothing is created outside the lab's namespaces.
 // * rp_filter is off in every lab namespace, whatever this machine's default,
-//   and every bridge has a fixed MAC address, so ARP entries stay valid while
-//   ports are added.
+//   and every bridge and every host's eth0 has a fixed MAC address
+//   (hostMac), so ARP entries stay valid while ports are added.
 // * `destroy()` (also at the end of the test with `t`, or on failure and
 //   interruption through the helpers' process-wide cleanups) stops the daemons,
 //   then etcd, then deletes the namespaces; only PIDs and namespaces created
@@ -61,6 +61,16 @@ export interface ClusterLabOptions {
   etcdMembers?: number;
   /** Makes each host's (not yet started) daemon; default `new Daemon(options)`. */
   makeDaemon?: (options: DaemonOptions) => Daemon;
+  /**
+   * Every host, and the router, knows the MAC address of each other host of its
+   * subnet (and of its gateway) as a permanent neighbour entry, resolved once
+   * when the lab is built. Each real host has a neighbour table of its own;
+   * here every namespace shares the machine's one IPv4 table, whose garbage
+   * collection starts dropping entries at gc_thresh3 (1,024) while permanent
+   * entries do not count. 60 hosts in three subnets need 1,140 host pairs.
+   * Default false: ARP as on a real network.
+   */
+  staticNeighbours?: boolean;
 }
 
 export interface LabHost {
@@ -208,7 +218,7 @@ export class ClusterLab {
     const routerScript = [`sysctl -qw ${relaxed().join(' ')}`];
     for (const i of subnetIds) {
       routerScript.push(
-        `ip link add name br${i} address 02:00:c6:12:${i.toString(16).padStart(2, '0')}:01 type bridge`,
+        `ip link add name br${i} address 02:00:c6:12:${hex(i)}:01 type bridge`,
         `ip addr add 198.18.${i}.1/24 dev br${i}`,
         `ip link set dev br${i} up`,
       );
@@ -238,12 +248,19 @@ export class ClusterLab {
       specs.flatMap(({ i, j }, index) => [
         lab.exec(hostNs[index]!, 'sysctl', ['-qw', ...relaxed('eth0')]),
         ipBatch(hostNs[index]!, [
-          'link set dev eth0 up',
+          `link set dev eth0 address ${hostMac(i, j)} up`,
           `addr add 198.18.${i}.${10 + j}/24 dev eth0`,
           `route add default via 198.18.${i}.1 dev eth0`,
+          ...(this.opts.staticNeighbours === true ? staticNeighbours(i, j, perSubnet) : []),
         ]),
       ]),
     );
+    if (this.opts.staticNeighbours === true) {
+      await ipBatch(
+        this.router,
+        specs.map(({ i, j }) => `neigh replace 198.18.${i}.${10 + j} lladdr ${hostMac(i, j)} dev br${i} nud permanent`),
+      );
+    }
 
     this.etcd = await this.etcdStarting;
     await this.etcd.etcdctl([
@@ -436,6 +453,24 @@ function ipBatch(ns: Netns, lines: readonly string[]): Promise<void> {
 }
 
 /** sysctl assignments: forwarding on, rp_filter off (also on `ifname`). */
+/** The fixed MAC address of host i-j's eth0 (locally administered, like the bridges'). */
+function hostMac(i: number, j: number): string {
+  return `02:00:c6:12:${hex(i)}:${hex(10 + j)}`;
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(2, '0');
+}
+
+/** Host i-j's permanent neighbour entries: its gateway and every other host of subnet i. */
+function staticNeighbours(i: number, j: number, perSubnet: number): string[] {
+  const lines = [`neigh replace 198.18.${i}.1 lladdr 02:00:c6:12:${hex(i)}:01 dev eth0 nud permanent`];
+  for (let k = 0; k < perSubnet; k++) {
+    if (k !== j) lines.push(`neigh replace 198.18.${i}.${10 + k} lladdr ${hostMac(i, k)} dev eth0 nud permanent`);
+  }
+  return lines;
+}
+
 function relaxed(ifname?: string): string[] {
   const out = ['net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'];
   if (ifname !== undefined) out.push(`net.ipv4.conf.${ifname}.rp_filter=0`);

@@ -17,7 +17,7 @@ import { rmSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
-import { dieWithParent, killSync, stopChild } from './pids.js';
+import { dieWithParent, killSync, stopChild, withoutNodeOptions } from './pids.js';
 import { splice } from './tcp-proxy.js';
 
 /** The child: node -e SCRIPT <listen> <connect>, each "unix:<path>" or "tcp:<host>:<port>". */
@@ -48,10 +48,8 @@ function pipeServer(target: () => Socket, sockets: Set<Socket>): Server {
 }
 
 async function startChild(netns: string, listen: string, target: string): Promise<ChildProcess> {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  const [cmd, args] = dieWithParent('ip', ['netns', 'exec', netns, process.execPath, '-e', SCRIPT, listen, target]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const [cmd, args] = dieWithParent(...withoutNodeOptions('ip', ['netns', 'exec', netns, process.execPath, '-e', SCRIPT, listen, target]));
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   await new Promise<void>((resolve, reject) => {

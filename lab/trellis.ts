@@ -14,7 +14,7 @@ import { Keys } from '../src/state/keys.js';
 import { encodeRecord } from '../src/state/records.js';
 import { topologyToRecord } from '../src/state/topology-record.js';
 import { onTeardown, ownedTempDir, registerCleanup, type Teardown } from './cleanup.js';
-import { delay, dieWithParent, killSync, stopChild } from './pids.js';
+import { delay, dieWithParent, killSync, stopChild, withoutNodeOptions } from './pids.js';
 
 /** The repository root: the nearest directory up with Trellis's package.json (works from dist/ too). */
 export const ROOT = ((): string => {
@@ -165,10 +165,10 @@ export class Daemon {
       ...(o.program === undefined ? ['--restart-hold-time', o.restartHoldTime ?? '0s'] : []),
       ...(o.args ?? []),
     ];
-    const [cmd, cmdArgs] =
-      o.netns === undefined ? dieWithParent(process.execPath, args) : dieWithParent('ip', ['netns', 'exec', o.netns, process.execPath, ...args]);
+    const [cmd, cmdArgs] = dieWithParent(
+      ...(o.netns === undefined ? withoutNodeOptions(process.execPath, args) : withoutNodeOptions('ip', ['netns', 'exec', o.netns, process.execPath, ...args])),
+    );
     const env = { ...process.env, ...(o.env ?? {}) };
-    delete env.NODE_OPTIONS;
     const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.child = child;
     const mark = this.logs.length;

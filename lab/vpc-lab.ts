@@ -47,7 +47,7 @@ export interface VpcLabOptions {
   /** etcd members (see ClusterLabOptions.etcdMembers); default 1. */
   etcdMembers?: number;
   /** Hold time, daemon flags and daemon factory of the cluster lab (its hosts' own daemons; see `vpcArgs`). */
-  cluster?: Pick<ClusterLabOptions, 'holdTime' | 'extraDaemonArgs' | 'makeDaemon'>;
+  cluster?: Pick<ClusterLabOptions, 'holdTime' | 'extraDaemonArgs' | 'makeDaemon' | 'staticNeighbours'>;
 }
 
 /** A route of a table, reduced for comparisons. */

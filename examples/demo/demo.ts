@@ -147,7 +147,8 @@ async function run(opts: { nodes: number; pods: number; limit: number; members: 
     step('interrupted: removed everything the demo had created');
   });
   step(`building the lab: VPC router, three subnet bridges, host namespaces, etcd${opts.members > 1 ? ` (${opts.members} members)` : ''} and moto_server`);
-  const v = await buildVpcLab(undefined, { subnets: 3, hostsPerSubnet: perSubnet, gatewayRoutes: false, etcdMembers: opts.members });
+  // Sixty hosts' ARP entries overflow the machine's one neighbour table (see ClusterLabOptions.staticNeighbours).
+  const v = await buildVpcLab(undefined, { subnets: 3, hostsPerSubnet: perSubnet, gatewayRoutes: false, etcdMembers: opts.members, cluster: { staticNeighbours: true } });
   let router: VpcRouter | undefined;
   try {
     const subnets = [...v.tables.keys()];
