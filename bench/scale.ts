@@ -45,7 +45,7 @@ import { H2Scan } from './lib/h2-scan.js';
 import { tapRelay } from './lib/tap-relay.js';
 import { advertisement, blockPrefix, podAddressValue, seedCluster, seedScaleTopology, synthNode, type ScaleShape } from './lib/scale-seed.js';
 import { timedApiCall } from './lib/ipam-api.js';
-import { usage } from './lib/proc-usage.js';
+import { settle, usage } from './lib/proc-usage.js';
 import { descendants } from '../lab/pids.js';
 import { exitOnHelp } from './lib/help.js';
 
@@ -159,6 +159,8 @@ async function phase(name: 'empty' | 'seeded', shape: ScaleShape, lab: Lab, plug
       f.seed_keys = s.keys;
       f.seed_s = round(s.ms / 1000, 1);
       console.log(`seeded ${s.keys} keys in ${s.txns} transactions in ${(s.ms / 1000).toFixed(1)} s`);
+      f.etcd_settle_s = round((await settle(etcd.pid)) / 1000, 1);
+      console.log(`etcd quiet again after ${f.etcd_settle_s} s (below 5% of a core for 2 s)`);
     }
     await lab.exec(host, 'sh', ['-ec', `ip link add eth0 type veth peer name wire0 && ip addr add ${HOST_IP}/23 dev eth0 && ip link set wire0 up && ip link set eth0 up`]);
     forward = await fromNamespace(undefined, host.name, '127.0.0.1', ETCD_PORT_IN_NS, proxy.port);

@@ -38,3 +38,26 @@ export async function measure(pid: number, ms: number, during?: (signal: { stop:
   const wall = (performance.now() - started) / 1000;
   return { cpuPercent: ((after.cpuSeconds - before.cpuSeconds) / wall) * 100, rssMiB: after.rssMiB, peakRssMiB: peak };
 }
+
+/**
+ * Waits until `pid` uses less than `busyShare` of one core over each of two
+ * consecutive `windowMs` windows (at most `maxMs`); resolves with the time
+ * waited. After a bulk load etcd keeps working for a while (snapshots,
+ * compaction of its bbolt file): measuring during that would charge its
+ * work to whatever is measured next.
+ */
+export async function settle(pid: number, o: { windowMs?: number; busyShare?: number; maxMs?: number } = {}): Promise<number> {
+  const windowMs = o.windowMs ?? 1000;
+  const busyShare = o.busyShare ?? 0.05;
+  const maxMs = o.maxMs ?? 60_000;
+  const started = performance.now();
+  let quiet = 0;
+  let last = usage(pid).cpuSeconds;
+  while (quiet < 2 && performance.now() - started < maxMs) {
+    await new Promise((r) => setTimeout(r, windowMs));
+    const now = usage(pid).cpuSeconds;
+    quiet = (now - last) * 1000 < busyShare * windowMs ? quiet + 1 : 0;
+    last = now;
+  }
+  return performance.now() - started;
+}

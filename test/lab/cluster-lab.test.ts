@@ -77,3 +77,28 @@ t.test('a 2×2 cluster lab', { skip }, async (t) => {
   t.same(pids.filter((p) => isAlive(p)), [], 'no process of the lab left');
   await cluster.destroy(); // idempotent
 });
+
+t.test('staticNeighbours: hosts and router know their subnet by permanent entries, no ARP needed', { skip }, async (t) => {
+  const cluster = await buildClusterLab(t, { subnets: 2, hostsPerSubnet: 3, staticNeighbours: true });
+  const permanent = async (ns: string, dev: string): Promise<Array<[string, string]>> => {
+    const out = await cluster.lab.exec(ns, 'ip', ['-j', '-4', 'neigh', 'show', 'dev', dev, 'nud', 'permanent']);
+    return (JSON.parse(out) as Array<{ dst: string; lladdr: string }>).map((e): [string, string] => [e.dst, e.lladdr]).sort();
+  };
+  const macOf = async (ns: string, dev: string): Promise<string> =>
+    (JSON.parse(await cluster.lab.exec(ns, 'ip', ['-j', 'link', 'show', 'dev', dev])) as Array<{ address: string }>)[0]!.address;
+  const h11 = cluster.host('h1-1');
+  t.same(
+    await permanent(h11.ns.name, 'eth0'),
+    [
+      ['198.18.1.1', await macOf(cluster.router.name, 'br1')],
+      ['198.18.1.10', await macOf(cluster.host('h1-0').ns.name, 'eth0')],
+      ['198.18.1.12', await macOf(cluster.host('h1-2').ns.name, 'eth0')],
+    ],
+    'h1-1: its gateway and the other two hosts of subnet-1, at their real MAC addresses',
+  );
+  t.same((await permanent(cluster.router.name, 'br2')).map(([ip]) => ip), ['198.18.2.10', '198.18.2.11', '198.18.2.12'], 'the router: every host of subnet-2 on br2');
+  t.same(await cluster.ping(h11, '198.18.1.12', { count: 2, intervalMs: 100 }), { sent: 2, received: 2 }, 'same subnet, straight to the entry');
+  t.same(await cluster.ping(h11, '198.18.2.11', { count: 2, intervalMs: 100 }), { sent: 2, received: 2 }, 'across the router');
+  const dynamic = JSON.parse(await cluster.lab.exec(h11.ns.name, 'ip', ['-j', '-4', 'neigh', 'show', 'dev', 'eth0'])) as Array<{ state?: string[] }>;
+  t.same(dynamic.filter((e) => !(e.state ?? []).includes('PERMANENT')), [], 'nothing was resolved by ARP');
+});
