@@ -19,13 +19,12 @@
 //   100.64.0.0/10; nothing is created outside the lab's namespaces.
 // * rp_filter is off in every lab namespace, whatever this machine's default,
 //   and every bridge and every host's eth0 has a fixed MAC address
-//   (hostMac), so ARP entries stay valid while ports are added.
+//   (lab/host-wiring.ts), so ARP entries stay valid while ports are added.
 // * `destroy()` (also at the end of the test with `t`, or on failure and
 //   interruption through the helpers' process-wide cleanups) stops the daemons,
 //   then etcd, then deletes the namespaces; only PIDs and namespaces created
 //   here are touched.
 
-import { spawn } from 'node:child_process';
 import { loadTopology } from '../src/core/topology-parse.js';
 import type { Topology } from '../src/core/topology.js';
 import { TopologySchema } from '../src/gen/trellis/v1/records_pb.js';
@@ -38,6 +37,7 @@ import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
 import { Lab, isTestAddress, type Netns, type NsRef } from './netns.js';
 import { CommandError } from './pids.js';
 import { startBounded } from './progress.js';
+import { bridgeMac, hostMac, ipBatch, relaxed, staticNeighbours } from './host-wiring.js';
 import { Daemon, type DaemonOptions } from './trellis.js';
 
 export interface ClusterLabOptions {
@@ -218,7 +218,7 @@ export class ClusterLab {
     const routerScript = [`sysctl -qw ${relaxed().join(' ')}`];
     for (const i of subnetIds) {
       routerScript.push(
-        `ip link add name br${i} address 02:00:c6:12:${hex(i)}:01 type bridge`,
+        `ip link add name br${i} address ${bridgeMac(i)} type bridge`,
         `ip addr add 198.18.${i}.1/24 dev br${i}`,
         `ip link set dev br${i} up`,
       );
@@ -435,44 +435,4 @@ export class ClusterLab {
     await this.inFlight;
     await this.lab.destroy();
   }
-}
-
-/** Runs `ip -n <ns> -batch -` with `lines` as commands. */
-function ipBatch(ns: Netns, lines: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['-n', ns.name, '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`ip -n ${ns.name} -batch failed (${code}): ${stderr.trim()}`));
-    });
-    child.stdin.end(`${lines.join('\n')}\n`);
-  });
-}
-
-/** sysctl assignments: forwarding on, rp_filter off (also on `ifname`). */
-/** The fixed MAC address of host i-j's eth0 (locally administered, like the bridges'). */
-function hostMac(i: number, j: number): string {
-  return `02:00:c6:12:${hex(i)}:${hex(10 + j)}`;
-}
-
-function hex(n: number): string {
-  return n.toString(16).padStart(2, '0');
-}
-
-/** Host i-j's permanent neighbour entries: its gateway and every other host of subnet i. */
-function staticNeighbours(i: number, j: number, perSubnet: number): string[] {
-  const lines = [`neigh replace 198.18.${i}.1 lladdr 02:00:c6:12:${hex(i)}:01 dev eth0 nud permanent`];
-  for (let k = 0; k < perSubnet; k++) {
-    if (k !== j) lines.push(`neigh replace 198.18.${i}.${10 + k} lladdr ${hostMac(i, k)} dev eth0 nud permanent`);
-  }
-  return lines;
-}
-
-function relaxed(ifname?: string): string[] {
-  const out = ['net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'];
-  if (ifname !== undefined) out.push(`net.ipv4.conf.${ifname}.rp_filter=0`);
-  return out;
 }
