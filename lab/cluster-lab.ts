@@ -37,7 +37,7 @@ import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
 import { Lab, isTestAddress, type Netns, type NsRef } from './netns.js';
 import { CommandError } from './pids.js';
 import { startBounded } from './progress.js';
-import { bridgeMac, hostMac, ipBatch, relaxed, staticNeighbours } from './host-wiring.js';
+import { bridgeMac, hostMac, ipBatch, relaxed, routerNeighbour, staticNeighbours } from './host-wiring.js';
 import { Daemon, type DaemonOptions } from './trellis.js';
 
 export interface ClusterLabOptions {
@@ -256,10 +256,7 @@ export class ClusterLab {
       ]),
     );
     if (this.opts.staticNeighbours === true) {
-      await ipBatch(
-        this.router,
-        specs.map(({ i, j }) => `neigh replace 198.18.${i}.${10 + j} lladdr ${hostMac(i, j)} dev br${i} nud permanent`),
-      );
+      await ipBatch(this.router, specs.map(({ i, j }) => routerNeighbour(i, j)));
     }
 
     this.etcd = await this.etcdStarting;

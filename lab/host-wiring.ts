@@ -39,13 +39,23 @@ function hex(n: number): string {
   return n.toString(16).padStart(2, '0');
 }
 
+/** An `ip -batch` line: a permanent neighbour entry for `ip` at `mac` on `dev`. */
+function permanent(ip: string, mac: string, dev: string): string {
+  return `neigh replace ${ip} lladdr ${mac} dev ${dev} nud permanent`;
+}
+
 /** Host i-j's permanent neighbour entries: its gateway and every other host of subnet i. */
 export function staticNeighbours(i: number, j: number, perSubnet: number): string[] {
-  const lines = [`neigh replace 198.18.${i}.1 lladdr ${bridgeMac(i)} dev eth0 nud permanent`];
+  const lines = [permanent(`198.18.${i}.1`, bridgeMac(i), 'eth0')];
   for (let k = 0; k < perSubnet; k++) {
-    if (k !== j) lines.push(`neigh replace 198.18.${i}.${10 + k} lladdr ${hostMac(i, k)} dev eth0 nud permanent`);
+    if (k !== j) lines.push(permanent(`198.18.${i}.${10 + k}`, hostMac(i, k), 'eth0'));
   }
   return lines;
+}
+
+/** The router's permanent neighbour entry for host i-j, on its subnet's bridge. */
+export function routerNeighbour(i: number, j: number): string {
+  return permanent(`198.18.${i}.${10 + j}`, hostMac(i, j), `br${i}`);
 }
 
 /** sysctl assignments: forwarding on, rp_filter off (also on `ifname`). */
