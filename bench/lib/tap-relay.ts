@@ -4,6 +4,7 @@
 // close() destroys every open connection and stops listening.
 
 import { connect, createServer, type Socket } from 'node:net';
+import { splice } from '../../lab/tcp-proxy.js';
 
 export interface TapRelay {
   readonly port: number;
@@ -14,15 +15,8 @@ export async function tapRelay(port: number, onConnection: () => (fromUpstream: 
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     const up = connect(port, '127.0.0.1');
-    sockets.add(client).add(up);
     up.on('data', onConnection());
-    const drop = (): void => void (client.destroy(), up.destroy(), sockets.delete(client), sockets.delete(up));
-    client.on('error', drop).on('close', drop);
-    up.on('error', drop).on('close', drop);
-    client.setNoDelay(true);
-    up.setNoDelay(true);
-    client.pipe(up);
-    up.pipe(client);
+    splice(client, up, sockets);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
